@@ -1,0 +1,246 @@
+"""The `syncd` command: the composition root (config -> HTTP clients -> source, sink, store -> engine) and the
+only module that prints. Exit codes: 0 ok, 1 a cycle failed or dead ops remain (status: unhealthy), 2 usage,
+75 another syncd holds the lock, 78 the config is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from syncd import config as configuration
+from syncd import engine
+from syncd.errors import SyncdError
+from syncd.http import HttpClient, RedactingFilter, RetryPolicy, redact
+from syncd.models import CycleReport
+from syncd.ratelimit import TokenBucket
+from syncd.sinks.asana import AsanaSink
+from syncd.sources.hubspot import HubSpotSource
+from syncd.store import Store, read_status
+
+
+@dataclass
+class App:
+    config_option: str | None
+
+    def config(self) -> configuration.Config:
+        return configuration.load(configuration.config_path(self.config_option))
+
+
+def build(cfg: configuration.Config) -> tuple[HubSpotSource, AsanaSink, engine.Settings]:
+    """Wire the parts from a loaded config. Reads the two tokens; raises ConfigError when one is missing."""
+    retry = RetryPolicy(
+        max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
+    )
+    timeout = (cfg.http.connect_timeout, cfg.http.read_timeout)
+    crm_http = HttpClient(
+        service=cfg.crm.kind,
+        base_url=cfg.crm.base_url,
+        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.crm.token_env)}"},
+        buckets={
+            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
+            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
+        },
+        timeout=timeout,
+        retry=retry,
+    )
+    asana_http = HttpClient(
+        service="asana",
+        base_url=cfg.asana.base_url,
+        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.asana.token_env)}"},
+        buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
+        timeout=timeout,
+        retry=retry,
+    )
+    source = HubSpotSource(crm_http, cfg.crm_properties, page_size=cfg.crm.page_size)
+    sink = AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team)
+    settings = engine.Settings(
+        account=cfg.crm.account,
+        workspace=cfg.asana.workspace,
+        team=cfg.asana.team,
+        overlap_seconds=cfg.crm.overlap_seconds,
+        delay_seconds=cfg.crm.delay_seconds,
+        settle_seconds=cfg.asana.settle_seconds,
+        max_attempts=cfg.asana.max_attempts,
+        retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
+    )
+    return source, sink, settings
+
+
+def crash_hook() -> Callable[[str], None]:
+    """`SYNCD_CRASH_AT=name[:n]` kills the process with SIGKILL at the n-th time it reaches step `name`.
+    For the reliability tests: it lets them crash at each step of the state machine on purpose."""
+    spec = os.environ.get("SYNCD_CRASH_AT", "")
+    name, _, nth = spec.partition(":")
+    remaining = [int(nth or 1)]
+
+    def step(reached: str) -> None:
+        if reached == name:
+            remaining[0] -= 1
+            if remaining[0] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return step
+
+
+def one_cycle(
+    cfg: configuration.Config, store: Store, *, dry_run: bool = False, stopping: Callable[[], bool] = lambda: False
+) -> CycleReport:
+    source, sink, settings = build(cfg)
+    try:
+        return engine.run_once(
+            source,
+            sink,
+            store,
+            cfg.flows,
+            settings,
+            clock=time.time,
+            dry_run=dry_run,
+            step=crash_hook(),
+            stopping=stopping,
+        )
+    finally:
+        source.http.close()
+        sink.http.close()
+
+
+@contextmanager
+def opened(cfg: configuration.Config) -> Iterator[Store]:
+    store = Store.open(cfg.state_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_option", metavar="PATH", help="Config file (default: $SYNCD_CONFIG or ./config.toml)."
+)
+@click.option("-v", "--verbose", count=True, help="Log more: -v for each API call, -vv for debug.")
+@click.version_option(package_name="syncd")
+@click.pass_context
+def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
+    """Create one Asana project per CRM deal that newly matches a rule, exactly once, by polling."""
+    setup_logging(verbose if ctx.invoked_subcommand != "run" else max(verbose, 1))
+    ctx.obj = App(config_option)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing (no cursor move, no ops).")
+@click.pass_obj
+def once(app: App, dry_run: bool) -> None:
+    """Poll the CRM once and create any missing Asana projects (for cron)."""
+    cfg = app.config()
+    with opened(cfg) as store:
+        report = one_cycle(cfg, store, dry_run=dry_run)
+        dead = store.conn.execute("SELECT count(*) FROM ops WHERE state = 'dead'").fetchone()[0]
+    click.echo(report.summary())
+    if dry_run:
+        click.echo("Dry run: nothing was recorded or created.")
+    if dead:
+        click.echo(f"{dead} dead op(s) need a human: see 'syncd status'.")
+    sys.exit(0 if not report.errors and not dead else 1)
+
+
+@cli.command()
+@click.pass_obj
+def run(app: App) -> None:
+    """Run cycles every [schedule] interval_seconds until SIGTERM (for systemd)."""
+    from syncd.daemon import run_forever
+
+    cfg = app.config()
+    parts = build(cfg)  # fails fast on a missing token, before taking the lock
+
+    with opened(cfg) as store:
+
+        def cycle(stopping: threading.Event) -> None:
+            report = one_cycle(cfg, store, parts, stopping=stopping.is_set)
+            logging.getLogger("syncd").info("cycle finished:\n%s", report.summary())
+
+        run_forever(cycle, cfg.interval_seconds)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts and monitoring.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Show the cursor, the last cycle, ops by state, dead ops and quarantine. Exit 0 healthy, 1 not."""
+    cfg = app.config()
+    report = read_status(cfg.state_path, time.time())
+    click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
+    sys.exit(0 if report["healthy"] else 1)
+
+
+@cli.command()
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the sandbox files in this folder.")
+def demo(keep: Path | None) -> None:
+    """Run syncd against the built-in sandbox (fake HubSpot and Asana); no credentials needed."""
+    from syncd.sandbox.demo import run_demo
+
+    def cycle(config_path: Path) -> CycleReport:
+        cfg = configuration.load(config_path)
+        with opened(cfg) as store:
+            return one_cycle(cfg, store)
+
+    def show_status(config_path: Path) -> str:
+        return format_status(read_status(configuration.load(config_path).state_path, time.time()))
+
+    run_demo(click.echo, cycle, show_status, keep)
+
+
+def format_status(s: dict) -> str:
+    ops = s["ops"]
+    last = s["last_cycle"]
+    age = f" ({s['cursor_age_seconds']:.0f}s ago)" if s["cursor_age_seconds"] is not None else ""
+    lines = [
+        f"syncd status: {s['database']}",
+        f"  healthy      {'yes' if s['healthy'] else 'NO: ' + '; '.join(s['problems'])}",
+        f"  cursor       {s['cursor'] or 'not set (no cycle has recorded a baseline yet)'}{age}",
+        f"  last cycle   {'none' if not last else ('ok' if last['ok'] else 'FAILED')}"
+        + (f", finished {last['finished_at']}" if last else "")
+        + (f": {last['error']}" if last and last["error"] else ""),
+        f"  last success {s['last_success_at'] or 'never'}",
+        f"  deals        {s['deals']}",
+        "  ops          " + " · ".join(f"{state} {count}" for state, count in ops.items()),
+        f"  quarantine   {s['quarantine']} record(s)",
+    ]
+    lines += [f"  dead: deal {d['deal_id']} (flow {d['flow']}): {d['reason']}" for d in s["dead_ops"]]
+    lines += [f"  quarantined: record {q['record_id']}: {q['reason']}" for q in s["quarantined_records"]]
+    return "\n".join(lines)
+
+
+def setup_logging(verbose: int) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except SyncdError as exc:
+        click.echo(f"Error: {redact(str(exc))}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,303 @@
+"""config.toml + environment/.env -> a frozen `Config`, with errors that name the key and the fix.
+
+Where the config comes from: `--config PATH`, else `$SYNCD_CONFIG`, else `./config.toml`. A `.env` beside the
+config file is loaded first; real environment variables win over it. Tokens are never in the file: the file
+names the variable (`token_env`), and `read_secret` finds its value in the environment, or in a systemd
+credential of that name (`$CREDENTIALS_DIRECTORY/<name>`). The config is loaded without tokens, so
+`syncd status` works without them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+from syncd import rules
+from syncd.errors import ConfigError
+from syncd.flows import Flow, Template, TemplateError
+
+KINDS = ("hubspot",)
+ALLOWED: dict[str, set[str]] = {
+    "": {"state", "crm", "asana", "http", "schedule", "flow"},
+    "state": {"path"},
+    "crm": {
+        "kind",
+        "base_url",
+        "token_env",
+        "overlap_seconds",
+        "delay_seconds",
+        "account",
+        "page_size",
+        "search_per_second",
+        "requests_per_10_seconds",
+    },
+    "asana": {"base_url", "token_env", "workspace", "team", "requests_per_minute", "settle_seconds", "max_attempts"},
+    "http": {"connect_timeout", "read_timeout", "max_tries", "max_time_seconds", "retry_base_seconds"},
+    "schedule": {"interval_seconds"},
+    "flow": {"name", "when", "project"},
+    "flow.project": {"name", "notes"},
+}
+
+
+@dataclass(frozen=True)
+class CrmConfig:
+    kind: str
+    base_url: str
+    token_env: str
+    overlap_seconds: float
+    delay_seconds: float
+    account: str
+    page_size: int
+    search_per_second: float
+    requests_per_10_seconds: int
+
+
+@dataclass(frozen=True)
+class AsanaConfig:
+    base_url: str
+    token_env: str
+    workspace: str
+    team: str
+    requests_per_minute: int
+    settle_seconds: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    connect_timeout: float
+    read_timeout: float
+    max_tries: int
+    max_time_seconds: float
+    retry_base_seconds: float
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state_path: Path
+    crm: CrmConfig
+    asana: AsanaConfig
+    http: HttpConfig
+    interval_seconds: float
+    flows: tuple[Flow, ...]
+
+    @property
+    def crm_properties(self) -> frozenset[str]:
+        return frozenset().union(*(flow.names for flow in self.flows))
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    return Path(explicit or os.environ.get("SYNCD_CONFIG") or "config.toml")
+
+
+def load(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file. Pass --config PATH or set SYNCD_CONFIG; config.toml in the source tree "
+            "is a commented example."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the line it names.") from None
+    load_dotenv(path.parent / ".env", override=False)
+    return parse(raw, path)
+
+
+def parse(raw: dict[str, Any], path: Path) -> Config:
+    t = _Tables(raw, path)
+    t.check_keys("", raw)
+    state, crm, asana, http, schedule = (t.table(name) for name in ("state", "crm", "asana", "http", "schedule"))
+
+    kind = t.get(crm, "crm", "kind", str, "hubspot")
+    if kind not in KINDS:
+        raise ConfigError(f"{path} [crm]: kind = {kind!r} is not supported. Use one of: {', '.join(KINDS)}.")
+    http_cfg = HttpConfig(
+        connect_timeout=t.number(http, "http", "connect_timeout", 5, minimum=0.1),
+        read_timeout=t.number(http, "http", "read_timeout", 30, minimum=0.1),
+        max_tries=int(t.number(http, "http", "max_tries", 5, minimum=1)),
+        max_time_seconds=t.number(http, "http", "max_time_seconds", 120, minimum=0),
+        retry_base_seconds=t.number(http, "http", "retry_base_seconds", 0.5, minimum=0),
+    )
+    settle = t.number(asana, "asana", "settle_seconds", http_cfg.read_timeout + 15, minimum=0)
+    if settle <= http_cfg.read_timeout:
+        raise ConfigError(
+            f"{path} [asana]: settle_seconds = {settle:g} must be longer than [http] read_timeout = "
+            f"{http_cfg.read_timeout:g}, or a project created by a slow request could be missed by reconcile "
+            "and created twice. Raise settle_seconds or lower read_timeout."
+        )
+    flows = tuple(t.flow(i, f) for i, f in enumerate(t.flows()))
+    names = [f.name for f in flows]
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"{path} [[flow]]: the name {dupes[0]!r} is used twice. Give each flow its own name.")
+    return Config(
+        path=path,
+        state_path=(path.parent / t.get(state, "state", "path", str, "syncd.db")).resolve(),
+        crm=CrmConfig(
+            kind=kind,
+            base_url=t.url(crm, "crm", "https://api.hubapi.com"),
+            token_env=t.get(crm, "crm", "token_env", str, "HUBSPOT_TOKEN"),
+            overlap_seconds=t.number(crm, "crm", "overlap_seconds", 300, minimum=0),
+            delay_seconds=t.number(crm, "crm", "delay_seconds", 30, minimum=0),
+            account=t.get(crm, "crm", "account", str, "default"),
+            page_size=int(t.number(crm, "crm", "page_size", 200, minimum=1, maximum=200)),
+            search_per_second=t.number(crm, "crm", "search_per_second", 4, minimum=0.01),
+            requests_per_10_seconds=int(t.number(crm, "crm", "requests_per_10_seconds", 100, minimum=1)),
+        ),
+        asana=AsanaConfig(
+            base_url=t.url(asana, "asana", "https://app.asana.com/api/1.0"),
+            token_env=t.get(asana, "asana", "token_env", str, "ASANA_TOKEN"),
+            workspace=t.gid(asana, "workspace", "Copy it from the workspace's URL in Asana"),
+            team=t.gid(asana, "team", "Copy it from the team's URL in Asana (app.asana.com/0/<team gid>/...)"),
+            requests_per_minute=int(t.number(asana, "asana", "requests_per_minute", 150, minimum=1)),
+            settle_seconds=settle,
+            max_attempts=int(t.number(asana, "asana", "max_attempts", 10, minimum=1)),
+        ),
+        http=http_cfg,
+        interval_seconds=t.number(schedule, "schedule", "interval_seconds", 60, minimum=1),
+        flows=flows,
+    )
+
+
+def read_secret(name: str) -> str:
+    """The value of the token called `name`: environment (and .env), else a systemd credential."""
+    value = os.environ.get(name, "").strip()
+    if not value and (creds := os.environ.get("CREDENTIALS_DIRECTORY")):
+        file = Path(creds) / name
+        if file.is_file():
+            value = file.read_text(encoding="utf-8").strip()
+    if not value:
+        raise ConfigError(
+            f"The token variable {name} is not set. Put {name}=... in the environment, in the .env file "
+            "beside the config file, or in a systemd credential of that name."
+        )
+    return value
+
+
+class _Tables:
+    """Typed access to the parsed TOML that turns every mistake into a sentence naming the key."""
+
+    def __init__(self, raw: dict[str, Any], path: Path) -> None:
+        self.raw, self.path = raw, path
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path} [{where}]: {message}")
+
+    def check_keys(self, where: str, table: dict[str, Any]) -> None:
+        for key in table:
+            if key not in ALLOWED[where]:
+                close = difflib.get_close_matches(key, ALLOWED[where], n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(sorted(ALLOWED[where]))}."
+                raise self.fail(where or "top level", f"unknown key {key!r}.{hint}")
+
+    def table(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(name, f"'{name}' must be a table, written [{name}].")
+        self.check_keys(name, value)
+        return value
+
+    def get(self, table: dict[str, Any], where: str, key: str, kind: type, default: Any = None) -> Any:
+        value = table.get(key, default)
+        if value is None:
+            raise self.fail(where, f"{key!r} is missing.")
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            raise self.fail(where, f"{key!r} must be a {kind.__name__}, not {value!r}.")
+        return value
+
+    def number(
+        self,
+        table: dict[str, Any],
+        where: str,
+        key: str,
+        default: float,
+        *,
+        minimum: float,
+        maximum: float | None = None,
+    ) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, f"{key!r} must be a number, not {value!r}.")
+        if value < minimum or (maximum is not None and value > maximum):
+            limits = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+            raise self.fail(where, f"{key!r} = {value!r} is out of range; use a value {limits}.")
+        return float(value)
+
+    def url(self, table: dict[str, Any], where: str, default: str) -> str:
+        url = self.get(table, where, "base_url", str, default).rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme == "https" and parts.hostname:
+            return url
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return url
+        raise self.fail(
+            where,
+            f"base_url = {url!r} must be an https:// URL (http:// is allowed only for "
+            "127.0.0.1/localhost, e.g. the sandbox).",
+        )
+
+    def gid(self, table: dict[str, Any], key: str, fix: str) -> str:
+        value = table.get(key)
+        if value is None:
+            raise self.fail("asana", f"{key!r} is missing. {fix}.")
+        value = str(value).strip()
+        if not value.isdigit():
+            raise self.fail("asana", f"{key} = {value!r} is not an Asana gid (digits only). {fix}.")
+        return value
+
+    def flows(self) -> list[dict[str, Any]]:
+        flows = self.raw.get("flow")
+        if not flows:
+            raise self.fail(
+                "flow",
+                "no [[flow]] is configured, so syncd would never create a project. "
+                "Add one: see the [[flow]] example in config.toml.",
+            )
+        if not isinstance(flows, list) or not all(isinstance(f, dict) for f in flows):
+            raise self.fail("flow", "flows must be written as [[flow]] tables.")
+        return flows
+
+    def flow(self, index: int, table: dict[str, Any]) -> Flow:
+        self.check_keys("flow", table)
+        where = f"flow #{index + 1}"
+        name = self.get(table, where, "name", str)
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise self.fail(
+                where,
+                f"name = {name!r}: use letters, digits, '-' and '_' only (it is part of the "
+                "marker syncd writes into each project).",
+            )
+        where = f"flow {name!r}"
+        try:
+            rule = rules.parse(self.get(table, where, "when", str))
+        except rules.RuleError as exc:
+            raise self.fail(where, f"'when' is not a valid rule: {exc}.") from None
+        project = table.get("project", {})
+        if not isinstance(project, dict):
+            raise self.fail(where, "'project' must be a table, written [flow.project].")
+        self.check_keys("flow.project", project)
+        templates = {}
+        for key, default in (("name", "Onboarding: {name}"), ("notes", "Created by syncd from CRM deal {id}.")):
+            try:
+                templates[key] = Template.parse(self.get(project, f"{where} project", key, str, default))
+            except TemplateError as exc:
+                raise self.fail(f"{where} project", f"{key!r} is not a valid template: {exc}.") from None
+        return Flow(name=name, rule=rule, project_name=templates["name"], project_notes=templates["notes"])
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,240 @@
+"""One cycle: poll the CRM and record what changed, then drive due ops through the state machine.
+
+No click, no APScheduler, no environment: everything arrives as arguments, so tests and the daemon run the
+same code. `step(name)` is called at each point where a crash would be interesting; the CLI wires it to
+`SYNCD_CRASH_AT` for the reliability tests, everyone else passes nothing.
+
+The exactly-once invariant, enforced here: a POST is sent only for an op whose durable state is a freshly
+committed `in_flight` (`Store.begin_attempt`), and an op that was ever `unknown` is POSTed again only after a
+complete listing, taken at least `settle_seconds` after its last attempt, found no marker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from syncd import diff as diffing
+from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
+from syncd.flows import Flow, new_op
+from syncd.models import CycleReport, Op
+from syncd.sinks.asana import AsanaSink
+from syncd.sources import Source
+from syncd.store import Store
+
+log = logging.getLogger("syncd.engine")
+
+
+@dataclass(frozen=True)
+class Settings:
+    account: str
+    workspace: str
+    team: str
+    overlap_seconds: float
+    delay_seconds: float
+    settle_seconds: float
+    max_attempts: int
+    retry_base_seconds: float = 30.0
+
+
+def run_once(
+    source: Source,
+    sink: AsanaSink,
+    store: Store,
+    flows: tuple[Flow, ...],
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    dry_run: bool = False,
+    step: Callable[[str], None] = lambda name: None,
+    stopping: Callable[[], bool] = lambda: False,
+) -> CycleReport:
+    report = CycleReport()
+    if not dry_run:
+        store.recover_in_flight(clock())
+    cycle = None if dry_run else store.start_cycle(clock())
+    try:
+        poll(source, store, flows, settings, report, clock=clock, dry_run=dry_run, step=step, stopping=stopping)
+    except RemoteError as exc:
+        report.errors.append(f"polling {exc.service} stopped: {exc}")
+    if not dry_run:
+        try:
+            execute(sink, store, settings, report, clock=clock, step=step, stopping=stopping)
+        except RemoteError as exc:
+            report.errors.append(str(exc))
+        report.cursor_ms = store.cursor()
+        store.finish_cycle(
+            cycle or 0,
+            clock(),
+            ok=not report.errors,
+            error="; ".join(report.errors) or None,
+            deals_seen=report.deals_seen,
+            created=len(report.created),
+        )
+    return report
+
+
+def poll(
+    source: Source,
+    store: Store,
+    flows: tuple[Flow, ...],
+    settings: Settings,
+    report: CycleReport,
+    *,
+    clock: Callable[[], float],
+    dry_run: bool,
+    step: Callable[[str], None],
+    stopping: Callable[[], bool],
+) -> None:
+    cursor = store.cursor()
+    report.baseline = not store.baseline_done()
+    since = None if cursor is None else cursor - int(settings.overlap_seconds * 1000)
+    for page in source.pages(since, int(settings.delay_seconds * 1000)):
+        report.pages += 1
+        report.deals_seen += len(page.deals)
+        report.quarantined += len(page.quarantined)
+        stored = store.stored_deals(d.id for d in page.deals)
+        changes = diffing.diff(page.deals, stored, flows, baseline=report.baseline)
+        report.deals_changed += len(changes)
+        by_name = {flow.name: flow for flow in flows}
+        ops = [
+            new_op(
+                by_name[name],
+                change.deal,
+                crm=source.kind,
+                account=settings.account,
+                workspace=settings.workspace,
+                team=settings.team,
+            )
+            for change in changes
+            for name in change.newly
+        ]
+        if dry_run:
+            report.would_create += [op.body["name"] for op in ops]
+            continue
+        step("before_page_commit")
+        report.ops_queued += store.record_page(changes, ops, page.quarantined, page.cursor_ms, clock())
+        step("after_page_commit")
+        if stopping():
+            return
+    if report.baseline and not dry_run:
+        store.mark_baseline_done(clock())
+
+
+def execute(
+    sink: AsanaSink,
+    store: Store,
+    settings: Settings,
+    report: CycleReport,
+    *,
+    clock: Callable[[], float],
+    step: Callable[[str], None],
+    stopping: Callable[[], bool],
+) -> None:
+    due = store.due_ops(clock(), settings.settle_seconds)
+    unknown = [op for op in due if op.state == "unknown"]
+    if unknown:
+        reconcile(sink, store, unknown, settings, report, clock=clock)
+        due = store.due_ops(clock(), settings.settle_seconds)
+    for op in due:
+        if stopping():
+            return
+        if op.state == "pending":
+            attempt(sink, store, op, settings, report, clock=clock, step=step)
+
+
+def reconcile(
+    sink: AsanaSink,
+    store: Store,
+    ops: list[Op],
+    settings: Settings,
+    report: CycleReport,
+    *,
+    clock: Callable[[], float],
+) -> None:
+    """Decide each `unknown` op from one complete listing. A failed listing proves nothing: stay `unknown`."""
+    try:
+        by_marker = sink.projects_by_marker()
+    except AuthError:
+        raise
+    except RemoteError as exc:
+        report.errors.append(f"reconcile postponed, the project listing failed: {exc}")
+        return
+    now = clock()
+    for op in ops:
+        found = by_marker.get(op.marker, [])
+        report.reconciled += 1
+        if found:
+            project = found[0]
+            detail = f"reconcile found the marker in project {project.gid}"
+            if len(found) > 1:
+                others = ", ".join(p.gid for p in found[1:])
+                detail += f"; DUPLICATES found too ({others}): keep the oldest and check the others by hand"
+                log.error("duplicate projects for %s: %s and %s", op.marker, project.gid, others)
+            store.transition(op.op_key, "created", now, detail, asana_gid=project.gid, asana_url=project.url)
+            report.created.append(f"{op.body.get('name')} (found by reconcile)")
+        elif op.attempts >= settings.max_attempts:
+            detail = f"no project after {op.attempts} attempts; check Asana, then 'syncd retry'"
+            store.transition(op.op_key, "dead", now, detail)
+            report.dead.append(f"{op.op_key}: {detail}")
+        else:
+            store.transition(op.op_key, "pending", now, "reconcile: a complete listing has no such marker")
+
+
+def attempt(
+    sink: AsanaSink,
+    store: Store,
+    op: Op,
+    settings: Settings,
+    report: CycleReport,
+    *,
+    clock: Callable[[], float],
+    step: Callable[[str], None],
+) -> None:
+    if op.attempts >= settings.max_attempts:
+        detail = f"gave up after {op.attempts} attempts; fix the cause, then 'syncd retry {op.deal_id}'"
+        store.transition(op.op_key, "dead", clock(), detail)
+        report.dead.append(f"{op.op_key}: {detail}")
+        return
+    if not store.begin_attempt(op.op_key, clock()):
+        return
+    step("after_inflight_commit")
+    try:
+        project = sink.create_project(op.body)
+    except RateLimited as exc:
+        wait = exc.retry_after if exc.retry_after is not None else settings.retry_base_seconds
+        store.transition(
+            op.op_key, "pending", clock(), f"rate limited: {exc}", attempts=op.attempts, next_attempt_at=clock() + wait
+        )
+        return
+    except TransientError as exc:
+        if exc.sent:
+            store.transition(op.op_key, "unknown", clock(), f"outcome unknown: {exc}")
+        else:
+            backoff = settings.retry_base_seconds * 2 ** min(op.attempts, 6)
+            store.transition(op.op_key, "pending", clock(), f"not sent: {exc}", next_attempt_at=clock() + backoff)
+        step("after_failed_post")
+        return
+    except AuthError as exc:
+        if exc.status == 403:
+            store.transition(op.op_key, "dead", clock(), f"Asana refused (403): {exc}")
+            report.dead.append(f"{op.op_key}: {exc}")
+            return
+        store.transition(op.op_key, "pending", clock(), f"credentials rejected: {exc}")
+        raise AuthError(
+            f"asana: the token was rejected (401). Check the variable named by [asana] token_env; no project "
+            f"is created until it works. ({exc})",
+            service="asana",
+            status=401,
+        ) from exc
+    except RejectedError as exc:
+        store.transition(op.op_key, "dead", clock(), f"Asana rejected the request: {exc}")
+        report.dead.append(f"{op.op_key}: {exc}")
+        return
+    step("after_post")
+    store.transition(
+        op.op_key, "created", clock(), f"created project {project.gid}", asana_gid=project.gid, asana_url=project.url
+    )
+    report.created.append(f"{op.body.get('name')} -> {project.url or project.gid}")
+    step("after_created_commit")

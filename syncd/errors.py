@@ -1,0 +1,66 @@
+"""syncd's errors, sorted by what the caller should do about them.
+
+```
+SyncdError                 base; the CLI prints "Error: <message>" and exits with .exit_code
+├── ConfigError            exit 78: names the file, the key and the fix
+├── StoreError             the state database is unusable
+│   └── LockHeld           exit 75: another syncd holds the lock; try again later
+└── RemoteError            a call to a CRM or to Asana failed; .service, .status
+    ├── TransientError     timeouts, connection errors, 5xx, unparsable answers: try again later
+    │   └── RateLimited    429 (or Salesforce's 403 REQUEST_LIMIT_EXCEEDED); .retry_after seconds or None
+    ├── AuthError          401/403: the credential named in the message must be fixed
+    └── RejectedError      any other 4xx: the request itself is wrong; retrying will not help
+```
+
+`TransientError.sent` says whether the request may have reached the server. It matters only for
+non-idempotent calls: a POST that failed before it was sent did not happen; one that failed after may have.
+Programming errors are not `SyncdError`: they crash loudly with a traceback, which the journal keeps.
+"""
+
+from __future__ import annotations
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class SyncdError(Exception):
+    exit_code = 1
+
+
+class ConfigError(SyncdError):
+    exit_code = EX_CONFIG
+
+
+class StoreError(SyncdError):
+    pass
+
+
+class LockHeld(StoreError):
+    exit_code = EX_TEMPFAIL
+
+
+class RemoteError(SyncdError):
+    def __init__(self, message: str, *, service: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+        self.status = status
+
+
+class TransientError(RemoteError):
+    def __init__(self, message: str, *, service: str, status: int | None = None, sent: bool = True) -> None:
+        super().__init__(message, service=service, status=status)
+        self.sent = sent
+
+
+class RateLimited(TransientError):
+    def __init__(self, message: str, *, service: str, status: int = 429, retry_after: float | None) -> None:
+        super().__init__(message, service=service, status=status, sent=False)
+        self.retry_after = retry_after
+
+
+class AuthError(RemoteError):
+    pass
+
+
+class RejectedError(RemoteError):
+    pass

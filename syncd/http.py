@@ -1,0 +1,276 @@
+"""The one HTTP layer: every call to a CRM or to Asana goes through `HttpClient.call`.
+
+Its contract:
+- one `requests.Session` per service (keep-alive), `trust_env=False`, no redirects, `(connect, read)`
+  timeouts on every call, the token only in a header and only to the configured origin;
+- proactive rate limiting (a `TokenBucket` per bucket name) and reactive limiting (429/`Retry-After`, and
+  quota headers such as `X-HubSpot-RateLimit-Remaining: 0` pause the bucket);
+- `requests` exceptions and error statuses become syncd's own (see `syncd.errors`), with redacted text;
+- idempotent calls retry transient errors with `backoff` (full jitter; a `Retry-After` is honoured exactly,
+  through the bucket pause, never jittered below). Non-idempotent calls (creating a project) are never
+  retried here: their retry is a state transition in the ops table;
+- one log line per call.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import backoff
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
+from syncd.ratelimit import TokenBucket
+
+log = logging.getLogger("syncd.http")
+
+_SECRETS: set[str] = set()
+_SECRET_QUERY = re.compile(r"(?i)((?:api_?token|access_token|refresh_token|token|hapikey|key|secret)=)[^&\s]+")
+
+
+def register_secret(value: str) -> None:
+    """Make `redact` (and the log filter the CLI installs) hide this value wherever it appears."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in _SECRETS:
+        text = text.replace(secret, "[redacted]")
+    return _SECRET_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Installed on every log handler: no secret reaches a log, whatever a message or traceback contains."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_tries: int = 5
+    max_time: float = 120.0
+    base: float = 0.5
+    cap: float = 30.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    data: Any
+    server_time: float | None  # from the Date header, epoch seconds
+
+
+@dataclass
+class HttpClient:
+    service: str
+    base_url: str
+    auth_headers: dict[str, str] = field(repr=False)
+    buckets: dict[str, TokenBucket]
+    timeout: tuple[float, float] = (5.0, 30.0)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    requests_sent: int = 0
+
+    def __post_init__(self) -> None:
+        for value in self.auth_headers.values():
+            register_secret(value.removeprefix("Bearer "))
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "syncd/0.1"})
+        self._origin = urlsplit(self.base_url)[:2]
+
+    def close(self) -> None:
+        self.session.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        bucket: str = "default",
+        idempotent: bool = True,
+    ) -> Reply:
+        """Send one request (retrying transient failures when `idempotent`); return the parsed 2xx reply."""
+        url = self._url(path)
+        if not idempotent:
+            return self._send(method, url, params, json, bucket)
+        retrying = backoff.on_exception(
+            self._waits,
+            TransientError,
+            max_tries=self.retry.max_tries,
+            max_time=self.retry.max_time,
+            jitter=None,
+            on_backoff=self._log_retry,
+            logger=None,
+        )
+        return retrying(self._send)(method, url, params, json, bucket)
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            if urlsplit(path)[:2] != self._origin:
+                raise RejectedError(f"{self.service}: refusing to follow a link to another host", service=self.service)
+            return path
+        return self.base_url + path
+
+    def _waits(self) -> Generator[float, BaseException | None, None]:
+        """backoff's wait generator: it is sent each exception. A rate limit waits in the bucket instead."""
+        attempt = 0
+        exc = yield 0.0
+        while True:
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                wait = 0.0  # the bucket is paused until Retry-After has elapsed
+            else:
+                wait = self.rng.uniform(0, min(self.retry.cap, self.retry.base * 2**attempt))
+                if isinstance(exc, RateLimited):
+                    wait = max(wait, self.retry.base)
+            attempt += 1
+            exc = yield wait
+
+    def _log_retry(self, details: Any) -> None:
+        exc = details.get("exception")
+        log.warning("%s: retrying in %.1fs after attempt %d: %s", self.service, details["wait"], details["tries"], exc)
+
+    def _send(self, method: str, url: str, params: Mapping[str, Any] | None, body: Any, bucket: str) -> Reply:
+        limiter = self.buckets.get(bucket) or self.buckets["default"]
+        wait = limiter.reserve(self.clock())
+        if wait > 0:
+            self.sleep(wait)
+        started = self.clock()
+        shown = redact_url(url)
+        try:
+            self.requests_sent += 1
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=self.auth_headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.ConnectTimeout as exc:
+            raise self._transient(f"could not connect to {shown} within {self.timeout[0]:g}s", False) from exc
+        except requests.ReadTimeout as exc:
+            raise self._transient(f"no response from {shown} within {self.timeout[1]:g}s", True) from exc
+        except requests.ConnectionError as exc:
+            sent = not _never_connected(exc)
+            what = "connection failed" if not sent else "connection lost before the response"
+            raise self._transient(f"{what} ({shown})", sent) from exc
+        except requests.RequestException as exc:
+            raise self._transient(f"request to {shown} failed: {type(exc).__name__}", True) from exc
+        ms = (self.clock() - started) * 1000
+        log.info("%s %s %s -> %d in %.0f ms", self.service, method, shown, response.status_code, ms)
+        self._observe_quota(response, limiter)
+        return self._reply(response, shown)
+
+    def _transient(self, message: str, sent: bool, status: int | None = None) -> TransientError:
+        return TransientError(f"{self.service}: {redact(message)}", service=self.service, status=status, sent=sent)
+
+    def _observe_quota(self, response: requests.Response, limiter: TokenBucket) -> None:
+        h = response.headers
+        now = self.clock()
+        if h.get("X-HubSpot-RateLimit-Remaining") == "0":
+            limiter.pause_until(now + float(h.get("X-HubSpot-RateLimit-Interval-Milliseconds") or 1000) / 1000)
+        if response.status_code in (429, 423, 477) or (response.status_code == 503 and "Retry-After" in h):
+            retry_after = parse_retry_after(h.get("Retry-After"), time.time())
+            if retry_after is not None:
+                limiter.pause_until(now + retry_after)
+
+    def _reply(self, response: requests.Response, shown: str) -> Reply:
+        status = response.status_code
+        server_time = _date_header(response.headers.get("Date"))
+        if 200 <= status < 300:
+            try:
+                data = response.json() if response.content else None
+            except ValueError:
+                raise self._transient(f"{shown} answered {status} with a body that is not JSON", True, status) from None
+            return Reply(status, response.headers, data, server_time)
+        detail = redact(_error_text(response))
+        message = f"{self.service}: {shown} answered {status}: {detail}"
+        if status in (429, 423, 477) or (status == 403 and "REQUEST_LIMIT_EXCEEDED" in detail):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+            raise RateLimited(message, service=self.service, status=status, retry_after=retry_after)
+        if status in (401, 403):
+            raise AuthError(message, service=self.service, status=status)
+        if status >= 500 or status == 408:
+            raise self._transient(message.removeprefix(f"{self.service}: "), True, status)
+        if status >= 400:
+            raise RejectedError(message, service=self.service, status=status)
+        raise RemoteError(f"{message} (unexpected redirect or status)", service=self.service, status=status)
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _date_header(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never established, so the request cannot have been sent."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+def _error_text(response: requests.Response) -> str:
+    """The vendor's own words from an error body (HubSpot `message`, Asana `errors[].message`), bounded."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "no body")[:200]
+    if isinstance(body, dict):
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"]]
+            return "; ".join(messages)[:300]
+        for key in ("message", "error_description", "error"):
+            if body.get(key):
+                return str(body[key])[:300]
+    if isinstance(body, list) and body and isinstance(body[0], dict):  # Salesforce: [{"errorCode", "message"}]
+        return "; ".join(f"{e.get('errorCode', '')}: {e.get('message', '')}" for e in body)[:300]
+    return str(body)[:200]

@@ -1,0 +1,152 @@
+"""The values that flow between modules: deals read from a CRM, ops to perform in Asana, and reports.
+
+Frozen dataclasses, no I/O. Times are epoch milliseconds (`*_ms`, CRM modification times, which must keep
+their precision) or epoch seconds (`float`, everything syncd schedules itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+OP_STATES = ("pending", "in_flight", "unknown", "created", "dead")
+
+
+def iso_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_s(seconds: float | None) -> str | None:
+    return None if seconds is None else iso_ms(int(seconds * 1000))
+
+
+@dataclass(frozen=True)
+class Deal:
+    """One version of a CRM deal, normalised. `properties` holds the raw CRM values by their own names."""
+
+    id: str
+    updated_at_ms: int
+    name: str | None = None
+    stage: str | None = None
+    amount: float | None = None
+    close_date: str | None = None
+    pipeline: str | None = None
+    owner: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+    def values(self) -> dict[str, Any]:
+        """What `when` and the project templates see: raw properties, then the normalised names."""
+        values = dict(self.properties)
+        values.update(
+            id=self.id,
+            name=self.name,
+            stage=self.stage,
+            amount=self.amount,
+            close_date=self.close_date,
+            pipeline=self.pipeline,
+            owner=self.owner,
+            updated_at=iso_ms(self.updated_at_ms),
+        )
+        return values
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record the CRM sent that syncd could not use. `excerpt` is a bounded copy for the operator."""
+
+    record_id: str | None
+    reason: str
+    excerpt: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a poll. `cursor_ms` is the new cursor once this page is recorded: every deal modified
+    before it (within this window) is in `deals` or in an earlier page."""
+
+    deals: list[Deal]
+    quarantined: list[Quarantined]
+    cursor_ms: int
+
+
+@dataclass(frozen=True)
+class NewOp:
+    """An intent to create one project, frozen when the deal newly qualifies."""
+
+    op_key: str
+    flow: str
+    deal_id: str
+    marker: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Op:
+    op_key: str
+    flow: str
+    deal_id: str
+    state: str
+    marker: str
+    body: dict[str, Any]
+    attempts: int
+    next_attempt_at: float
+    last_attempt_at: float | None
+    asana_gid: str | None
+    asana_url: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Project:
+    gid: str
+    url: str | None
+    name: str | None = None
+    notes: str | None = None
+    created_at: str | None = None
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; `summary()` is what `syncd once` prints."""
+
+    baseline: bool = False
+    pages: int = 0
+    deals_seen: int = 0
+    deals_changed: int = 0
+    quarantined: int = 0
+    ops_queued: int = 0
+    created: list[str] = field(default_factory=list)
+    reconciled: int = 0
+    dead: list[str] = field(default_factory=list)
+    would_create: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    cursor_ms: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.dead
+
+    def summary(self) -> str:
+        lines = []
+        if self.baseline:
+            lines.append(
+                f"Baseline recorded: {self.deals_seen} deals. Deals that already qualify get no project; "
+                "syncd acts on changes from now on."
+            )
+        else:
+            lines.append(
+                f"Polled {self.pages} page(s): {self.deals_seen} deals seen, {self.deals_changed} changed, "
+                f"{self.ops_queued} newly qualifying, {self.quarantined} quarantined."
+            )
+        lines += [f"Would create: {name}" for name in self.would_create]
+        lines += [f"Created: {name}" for name in self.created]
+        if self.reconciled:
+            lines.append(f"Reconciled {self.reconciled} op(s) whose outcome was unknown.")
+        lines += [f"Dead (needs a human): {line}" for line in self.dead]
+        lines += [f"Error: {line}" for line in self.errors]
+        lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}")
+        return "\n".join(lines)

@@ -1,0 +1,581 @@
+"""Fake HubSpot CRM deals API: search, list, get and PATCH, with HubSpot's awkward edges switched on.
+
+Why: syncd's HubSpot poller lives or dies by behaviour that is hard to provoke against the real service:
+the 10,000-result cap on search paging (400 beyond it), thousands of deals sharing one
+`hs_lastmodifieddate` millisecond, a search index that lags the database, the per-second search limit and
+the ten-second burst limit with their exact 429 bodies, and flaky transport. This fake reproduces them
+from HubSpot's public documentation (/work/shared/reference/apis.md §1), not from syncd's client code.
+
+How search stays fast at 25k deals: every write appends an immutable version to `_index`, a list sorted by
+(hs_lastmodifieddate ms, numeric id, seq). A version is visible from its own modification time until the
+earliest modification time of any later version of the same deal (`end`). Filters on
+`hs_lastmodifieddate` / `hs_object_id` become a bisected slice plus one cheap pass; other filters are
+evaluated per candidate. Mutate state through the helpers (`add_deal`, `update_deal`, `archive_deal`...),
+not by editing `deals` in place, or search will not see the change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import random
+import re
+import time
+import uuid
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import count
+from operator import attrgetter
+from typing import Any
+
+from syncd.sandbox.server import FakeServer, Request, Response
+
+INF = float("inf")
+MOD, OBJ_ID = "hs_lastmodifieddate", "hs_object_id"
+DEFAULT_PROPS = ("dealname", "amount", "closedate", "pipeline", "dealstage", "createdate", MOD, OBJ_ID)
+ALWAYS = (OBJ_ID, "createdate", MOD)
+READ_ONLY = frozenset(ALWAYS)
+DATETIME_PROPS = frozenset({MOD, "createdate", "closedate"})
+SEARCHABLE = ("dealname", "pipeline", "dealstage", "description", "dealtype")
+RANGE_OPS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+OPERATORS = RANGE_OPS | {"NEQ", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY"}
+OPERATORS |= {"CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
+FAULT_KINDS = ("500", "502", "503", "504", "429", "drop", "slow", "malformed_json", "wrong_envelope")
+_PATH = re.compile(r"^/crm/(?:v3/objects|objects/(?:2025-09|2026-03|2026-09))/(?:deals|0-3)(?:/([^/]+))?/?$")
+AUTH_MESSAGE = (
+    "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
+    "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+)
+
+
+def iso(ms: int) -> str:
+    """Epoch ms -> HubSpot's response format, e.g. 2024-09-13T20:23:03.333Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def parse_ms(value: Any) -> int | None:
+    """Epoch-ms string/int or ISO 8601 -> epoch ms; None when it does not parse."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    if isinstance(value, int) or re.fullmatch(r"\s*-?\d+\s*", value, re.ASCII):
+        return int(value)
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return round((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _s(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _idn(deal_id: str) -> int:
+    return int(deal_id) if deal_id.isdecimal() else -1
+
+
+@lru_cache(maxsize=1 << 16)
+def _key(name: str, value: Any) -> tuple:
+    """Sort/compare key: datetimes as ms, numbers numerically, else case-folded string; None last."""
+    if value is None:
+        return (2,)
+    if name in DATETIME_PROPS and (ms := parse_ms(value)) is not None:
+        return (0, ms)
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        return (1, str(value).casefold())
+
+
+def _hkey(name: str, value: Any) -> tuple:
+    try:
+        return _key(name, value)
+    except TypeError:  # unhashable value in a raw record
+        return _key.__wrapped__(name, value)
+
+
+def _cmp(name: str, a: Any, b: Any) -> int:
+    ka, kb = _hkey(name, a), _hkey(name, b)
+    if ka[0] != kb[0]:  # one side is not a number: compare as strings
+        ka, kb = (1, str(a).casefold()), (1, str(b).casefold())
+    return (ka > kb) - (ka < kb)
+
+
+def _props(record: dict) -> dict:
+    props = record.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+_TESTS: dict[str, Callable[[int], bool]] = {
+    "EQ": lambda c: c == 0, "NEQ": lambda c: c != 0, "GT": lambda c: c > 0,
+    "GTE": lambda c: c >= 0, "LT": lambda c: c < 0, "LTE": lambda c: c <= 0,
+}  # fmt: skip
+
+
+class _Reject(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class _Version:
+    """One indexed state of a deal; visible to search from `mod` until `end` (epoch ms)."""
+
+    __slots__ = ("cseq", "end", "idn", "mod", "props", "raw", "record", "seq")
+
+    def __init__(self, mod: int, idn: int, seq: int, record: dict, cseq: int, raw: bool) -> None:
+        self.mod, self.idn, self.seq, self.record, self.cseq, self.raw = mod, idn, seq, record, cseq, raw
+        self.props, self.end = _props(record), INF
+
+
+_vkey = attrgetter("mod", "idn", "seq")
+
+
+class FakeHubSpot(FakeServer):
+    service = "hubspot"
+
+    def __init__(self, token: str = "sandbox-hubspot-token", *, seed: int = 0) -> None:
+        super().__init__()
+        self.token = token
+        self.deals: dict[str, dict] = {}
+        self.index_lag = 0.0
+        self.search_rate_per_second: float | None = None
+        self.burst_per_10s: int | None = None
+        self.nominal_burst = 100  # X-HubSpot-RateLimit-Max when burst_per_10s is None (not enforced)
+        self.daily_limit = 250_000
+        self.daily_used = 0
+        self.rate_limited = 0
+        self.faults_injected = 0
+        self.fault_rate = 0.0
+        self.fault_kinds: list[str] = ["500", "502", "503", "504", "429", "drop"]
+        self._rng = random.Random(seed)
+        self._faults: list[list] = []  # [kind, times_left, route, params]
+        self._windows: dict[tuple, deque] = {}
+        self._search_count = 0
+        self._next_id = 1000
+        self._seq = count()
+        self._index: list[_Version] = []  # sorted by _vkey
+        self._history: dict[str, list[_Version]] = {}
+        self._garbage: dict[str, dict] = {}  # raw records whose hs_lastmodifieddate does not parse
+        self._raw: set[str] = set()
+        self._cseq: dict[str, int] = {}  # creation order
+        self._by_id: list[tuple[int, str]] = []  # sorted, for the list endpoint
+        self._known: set[str] = {*DEFAULT_PROPS, "description", "dealtype", "hubspot_owner_id"}
+
+    # -- helpers for tests -------------------------------------------------------------------------
+    @property
+    def search_requests(self) -> int:
+        return self._search_count
+
+    def add_deal(self, id: str | None = None, *, updated_at: float | None = None, **properties: Any) -> str:
+        with self.lock:
+            first = id is None or str(id) not in self.deals
+            deal_id = self._create(id, self._ms(updated_at), properties)
+            insort(self._index, self._history[deal_id][-1], key=_vkey)
+            if first:
+                insort(self._by_id, (_idn(deal_id), deal_id))
+            return deal_id
+
+    def bulk_add(self, n: int, *, updated_at: float | None = None, **properties: Any) -> list[str]:
+        """Add n deals sharing one timestamp; O(n) (one merge of the sorted index)."""
+        with self.lock:
+            ms = self._ms(updated_at)
+            ids = [self._create(None, ms, properties) for _ in range(n)]
+            self._index.extend(self._history[i][-1] for i in ids)
+            self._index.sort(key=_vkey)
+            self._by_id.extend((_idn(i), i) for i in ids)
+            self._by_id.sort()
+            return ids
+
+    def update_deal(self, id: str, *, updated_at: float | None = None, **properties: Any) -> dict:
+        with self.lock:
+            record, ms = self.deals[id], self._ms(updated_at)
+            props = record.setdefault("properties", {})
+            props.update({k: _s(v) for k, v in properties.items()})
+            props[MOD] = record["updatedAt"] = iso(ms)
+            self._known.update(properties)
+            self._version(id, record, ms, raw=id in self._raw)
+            return record
+
+    def archive_deal(self, id: str) -> None:
+        """Archive (soft-delete): gone from search once the index catches up, from GET at once."""
+        with self.lock:
+            now = self._ms(None)
+            self.deals[id].update(archived=True, archivedAt=iso(now))
+            for v in self._history.get(id, []):
+                v.end = min(v.end, now)
+            self._garbage.pop(id, None)
+
+    def add_raw_deal(self, record: dict) -> str:
+        """Store a record verbatim (malformed-record tests); it is returned as stored, unfiltered."""
+        with self.lock:
+            deal_id = str(record.get("id") or self._new_id(None))
+            first = deal_id not in self.deals
+            self.deals[deal_id] = record
+            self._raw.add(deal_id)
+            self._version(deal_id, record, parse_ms(_props(record).get(MOD)), raw=True)
+            if first:
+                insort(self._by_id, (_idn(deal_id), deal_id))
+            return deal_id
+
+    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
+        """Apply `kind` to the next `times` requests on `route` (search|list|get|patch|None=any).
+        `delay=` sets the wait for "slow"; `apply=True` runs the request before failing it."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self.lock:
+            self._faults.append([kind, times, route, params])
+
+    # -- state internals ---------------------------------------------------------------------------
+    def _ms(self, at: float | None) -> int:
+        return round((self.now() if at is None else at) * 1000)
+
+    def _new_id(self, wanted: str | int | None) -> str:
+        if wanted is not None:
+            deal_id = str(wanted)
+            if deal_id.isdecimal():
+                self._next_id = max(self._next_id, int(deal_id) + 1)
+            return deal_id
+        while str(self._next_id) in self.deals:
+            self._next_id += 1
+        self._next_id += 1
+        return str(self._next_id - 1)
+
+    def _create(self, wanted: str | None, ms: int, properties: dict) -> str:
+        deal_id, stamp = self._new_id(wanted), iso(ms)
+        props = {"createdate": stamp, **{k: _s(v) for k, v in properties.items()}}
+        props.update({OBJ_ID: deal_id, MOD: stamp})
+        record = {"id": deal_id, "properties": props, "createdAt": props["createdate"], "updatedAt": stamp}
+        self.deals[deal_id] = {**record, "archived": False}
+        self._known.update(properties)
+        self._version(deal_id, self.deals[deal_id], ms, indexed=False)
+        return deal_id
+
+    def _version(self, deal_id: str, record: dict, ms: int | None, raw: bool = False, indexed=True) -> None:
+        """Record a search-index version; earlier versions stop being visible at `ms`."""
+        history = self._history.setdefault(deal_id, [])
+        for v in history:
+            v.end = min(v.end, -INF if ms is None else ms)
+        self._garbage.pop(deal_id, None)
+        snap = record if raw else {**record, "properties": dict(record["properties"])}
+        if ms is None:
+            self._garbage[deal_id] = snap
+            return
+        cseq = self._cseq.setdefault(deal_id, len(self._cseq))
+        history.append(_Version(ms, _idn(deal_id), next(self._seq), snap, cseq, raw))
+        if indexed:
+            insort(self._index, history[-1], key=_vkey)
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        with self.lock:
+            m = _PATH.match(request.path)
+            tail, method = (m.group(1) if m else None), request.method
+            route = None
+            if m and tail == "search" and method == "POST":
+                route = "search"
+                self._search_count += 1
+            elif m and tail is None and method == "GET":
+                route = "list"
+            elif m and tail not in (None, "search") and method in ("GET", "PATCH"):
+                route = method.lower()
+            if request.bearer != self.token:
+                return self._error(401, AUTH_MESSAGE, "INVALID_AUTHENTICATION")
+            if route is None:
+                return self._error(404, f"Unable to route {method} {request.path}", "OBJECT_NOT_FOUND")
+            fault = self._next_fault(route)
+            if fault and fault[0] != "slow" and not fault[1].get("apply"):
+                return self._fault(*fault)
+            try:
+                response = self._dispatch(route, tail, request)
+            except _Reject as reject:
+                response = reject.response
+            return self._fault(*fault, response) if fault else response
+
+    def _dispatch(self, route: str, deal_id: str | None, request: Request) -> Response:
+        who = request.bearer
+        if self.daily_used >= self.daily_limit:
+            return self._limit("You have reached your daily limit.", "DAILY")
+        self.daily_used += 1
+        if route == "search":
+            if not self._admit(("search", who), 1.0, self.search_rate_per_second):
+                return self._limit("You have reached your secondly limit.", "SECONDLY")
+            return self._search(self._body(request))
+        allowed = self._admit(("burst", who), 10.0, self.burst_per_10s)
+        cap = self.burst_per_10s if self.burst_per_10s is not None else self.nominal_burst
+        headers = {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Max": str(cap),
+            "X-HubSpot-RateLimit-Remaining": str(max(0, cap - len(self._windows[("burst", who)]))),
+            "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self.daily_used)),
+        }
+        if not allowed:
+            response = self._limit("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING")
+        elif route == "list":
+            response = self._list(request.query)
+        else:
+            response = self._get_or_patch(route, deal_id or "", request)
+        response.headers.update(headers)
+        return response
+
+    def _admit(self, bucket: tuple, window: float, limit: float | None) -> bool:
+        q, now = self._windows.setdefault(bucket, deque()), time.monotonic()
+        while q and q[0] <= now - window:
+            q.popleft()
+        if limit is not None and len(q) >= limit:
+            return False
+        q.append(now)
+        return True
+
+    def _next_fault(self, route: str) -> tuple[str, dict] | None:
+        for fault in self._faults:
+            if fault[2] in (None, route):
+                fault[1] -= 1
+                if fault[1] <= 0:
+                    self._faults.remove(fault)
+                self.faults_injected += 1
+                return fault[0], fault[3]
+        if self.fault_rate and self.fault_kinds and self._rng.random() < self.fault_rate:
+            self.faults_injected += 1
+            return self._rng.choice(self.fault_kinds), {}
+        return None
+
+    def _fault(self, kind: str, params: dict, response: Response | None = None) -> Response:
+        if kind == "slow" and response is not None:
+            response.delay = float(params.get("delay", 2.0))
+            return response
+        if kind == "drop":
+            return Response(0, drop=True)
+        if kind == "malformed_json":
+            return Response(200, b'{"results": [ {"id": ')
+        if kind == "wrong_envelope":
+            return Response(200, {"unexpected": True})
+        if kind == "429":
+            msg, rid = "You have reached your ten_secondly_rolling limit.", str(uuid.uuid4())
+            return self._error(429, msg, errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING", requestId=rid)
+        messages = {"500": "internal error", "502": "Bad Gateway", "503": "Service Unavailable"}
+        return self._error(int(kind), messages.get(kind, "Gateway Timeout"))
+
+    def _error(self, status: int, message: str, category: str | None = None, **extra: Any) -> Response:
+        body: dict[str, Any] = {"status": "error", "message": message, "correlationId": str(uuid.uuid4())}
+        if category:
+            body["category"] = category
+        return Response(status, {**body, **extra})
+
+    def _invalid(self, detail: str) -> _Reject:
+        errors = [{"message": detail, "code": "INVALID"}]
+        msg = "There was a problem with the request."
+        return _Reject(self._error(400, msg, "VALIDATION_ERROR", errors=errors))
+
+    def _limit(self, message: str, policy: str) -> Response:
+        self.rate_limited += 1
+        return self._error(429, message, errorType="RATE_LIMIT", policyName=policy, requestId=str(uuid.uuid4()))
+
+    def _body(self, request: Request) -> Any:
+        try:
+            body = request.json()
+        except ValueError as exc:
+            line, col = getattr(exc, "lineno", 1), getattr(exc, "colno", 1)
+            msg = f"Invalid input JSON on line {line}, column {col}: {exc}"
+            raise _Reject(self._error(400, msg, "VALIDATION_ERROR")) from None
+        return {} if body is None else body
+
+    def _render(self, record: dict, names: list[str] | None, raw: bool = False) -> dict:
+        if raw:
+            return record
+        src = record["properties"]
+        wanted = DEFAULT_PROPS if names is None else dict.fromkeys([*names, *ALWAYS])
+        props = {n: src.get(n) for n in wanted if n in src or n in self._known}
+        out = {"id": record["id"], "properties": props, "createdAt": record["createdAt"]}
+        out.update(updatedAt=record["updatedAt"], archived=record.get("archived", False))
+        if record.get("archivedAt"):
+            out["archivedAt"] = record["archivedAt"]
+        return out
+
+    # -- endpoints -------------------------------------------------------------------------------------
+    def _search(self, body: Any) -> Response:
+        if not isinstance(body, dict):
+            raise self._invalid("Request body must be a PublicObjectSearchRequest object")
+        groups, sorts = body.get("filterGroups") or [], body.get("sorts") or []
+        if not isinstance(groups, list) or not isinstance(sorts, list):
+            raise self._invalid("filterGroups and sorts must be arrays")
+        nfilters = [len(g.get("filters") or []) if isinstance(g, dict) else 99 for g in groups]
+        if len(groups) > 5 or any(n > 6 for n in nfilters) or sum(nfilters) > 18:
+            raise self._invalid("Too many filters: at most 5 filterGroups, 6 filters per group, 18 in total")
+        if len(sorts) > 1:
+            raise self._invalid("Only one sort is allowed per search request")
+        limit, after = self._int(body.get("limit", 10), "limit"), self._int(body.get("after", 0), "after")
+        if not 1 <= limit <= 200 or after < 0:
+            raise self._invalid("limit must be between 1 and 200 and after must be a non-negative integer")
+        if after + limit > 10_000:
+            raise self._invalid(f"Paging is limited to 10000 results; after={after} + limit={limit}")
+        names = body.get("properties") or None
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise self._invalid("properties must be a list of property names")
+        query = body.get("query")
+        plans = [self._plan(g) for g in groups] or [self._plan({})]
+        if len(plans) == 1:
+            hits = self._match(plans[0])
+        else:  # OR the groups, then put the union back in (modified, id) order
+            hits = sorted({v.seq: v for plan in plans for v in self._match(plan)}.values(), key=_vkey)
+        if isinstance(query, str) and query:
+            q = query.casefold()
+            hits = [v for v in hits if any(q in str(v.props.get(p) or "").casefold() for p in SEARCHABLE)]
+        hits = self._sort(hits, sorts[0] if sorts else None)
+        garbage = list(self._garbage.values())
+        total = len(hits) + len(garbage)
+        page = [self._render(v.record, names, v.raw) for v in hits[after : after + limit]]
+        page += garbage[max(0, after - len(hits)) : max(0, after + limit - len(hits))]
+        out: dict[str, Any] = {"total": total, "results": page}
+        if after + limit < total:
+            out["paging"] = {"next": {"after": str(after + limit), "link": f"?after={after + limit}"}}
+        return Response(200, out)
+
+    def _int(self, value: Any, name: str) -> int:
+        try:
+            if isinstance(value, bool | float):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise self._invalid(f"{name} must be formatted as an integer, got {value!r}") from None
+
+    def _plan(self, group: Any) -> tuple:
+        """One filter group -> (modified range, id range, residual predicates)."""
+        lo, hi, ilo, ihi, preds = -INF, INF, -INF, INF, []
+        for f in (group.get("filters") or []) if isinstance(group, dict) else []:
+            name, op = (f.get("propertyName"), f.get("operator")) if isinstance(f, dict) else (None, None)
+            if not isinstance(name, str) or op not in OPERATORS:
+                raise self._invalid(f"Invalid filter {f!r}")
+            if name in (MOD, OBJ_ID) and op in RANGE_OPS:
+                conv = parse_ms if name == MOD else (lambda x: int(x) if str(x).isdecimal() else None)
+                v, hv = conv(f.get("value")), conv(f.get("highValue") if op == "BETWEEN" else f.get("value"))
+                if v is None or hv is None:
+                    raise self._invalid(f"Invalid value for {name}: {f!r}")
+                a, b = {"EQ": (v, v), "GT": (v + 1, INF), "GTE": (v, INF), "LT": (-INF, v - 1),
+                        "LTE": (-INF, v), "BETWEEN": (v, hv)}[op]  # fmt: skip
+                if name == MOD:
+                    lo, hi = max(lo, a), min(hi, b)
+                else:
+                    ilo, ihi = max(ilo, a), min(ihi, b)
+            else:
+                preds.append((name, self._predicate(name, op, f)))
+        return lo, hi, ilo, ihi, preds
+
+    def _predicate(self, name: str, op: str, f: dict) -> Callable[[Any], bool]:
+        """A residual filter as a test of the property's value (None when the deal lacks it)."""
+        if op == "HAS_PROPERTY":
+            return lambda x: x not in (None, "")
+        if op == "NOT_HAS_PROPERTY":
+            return lambda x: x in (None, "")
+        values = f.get("values") if op in ("IN", "NOT_IN") else [f.get("value")]
+        values = [*values, f.get("highValue")] if op == "BETWEEN" else values
+        if not isinstance(values, list) or not values or None in values:
+            raise self._invalid(f"Filter {f!r} is missing value, highValue or values")
+        if op in ("IN", "NOT_IN"):
+            wanted = op == "IN"
+            return lambda x: (x is not None and any(_cmp(name, x, y) == 0 for y in values)) == wanted
+        if op in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+            pat, wanted = str(values[0]).casefold(), op == "CONTAINS_TOKEN"
+            return lambda x: any(fnmatch.fnmatchcase(t, pat) for t in str(x or "").casefold().split()) == wanted
+        if op == "BETWEEN":
+            return lambda x: x is not None and _cmp(name, x, values[0]) >= 0 >= _cmp(name, x, values[1])
+        test = _TESTS[op]
+        return lambda x: op == "NEQ" if x is None else test(_cmp(name, x, values[0]))
+
+    def _match(self, plan: tuple) -> list[_Version]:
+        lo, hi, ilo, ihi, preds = plan
+        if self.index_lag:  # the index shows each deal as it was index_lag seconds ago
+            alive = self._ms(self.now() - self.index_lag)
+            hi = min(hi, alive)
+        else:
+            alive = 2**62  # only current versions (end == INF)
+        if lo > hi or ilo > ihi:
+            return []
+        one_ms = lo == hi  # a single millisecond: the id range bisects too
+        a = bisect_left(self._index, (lo, ilo if one_ms else -INF), key=_vkey)
+        b = bisect_right(self._index, (hi, ihi if one_ms else INF, INF), key=_vkey)
+        if ilo == -INF and ihi == INF:
+            hits = [v for v in self._index[a:b] if v.end > alive]
+        else:
+            hits = [v for v in self._index[a:b] if v.end > alive and ilo <= v.idn <= ihi]
+        for name, test in preds:  # memoised per distinct value: stages, pipelines... repeat a lot
+            memo: dict[Any, bool] = {}
+            kept = []
+            for v in hits:
+                x = v.props.get(name)
+                try:
+                    ok = memo[x]
+                except KeyError:
+                    ok = memo[x] = test(x)
+                except TypeError:  # unhashable value in a raw record
+                    ok = test(x)
+                if ok:
+                    kept.append(v)
+            hits = kept
+        return hits
+
+    def _sort(self, hits: list[_Version], rule: Any) -> list[_Version]:
+        if rule is None:
+            return sorted(hits, key=attrgetter("cseq"))  # default: creation order, oldest first
+        if isinstance(rule, str):
+            prop, desc = rule.lstrip("+-"), rule.startswith("-")
+        elif isinstance(rule, dict) and rule.get("direction", "ASCENDING") in ("ASCENDING", "DESCENDING"):
+            prop, desc = rule.get("propertyName"), rule.get("direction") == "DESCENDING"
+        else:
+            raise self._invalid(f"Invalid sort {rule!r}")
+        if not isinstance(prop, str) or not prop:
+            raise self._invalid(f"Invalid sort {rule!r}")
+        # Stable sorts (also with reverse=True): ties stay in ascending id order.
+        if prop == MOD:  # hits already come in (modified, id) order
+            return sorted(hits, key=attrgetter("mod"), reverse=True) if desc else hits
+        hits = sorted(hits, key=attrgetter("idn"), reverse=desc and prop == OBJ_ID)
+        if prop == OBJ_ID:
+            return hits
+        return sorted(hits, key=lambda v: _hkey(prop, v.props.get(prop)), reverse=desc)
+
+    def _list(self, query: dict[str, str]) -> Response:
+        limit = self._int(query.get("limit", "10"), "limit")
+        if not 1 <= limit <= 100:
+            raise self._invalid("limit must be between 1 and 100")
+        archived = query.get("archived", "false").lower() == "true"
+        names = [n for n in query["properties"].split(",") if n] if query.get("properties") else None
+        start = 0
+        if query.get("after"):
+            try:
+                cursor = base64.urlsafe_b64decode(query["after"].encode()).decode().strip()
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise self._invalid(f"Invalid after cursor {query['after']!r}") from None
+            start = bisect_left(self._by_id, (_idn(cursor), cursor))
+        page: list[dict] = []
+        for _, deal_id in self._by_id[start:]:
+            record = self.deals.get(deal_id)
+            if record is None or bool(record.get("archived")) != archived:
+                continue
+            if len(page) == limit:
+                after = base64.urlsafe_b64encode(f"{deal_id}\n".encode()).decode()
+                return Response(200, {"results": page, "paging": {"next": {"after": after, "link": f"?after={after}"}}})
+            page.append(self._render(record, names, deal_id in self._raw))
+        return Response(200, {"results": page})
+
+    def _get_or_patch(self, route: str, deal_id: str, request: Request) -> Response:
+        record = self.deals.get(deal_id)
+        show_archived = route == "get" and request.query.get("archived", "").lower() == "true"
+        if record is None or (record.get("archived") and not show_archived):
+            return self._error(404, "resource not found", "OBJECT_NOT_FOUND")
+        if route == "get":
+            props = request.query.get("properties")
+            return Response(200, self._render(record, props.split(",") if props else None, deal_id in self._raw))
+        body = self._body(request)
+        updates = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(updates, dict):
+            raise self._invalid('Body must be {"properties": {...}}')
+        if read_only := sorted(READ_ONLY & updates.keys()):
+            raise self._invalid(f"Property values were not valid: {read_only} are read-only")
+        self.update_deal(deal_id, **{k: (None if v == "" else v) for k, v in updates.items()})
+        return Response(200, self._render(record, [*DEFAULT_PROPS, *updates], deal_id in self._raw))

@@ -1,0 +1,75 @@
+"""Asana: create a project, and find projects by the marker syncd writes into their notes.
+
+Asana has no idempotency key for `POST /projects`, so the marker is how syncd learns what happened to a POST
+whose answer it never saw. `projects_by_marker` is evidence of absence only because it is complete: it lists
+every page of the team's projects, archived and not, and any failure part-way raises instead of returning a
+partial answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from syncd.errors import TransientError
+from syncd.http import HttpClient
+from syncd.models import Project
+
+MARKER = re.compile(r"\[syncd:[^\]\s]+\]")
+LIST_FIELDS = "name,notes,created_at,permalink_url,archived"
+
+
+class AsanaSink:
+    def __init__(self, http: HttpClient, *, workspace: str, team: str) -> None:
+        self.http, self.workspace, self.team = http, workspace, team
+
+    def create_project(self, body: dict[str, Any]) -> Project:
+        """POST once, never retried here. An answer that cannot be read means "maybe created"."""
+        reply = self.http.call("POST", "/projects", json={"data": body}, idempotent=False)
+        data = reply.data.get("data") if isinstance(reply.data, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("gid"), str) or not data["gid"]:
+            raise TransientError(
+                f"asana: POST /projects answered {reply.status} without a project gid; the project may exist",
+                service="asana",
+                status=reply.status,
+                sent=True,
+            )
+        return _project(data)
+
+    def projects_by_marker(self) -> dict[str, list[Project]]:
+        """Every syncd marker in the team's projects -> the projects carrying it, oldest first."""
+        found: dict[str, dict[str, Project]] = {}
+        for archived in ("false", "true"):
+            offset: str | None = None
+            while True:
+                params = {"limit": 100, "archived": archived, "opt_fields": LIST_FIELDS}
+                if offset:
+                    params["offset"] = offset
+                reply = self.http.call("GET", f"/teams/{self.team}/projects", params=params)
+                data = reply.data if isinstance(reply.data, dict) else {}
+                projects = data.get("data")
+                if not isinstance(projects, list):
+                    raise TransientError("asana: a project listing page had no 'data' list", service="asana")
+                for raw in projects:
+                    if isinstance(raw, dict) and isinstance(raw.get("gid"), str):
+                        project = _project(raw)
+                        for marker in set(MARKER.findall(project.notes or "")):
+                            found.setdefault(marker, {})[project.gid] = project
+                next_page = data.get("next_page")
+                offset = next_page.get("offset") if isinstance(next_page, dict) else None
+                if not offset:
+                    break
+        return {
+            m: sorted(ps.values(), key=lambda p: (p.created_at or "", int(p.gid) if p.gid.isdigit() else 0))
+            for m, ps in found.items()
+        }
+
+
+def _project(data: dict[str, Any]) -> Project:
+    return Project(
+        gid=data["gid"],
+        url=data.get("permalink_url") if isinstance(data.get("permalink_url"), str) else None,
+        name=data.get("name") if isinstance(data.get("name"), str) else None,
+        notes=data.get("notes") if isinstance(data.get("notes"), str) else None,
+        created_at=data.get("created_at") if isinstance(data.get("created_at"), str) else None,
+    )

@@ -1,0 +1,221 @@
+"""HubSpot deals through the CRM search API, incrementally on `hs_lastmodifieddate`.
+
+Paging is by key, not by offset: every query asks for `hs_lastmodifieddate >= anchor` (sorted ascending,
+200 per page) and the next anchor is the newest timestamp the page contained. Re-reading the deals that share
+that timestamp costs little (the diff ignores versions it has), and it sidesteps both of search's traps:
+- the 10,000-results-per-query cap (a 400 past it) is never reached, because no query pages with `after`;
+- offset paging over equal timestamps can skip or repeat records when the order of ties is unstable.
+When a whole page shares one timestamp, the source pages *within* it by `hs_object_id` (the only other
+sort), then moves on at timestamp + 1 ms, so the loop always terminates.
+
+The window's upper end is HubSpot's clock (the `Date` header of the first answer) minus the delay, so a
+page boundary never races writes still in flight and the local clock does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.errors import TransientError
+from syncd.http import HttpClient
+from syncd.models import Deal, Page, Quarantined
+
+SEARCH = "/crm/v3/objects/deals/search"
+PROPERTY_OF = {
+    "name": "dealname",
+    "stage": "dealstage",
+    "amount": "amount",
+    "close_date": "closedate",
+    "pipeline": "pipeline",
+    "owner": "hubspot_owner_id",
+    "updated_at": "hs_lastmodifieddate",
+}
+MODIFIED = "hs_lastmodifieddate"
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_VALUE_CHARS = 100_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class HubSpotSource:
+    kind = "hubspot"
+
+    def __init__(
+        self, http: HttpClient, names: Iterable[str], *, page_size: int = 200, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.http = http
+        self.page_size = page_size
+        self.clock = clock
+        wanted = {PROPERTY_OF.get(name, name) for name in names if name != "id"}
+        self.properties = sorted(wanted | {MODIFIED})
+
+    def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
+        anchor = max(since_ms or 0, 0)
+        upper: int | None = None
+        tie_after: int | None = None  # paging within one timestamp, by hs_object_id
+        while True:
+            reply_data, server_time = self._search(anchor, upper, tie_after)
+            if upper is None:
+                upper = int((server_time or self.clock()) * 1000) - delay_ms
+            deals, quarantined = parse_results(reply_data)
+            in_window = [d for d in deals if d.updated_at_ms <= upper]
+            more = _has_next(reply_data) and anchor <= upper
+            if tie_after is None:
+                newest = max((d.updated_at_ms for d in in_window), default=anchor)
+                if not more:
+                    yield Page(in_window, quarantined, cursor_ms=upper)
+                    return
+                if newest > anchor:
+                    yield Page(in_window, quarantined, cursor_ms=newest)
+                    anchor = newest
+                else:
+                    yield Page(in_window, quarantined, cursor_ms=anchor)
+                    tie_after = -1
+            else:
+                ids = [int(d.id) for d in deals if d.id.isdigit()]
+                if not more:
+                    yield Page(in_window, quarantined, cursor_ms=anchor + 1)
+                    anchor, tie_after = anchor + 1, None
+                    continue
+                if not ids or max(ids) <= tie_after:
+                    raise TransientError(
+                        f"hubspot: search did not advance past deal id {tie_after} at {anchor} ms; "
+                        "the answer will be retried next cycle",
+                        service="hubspot",
+                    )
+                yield Page(in_window, quarantined, cursor_ms=anchor)
+                tie_after = max(ids)
+
+    def _search(self, anchor: int, upper: int | None, tie_after: int | None) -> tuple[dict[str, Any], float | None]:
+        if tie_after is None:
+            filters = [{"propertyName": MODIFIED, "operator": "GTE", "value": str(anchor)}]
+            if upper is not None:
+                filters.append({"propertyName": MODIFIED, "operator": "LTE", "value": str(upper)})
+            sort = MODIFIED
+        else:
+            filters = [
+                {"propertyName": MODIFIED, "operator": "GTE", "value": str(anchor)},
+                {"propertyName": MODIFIED, "operator": "LTE", "value": str(anchor)},
+                {"propertyName": "hs_object_id", "operator": "GT", "value": str(tie_after)},
+            ]
+            sort = "hs_object_id"
+        body = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": self.page_size,
+        }
+        reply = self.http.call("POST", SEARCH, json=body, bucket="search")
+        if not isinstance(reply.data, dict) or not isinstance(reply.data.get("results"), list):
+            raise TransientError(
+                "hubspot: search answered 200 without a 'results' list; the page was not recorded and will be "
+                "read again",
+                service="hubspot",
+            )
+        return reply.data, reply.server_time
+
+
+def _has_next(data: dict[str, Any]) -> bool:
+    paging = data.get("paging")
+    return isinstance(paging, dict) and isinstance(paging.get("next"), dict)
+
+
+def parse_results(data: dict[str, Any]) -> tuple[list[Deal], list[Quarantined]]:
+    deals, quarantined = [], []
+    for record in data["results"]:
+        try:
+            deals.append(parse_deal(record))
+        except ValueError as exc:
+            record_id = record.get("id") if isinstance(record, dict) else None
+            quarantined.append(Quarantined(_short_id(record_id), str(exc), _excerpt(record)))
+    return deals, quarantined
+
+
+def parse_deal(record: Any) -> Deal:
+    """One search result -> Deal. Raises ValueError with the reason when the record cannot be trusted."""
+    if not isinstance(record, dict):
+        raise ValueError(f"record is a {type(record).__name__}, not an object")
+    deal_id = record.get("id")
+    if isinstance(deal_id, int) and not isinstance(deal_id, bool):
+        deal_id = str(deal_id)
+    if not isinstance(deal_id, str) or not SAFE_ID.match(deal_id):
+        raise ValueError("record has no usable 'id'")
+    props = record.get("properties")
+    if not isinstance(props, dict):
+        raise ValueError("'properties' is missing or not an object")
+    for key, value in props.items():
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ValueError(f"property {key!r} is a {type(value).__name__}, not a string")
+        if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+            raise ValueError(f"property {key!r} is {len(value)} characters long")
+    modified = props.get(MODIFIED) or record.get("updatedAt")
+    updated_at_ms = parse_timestamp_ms(modified)
+    if updated_at_ms is None:
+        raise ValueError(f"{MODIFIED} {str(modified)[:40]!r} is not a timestamp")
+    return Deal(
+        id=deal_id,
+        updated_at_ms=updated_at_ms,
+        name=_text(props.get("dealname")),
+        stage=_text(props.get("dealstage")),
+        amount=parse_amount(props.get("amount")),
+        close_date=_text(props.get("closedate")),
+        pipeline=_text(props.get("pipeline")),
+        owner=_text(props.get("hubspot_owner_id")),
+        properties=props,
+    )
+
+
+def parse_amount(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"amount {value!r} is not a number")
+    try:
+        amount = float(str(value).strip().replace(",", ""))
+    except ValueError:
+        raise ValueError(f"amount {str(value)[:40]!r} is not a number") from None
+    if not math.isfinite(amount):
+        raise ValueError(f"amount {value!r} is not a finite number")
+    return amount
+
+
+def parse_timestamp_ms(value: Any) -> int | None:
+    """HubSpot timestamps: ISO 8601 in responses ('2024-09-13T20:23:03.333Z'), epoch ms in filters. Exact to
+    the millisecond (no float rounding)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    delta = parsed - EPOCH
+    ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+    return ms if ms >= 0 else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _short_id(value: Any) -> str | None:
+    return None if value is None else str(value)[:64]
+
+
+def _excerpt(record: Any) -> str:
+    try:
+        text = json.dumps(record, ensure_ascii=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(record)
+    return text[:2000]

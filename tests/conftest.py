@@ -1,0 +1,154 @@
+"""Fixtures are nouns: a fake `hubspot`, a fake `asana`, a `workdir` with a config, and `syncd` to run the real
+command in a subprocess (real SQLite files, real HTTP on 127.0.0.1, real exit codes, real `kill -9`)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.sandbox.asana import FakeAsana
+from syncd.sandbox.hubspot import FakeHubSpot
+
+HUBSPOT_TOKEN = "pat-na1-canary-hubspot-0f3c9a7e"
+ASANA_TOKEN = "2/canary-asana-77d41be2c9"
+
+RULE = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+
+
+@pytest.fixture
+def hubspot() -> Iterator[FakeHubSpot]:
+    fake = FakeHubSpot(token=HUBSPOT_TOKEN)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def asana() -> Iterator[FakeAsana]:
+    fake = FakeAsana(token=ASANA_TOKEN)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def config_text(hubspot: FakeHubSpot, asana: FakeAsana, /, **sections: Any) -> str:
+    """A test config; `sections` override keys per table, e.g. crm={"page_size": 50}."""
+    tables: dict[str, dict[str, Any]] = {
+        "state": {"path": "syncd.db"},
+        "crm": {
+            "kind": "hubspot",
+            "base_url": hubspot.url,
+            "token_env": "HUBSPOT_TOKEN",
+            "overlap_seconds": 300,
+            "delay_seconds": 1,
+            "search_per_second": 1000,
+            "requests_per_10_seconds": 10000,
+        },
+        "asana": {
+            "base_url": asana.url,
+            "token_env": "ASANA_TOKEN",
+            "workspace": asana.workspace,
+            "team": asana.team,
+            "requests_per_minute": 60000,
+            "settle_seconds": 1.2,
+        },
+        "http": {"connect_timeout": 1, "read_timeout": 1, "retry_base_seconds": 0, "max_tries": 4},
+    }
+    flows = sections.pop("flows", None) or [{"name": "onboarding", "when": RULE}]
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    for flow in flows:
+        lines.append("[[flow]]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in flow.items() if key != "project"]
+        lines.append("[flow.project]")
+        project = flow.get("project", {"name": "Onboarding: {name}", "notes": "From deal {id}."})
+        lines += [f"{key} = {toml_value(value)}" for key, value in project.items()]
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class Syncd:
+    """Runs `python -m syncd` against a workdir. `config(**sections)` rewrites its config."""
+
+    workdir: Path
+    hubspot: FakeHubSpot
+    asana: FakeAsana
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.toml"
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "syncd.db"
+
+    def config(self, **sections: Any) -> None:
+        self.config_path.write_text(config_text(self.hubspot, self.asana, **sections))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "HUBSPOT", "ASANA"))}
+        env.update({"HUBSPOT_TOKEN": HUBSPOT_TOKEN, "ASANA_TOKEN": ASANA_TOKEN, "PYTHONUNBUFFERED": "1", **extra})
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "syncd", "--config", str(self.config_path), *args]
+
+    def __call__(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args), env=self.env(**env), capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(*args), env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def ok(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        result = self(*args, **env)
+        assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def ago(self, seconds: float = 3.0) -> float:
+        """A modification time `seconds` before HubSpot's clock: visible once the delay has passed."""
+        return self.hubspot.now() - seconds
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        conn = sqlite3.connect(self.db_path)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def op_states(self) -> dict[str, int]:
+        return dict(self.query("SELECT state, count(*) FROM ops GROUP BY state"))
+
+
+@pytest.fixture
+def syncd(tmp_path: Path, hubspot: FakeHubSpot, asana: FakeAsana) -> Syncd:
+    runner = Syncd(tmp_path, hubspot, asana)
+    runner.config()
+    return runner
+
+
+def win(syncd: Syncd, deal_id: str, **changes: Any) -> None:
+    syncd.hubspot.update_deal(deal_id, dealstage="closedwon", updated_at=syncd.ago(), **changes)

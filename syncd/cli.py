@@ -95,24 +95,26 @@ def crash_hook() -> Callable[[str], None]:
 
 
 def one_cycle(
-    cfg: configuration.Config, store: Store, *, dry_run: bool = False, stopping: Callable[[], bool] = lambda: False
+    cfg: configuration.Config,
+    store: Store,
+    parts: tuple[HubSpotSource, AsanaSink, engine.Settings] | None = None,
+    *,
+    dry_run: bool = False,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> CycleReport:
-    source, sink, settings = build(cfg)
-    try:
-        return engine.run_once(
-            source,
-            sink,
-            store,
-            cfg.flows,
-            settings,
-            clock=time.time,
-            dry_run=dry_run,
-            step=crash_hook(),
-            stopping=stopping,
-        )
-    finally:
-        source.http.close()
-        sink.http.close()
+    """One cycle with the config's parts; `syncd run` passes `parts` so rate limiters outlive a cycle."""
+    source, sink, settings = parts or build(cfg)
+    return engine.run_once(
+        source,
+        sink,
+        store,
+        cfg.flows,
+        settings,
+        clock=time.time,
+        dry_run=dry_run,
+        step=crash_hook(),
+        stopping=stopping,
+    )
 
 
 @contextmanager

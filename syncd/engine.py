@@ -51,6 +51,10 @@ def run_once(
     stopping: Callable[[], bool] = lambda: False,
 ) -> CycleReport:
     report = CycleReport()
+    for http in (source.http, sink.http):
+        http.pause_until_wall(store.pause(http.service))
+        if not dry_run:
+            http.on_pause = lambda until, service=http.service: store.save_pause(service, until)
     if not dry_run:
         store.recover_in_flight(clock())
     cycle = None if dry_run else store.start_cycle(clock())

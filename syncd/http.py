@@ -88,6 +88,7 @@ class HttpClient:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    on_pause: Callable[[float], None] | None = None  # told the wall-clock end of a server-ordered pause
     requests_sent: int = 0
 
     def __post_init__(self) -> None:
@@ -197,6 +198,15 @@ class HttpClient:
             retry_after = parse_retry_after(h.get("Retry-After"), time.time())
             if retry_after is not None:
                 limiter.pause_until(now + retry_after)
+                if self.on_pause:
+                    self.on_pause(time.time() + retry_after)
+
+    def pause_until_wall(self, until: float) -> None:
+        """Honour a pause a previous process was told about (its `on_pause`), in every bucket."""
+        remaining = until - time.time()
+        if remaining > 0:
+            for limiter in self.buckets.values():
+                limiter.pause_until(self.clock() + remaining)
 
     def _reply(self, response: requests.Response, shown: str) -> Reply:
         status = response.status_code

@@ -164,6 +164,19 @@ class Store:
         with self.write() as c:
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('baseline_done', ?)", (iso_s(now),))
 
+    def pause(self, service: str) -> float:
+        """The wall-clock time until which `service` asked us to wait (Retry-After), surviving restarts."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (f"paused_until:{service}",)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def save_pause(self, service: str, until: float) -> None:
+        with self.write() as c:
+            c.execute(
+                """INSERT INTO meta (key, value) VALUES (?, ?)
+                   ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS REAL), excluded.value)""",
+                (f"paused_until:{service}", repr(until)),
+            )
+
     # -- one page, one transaction -----------------------------------------------------------------
     def stored_deals(self, ids: Iterable[str]) -> dict[str, Stored]:
         ids = list(ids)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from syncd.http import HttpClient
 from syncd.models import Page
 
 
 class Source(Protocol):
     kind: str
+    http: HttpClient
 
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         """Yield pages of deals modified at or after `since_ms` (everything when None) and at or before the

@@ -57,7 +57,7 @@ class HubSpotSource:
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         anchor = max(since_ms or 0, 0)
         upper: int | None = None
-        tie_after: int | None = None  # paging within one timestamp, by hs_object_id
+        tie_after: int | None = None  # paging within one timestamp, by hs_object_id (0: from the first id)
         while True:
             reply_data, server_time = self._search(anchor, upper, tie_after)
             if upper is None:
@@ -75,7 +75,7 @@ class HubSpotSource:
                     anchor = newest
                 else:
                     yield Page(in_window, quarantined, cursor_ms=anchor)
-                    tie_after = -1
+                    tie_after = 0
             else:
                 ids = [int(d.id) for d in deals if d.id.isdigit()]
                 if not more:
@@ -101,8 +101,9 @@ class HubSpotSource:
             filters = [
                 {"propertyName": MODIFIED, "operator": "GTE", "value": str(anchor)},
                 {"propertyName": MODIFIED, "operator": "LTE", "value": str(anchor)},
-                {"propertyName": "hs_object_id", "operator": "GT", "value": str(tie_after)},
             ]
+            if tie_after > 0:
+                filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": str(tie_after)})
             sort = "hs_object_id"
         body = {
             "filterGroups": [{"filters": filters}],

@@ -1,0 +1,200 @@
+"""Crashes and concurrency: `kill -9` anywhere, at every named step, and a second syncd while one runs.
+
+Invariants checked after every scenario: each qualifying deal has exactly one project with its marker, no
+other projects exist, no op is left in_flight/unknown after a final clean run, and the database passes
+PRAGMA integrity_check after every kill.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import Syncd, win
+
+FAST = {
+    "http": {"connect_timeout": 1, "read_timeout": 0.5, "retry_base_seconds": 0, "max_tries": 4},
+    "asana": {"settle_seconds": 0.6},
+}
+
+
+def qualify(syncd: Syncd, n: int) -> list[str]:
+    ids = [
+        syncd.hubspot.add_deal(
+            dealname=f"Deal {i}", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=syncd.ago(60)
+        )
+        for i in range(n)
+    ]
+    syncd.ok("once")  # baseline
+    for deal in ids:
+        win(syncd, deal)
+    return ids
+
+
+def integrity_ok(syncd: Syncd) -> None:
+    assert syncd.query("PRAGMA integrity_check") == [("ok",)]
+
+
+def settle_until_done(syncd: Syncd, rounds: int = 12) -> None:
+    """Clean runs until no op is pending or awaiting reconcile (each unknown op needs the settle delay)."""
+    for _ in range(rounds):
+        result = syncd("once")
+        assert result.returncode in (0, 1), result.stderr
+        states = syncd.op_states()
+        if set(states) <= {"created", "dead"}:
+            return
+        time.sleep(0.7)
+    raise AssertionError(f"ops did not settle: {syncd.op_states()}")
+
+
+def assert_exactly_once(syncd: Syncd, deals: list[str]) -> None:
+    assert syncd.asana.duplicates() == {}
+    for deal in deals:
+        found = syncd.asana.projects_with_marker(f"[syncd:hubspot:default:{deal}:onboarding]")
+        assert len(found) == 1, f"deal {deal}: {len(found)} projects"
+    assert len(syncd.asana.projects) == len(deals)
+    assert syncd.op_states() == {"created": len(deals)}
+    gids = {gid for (gid,) in syncd.query("SELECT asana_gid FROM ops")}
+    assert gids == {p["gid"] for p in syncd.asana.projects}
+
+
+POINTS = [
+    "before_page_commit",
+    "after_page_commit",
+    "after_inflight_commit",
+    "after_post",
+    "after_created_commit",
+]
+
+
+@pytest.mark.parametrize("hit", [1, 2, 3])
+@pytest.mark.parametrize("point", POINTS)
+def test_a_crash_at_each_step_then_reruns_keep_exactly_once(syncd: Syncd, point: str, hit: int) -> None:
+    syncd.config(**FAST)
+    deals = qualify(syncd, 4)
+    crashed = syncd("once", SYNCD_CRASH_AT=f"{point}:{hit}")
+    integrity_ok(syncd)
+    if point.endswith("page_commit") and hit > 1:
+        assert crashed.returncode == 0  # one page only: the n-th hit never comes
+    else:
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    settle_until_done(syncd)
+    assert_exactly_once(syncd, deals)
+
+
+def test_a_crash_after_a_failed_post_is_reconciled(syncd: Syncd) -> None:
+    syncd.config(**FAST)
+    deals = qualify(syncd, 2)
+    syncd.asana.inject("500_after_create", route="create")
+    crashed = syncd("once", SYNCD_CRASH_AT="after_failed_post")
+    assert crashed.returncode == -signal.SIGKILL
+    settle_until_done(syncd)
+    assert_exactly_once(syncd, deals)
+
+
+def test_random_kill_9_under_asana_faults_keeps_exactly_once(syncd: Syncd) -> None:
+    seed = int(os.environ.get("SYNCD_TEST_SEED", "20261129"))
+    rng = random.Random(seed)
+    syncd.config(http=FAST["http"], asana={**FAST["asana"], "requests_per_minute": 300})
+    deals = qualify(syncd, 20)
+    syncd.asana.fault_rate = 0.25
+    syncd.asana.fault_kinds = [
+        "500",
+        "503",
+        "drop",
+        "drop_after_create",
+        "slow_after_create",
+        "500_after_create",
+        "504_after_create",
+        "429",
+    ]
+    kills = 0
+    for round in range(25):
+        for i in range(2):  # keep work flowing: new deals win between runs
+            deal = syncd.hubspot.add_deal(
+                dealname=f"Late {round}.{i}",
+                dealstage="closedwon",
+                amount="20000",
+                tier="Enterprise",
+                updated_at=syncd.ago(),
+            )
+            deals.append(deal)
+        process = syncd.start("once")
+        time.sleep(rng.uniform(0.05, 1.2))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.communicate(timeout=30)
+        integrity_ok(syncd)
+        time.sleep(rng.choice([0, 0, 0.7]))  # sometimes long enough to settle
+    syncd.asana.fault_rate = 0.0
+    settle_until_done(syncd, rounds=20)
+    print(
+        f"seed {seed}: {kills} kills, {syncd.asana.faults_injected} Asana faults, "
+        f"{syncd.asana.create_requests} create requests, {len(syncd.asana.projects)} projects"
+    )
+    assert kills >= 10, f"seed {seed}: too few kills landed ({kills})"
+    assert syncd.asana.early_requests == 0
+    assert_exactly_once(syncd, deals)
+
+
+def test_a_second_syncd_exits_75_while_the_daemon_runs_and_runs_after_it_is_killed(syncd: Syncd) -> None:
+    deals = qualify(syncd, 1)
+    syncd.config(schedule={"interval_seconds": 3600})
+    daemon = syncd.start("run")
+    try:
+        deadline = time.time() + 10
+        while not syncd.op_states().get("created") and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.time()
+        second = syncd("once")
+        assert second.returncode == 75, second.stderr
+        assert time.time() - started < 1.5
+        assert "Another syncd is using" in second.stderr
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.communicate(timeout=10)
+    assert syncd("once").returncode == 0  # kill -9 released the lock: no stale lock file
+    assert_exactly_once(syncd, deals)
+
+
+def test_concurrent_onces_one_runs_the_others_exit_75(syncd: Syncd) -> None:
+    deals = qualify(syncd, 3)
+    with open(f"{syncd.db_path}.lock", "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        blocked = [syncd.start("once") for _ in range(5)]
+        codes = [p.wait(timeout=10) for p in blocked]
+        for p in blocked:
+            _, err = p.communicate()
+            assert "database is locked" not in err
+    assert codes == [75] * 5
+    results = [syncd.start("once") for _ in range(4)]
+    codes = sorted(p.wait(timeout=30) for p in results)
+    for p in results:
+        p.communicate()
+    assert codes.count(0) >= 1 and set(codes) <= {0, 75}
+    settle_until_done(syncd)
+    assert_exactly_once(syncd, deals)
+
+
+def test_sigterm_stops_the_daemon_cleanly(syncd: Syncd) -> None:
+    qualify(syncd, 1)
+    daemon = syncd.start("run")
+    deadline = time.time() + 10
+    while not syncd.op_states().get("created") and time.time() < deadline:
+        time.sleep(0.05)
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        _, err = daemon.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        raise
+    assert daemon.returncode == 0, err
+    assert "syncd stopped" in err
+    assert syncd.op_states() == {"created": 1}

@@ -145,8 +145,9 @@ def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
 def once(app: App, dry_run: bool) -> None:
     """Poll the CRM once and create any missing Asana projects (for cron)."""
     cfg = app.config()
+    parts = build(cfg)  # fails on a missing token before the database is touched
     with opened(cfg) as store:
-        report = one_cycle(cfg, store, dry_run=dry_run)
+        report = one_cycle(cfg, store, parts, dry_run=dry_run)
         dead = store.conn.execute("SELECT count(*) FROM ops WHERE state = 'dead'").fetchone()[0]
     click.echo(report.summary())
     if dry_run:

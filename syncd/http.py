@@ -34,7 +34,7 @@ from syncd.ratelimit import TokenBucket
 log = logging.getLogger("syncd.http")
 
 _SECRETS: set[str] = set()
-_SECRET_QUERY = re.compile(r"(?i)((?:api_?token|access_token|refresh_token|token|hapikey|key|secret)=)[^&\s]+")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:api_?token|access_token|refresh_token|token|hapikey|key|secret)=)[^&\s]+")
 
 
 def register_secret(value: str) -> None:

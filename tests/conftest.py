@@ -105,25 +105,27 @@ class Syncd:
     def config(self, **sections: Any) -> None:
         self.config_path.write_text(config_text(self.hubspot, self.asana, **sections))
 
-    def env(self, **extra: str) -> dict[str, str]:
+    def env(self, **extra: str | None) -> dict[str, str]:
+        """The subprocess environment: the canary tokens, plus `extra` (None removes a variable)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "HUBSPOT", "ASANA"))}
-        env.update({"HUBSPOT_TOKEN": HUBSPOT_TOKEN, "ASANA_TOKEN": ASANA_TOKEN, "PYTHONUNBUFFERED": "1", **extra})
-        return env
+        env.update({"HUBSPOT_TOKEN": HUBSPOT_TOKEN, "ASANA_TOKEN": ASANA_TOKEN, "PYTHONUNBUFFERED": "1"})
+        env.update(extra)
+        return {k: v for k, v in env.items() if v is not None}
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "syncd", "--config", str(self.config_path), *args]
 
-    def __call__(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args), env=self.env(**env), capture_output=True, text=True, timeout=timeout, check=False
         )
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, **env: str | None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             self.command(*args), env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
-    def ok(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def ok(self, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
         result = self(*args, **env)
         assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result

@@ -1,0 +1,45 @@
+"""The repo checks itself: the README's commands work, every command has help, `python -m syncd` runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+COMMANDS = ["once", "run", "status", "demo"]
+
+
+def syncd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "syncd", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_readme_shows_the_two_newcomer_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install . && syncd demo" in readme
+    assert "pip install -e '.[test]' && pytest" in readme
+    assert re.search(r"^pytest$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+
+
+def test_syncd_demo_shows_exactly_once_through_a_lost_response() -> None:
+    result = syncd("demo")
+    assert result.returncode == 0, result.stderr
+    assert "Created: Onboarding: Umbrella" in result.stdout
+    assert "Created: Onboarding: Acme (found by reconcile)" in result.stdout
+    assert "2 project(s) from 2 create request(s); duplicates: none" in result.stdout
+    assert "healthy      yes" in result.stdout
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command: str | None) -> None:
+    result = syncd(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 3
+
+
+def test_usage_errors_exit_2() -> None:
+    assert syncd("nonsense").returncode == 2
+    assert syncd("once", "--bogus").returncode == 2

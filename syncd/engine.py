@@ -50,7 +50,7 @@ def run_once(
     step: Callable[[str], None] = lambda name: None,
     stopping: Callable[[], bool] = lambda: False,
 ) -> CycleReport:
-    report = CycleReport()
+    report = CycleReport(dry_run=dry_run)
     for http in (source.http, sink.http):
         http.pause_until_wall(store.pause(http.service))
         if not dry_run:
@@ -60,8 +60,13 @@ def run_once(
     cycle = None if dry_run else store.start_cycle(clock())
     try:
         poll(source, store, flows, settings, report, clock=clock, dry_run=dry_run, step=step, stopping=stopping)
+    except AuthError as exc:
+        report.errors.append(
+            f"{exc.service} rejected the credentials ({exc.status}): check the token named by [crm] token_env "
+            f"and its scopes (crm.objects.deals.read). {exc}"
+        )
     except RemoteError as exc:
-        report.errors.append(f"polling {exc.service} stopped: {exc}")
+        report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
     if not dry_run:
         try:
             execute(sink, store, settings, report, clock=clock, step=step, stopping=stopping)

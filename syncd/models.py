@@ -125,6 +125,7 @@ class CycleReport:
     would_create: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     cursor_ms: int | None = None
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -133,8 +134,9 @@ class CycleReport:
     def summary(self) -> str:
         lines = []
         if self.baseline:
+            done = "would be recorded" if self.dry_run else "recorded"
             lines.append(
-                f"Baseline recorded: {self.deals_seen} deals. Deals that already qualify get no project; "
+                f"Baseline {done}: {self.deals_seen} deals. Deals that already qualify get no project; "
                 "syncd acts on changes from now on."
             )
         else:

@@ -206,3 +206,37 @@ def test_wrong_asana_token_keeps_the_op_pending_and_names_the_variable(syncd: Sy
     assert syncd.op_states() == {"pending": 1}
     syncd.ok("once")
     assert len(syncd.asana.projects) == 1
+
+
+def test_a_rejected_hubspot_token_fails_the_cycle_and_names_the_key(syncd: Syncd) -> None:
+    result = syncd("once", HUBSPOT_TOKEN="wrong")
+    assert result.returncode == 1
+    assert "[crm] token_env" in result.stdout
+    assert syncd.query("SELECT count(*) FROM cursors") == [(0,)]
+
+
+def test_an_unreadable_page_leaves_the_cursor_and_the_next_run_recovers(syncd: Syncd) -> None:
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    cursor = syncd.query("SELECT value_ms FROM cursors")
+    win(syncd, deal)
+    syncd.hubspot.inject("wrong_envelope", route="search")
+    result = syncd("once")
+    assert result.returncode == 1 and "cursor stays where it was" in result.stdout
+    assert syncd.query("SELECT value_ms FROM cursors") == cursor
+    syncd.ok("once")
+    assert project_names(syncd) == ["Onboarding: Deal 0"]
+
+
+def test_a_malformed_deal_is_quarantined_and_does_not_block_the_cursor(syncd: Syncd) -> None:
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    syncd.hubspot.add_raw_deal({"id": "777", "properties": {"hs_lastmodifieddate": "garbage", "amount": "x"}})
+    win(syncd, deal)
+    syncd.ok("once")
+    assert project_names(syncd) == ["Onboarding: Deal 0"]
+    report = json.loads(syncd.ok("status", "--json").stdout)
+    assert report["quarantine"] >= 1
+    assert report["quarantined_records"][0]["record_id"] == "777"
+    assert "not a timestamp" in report["quarantined_records"][0]["reason"]
+    assert "quarantined: record 777" in syncd.ok("status").stdout

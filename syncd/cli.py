@@ -168,9 +168,10 @@ def run(app: App) -> None:
 
     with opened(cfg) as store:
 
-        def cycle(stopping: threading.Event) -> None:
+        def cycle(stopping: threading.Event) -> CycleReport:
             report = one_cycle(cfg, store, parts, stopping=stopping.is_set)
             logging.getLogger("syncd").info("cycle finished:\n%s", report.summary())
+            return report
 
         run_forever(cycle, cfg.interval_seconds)
 

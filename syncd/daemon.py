@@ -18,10 +18,12 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from syncd.models import CycleReport
+
 log = logging.getLogger("syncd.daemon")
 
 
-def run_forever(cycle: Callable[[threading.Event], None], interval_seconds: float) -> None:
+def run_forever(cycle: Callable[[threading.Event], CycleReport], interval_seconds: float) -> None:
     stopping = threading.Event()
     scheduler = BlockingScheduler(executors={"default": ThreadPoolExecutor(max_workers=1)}, timezone="UTC")
 

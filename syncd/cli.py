@@ -21,6 +21,7 @@ import click
 
 from syncd import config as configuration
 from syncd import engine
+from syncd.breaker import Breaker
 from syncd.errors import SyncdError
 from syncd.http import HttpClient, RedactingFilter, RetryPolicy, redact
 from syncd.models import CycleReport
@@ -38,7 +39,17 @@ class App:
         return configuration.load(configuration.config_path(self.config_option))
 
 
-def build(cfg: configuration.Config) -> tuple[HubSpotSource, AsanaSink, engine.Settings]:
+@dataclass
+class Parts:
+    """What one process needs for its cycles; `syncd run` keeps it so limiters and the breaker persist."""
+
+    source: HubSpotSource
+    sink: AsanaSink
+    settings: engine.Settings
+    breaker: Breaker
+
+
+def build(cfg: configuration.Config) -> Parts:
     """Wire the parts from a loaded config. Reads the two tokens; raises ConfigError when one is missing."""
     retry = RetryPolicy(
         max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
@@ -74,8 +85,9 @@ def build(cfg: configuration.Config) -> tuple[HubSpotSource, AsanaSink, engine.S
         settle_seconds=cfg.asana.settle_seconds,
         max_attempts=cfg.asana.max_attempts,
         retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
+        reconcile=os.environ.get("SYNCD_UNSAFE_BLIND_RETRY") != "1",
     )
-    return source, sink, settings
+    return Parts(source, sink, settings, Breaker(threshold=3, cooldown=max(cfg.interval_seconds, 30.0)))
 
 
 def crash_hook() -> Callable[[str], None]:
@@ -97,23 +109,24 @@ def crash_hook() -> Callable[[str], None]:
 def one_cycle(
     cfg: configuration.Config,
     store: Store,
-    parts: tuple[HubSpotSource, AsanaSink, engine.Settings] | None = None,
+    parts: Parts | None = None,
     *,
     dry_run: bool = False,
     stopping: Callable[[], bool] = lambda: False,
 ) -> CycleReport:
     """One cycle with the config's parts; `syncd run` passes `parts` so rate limiters outlive a cycle."""
-    source, sink, settings = parts or build(cfg)
+    parts = parts or build(cfg)
     return engine.run_once(
-        source,
-        sink,
+        parts.source,
+        parts.sink,
         store,
         cfg.flows,
-        settings,
+        parts.settings,
         clock=time.time,
         dry_run=dry_run,
         step=crash_hook(),
         stopping=stopping,
+        breaker=parts.breaker,
     )
 
 
@@ -174,6 +187,24 @@ def run(app: App) -> None:
             return report
 
         run_forever(cycle, cfg.interval_seconds)
+
+
+@cli.command()
+@click.argument("deal_id")
+@click.pass_obj
+def retry(app: App, deal_id: str) -> None:
+    """Send a deal's dead ops back through reconcile, then run a cycle (never a blind re-create)."""
+    cfg = app.config()
+    parts = build(cfg)
+    with opened(cfg) as store:
+        keys = engine.retry(store, deal_id, time.time())
+        if not keys:
+            click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
+            sys.exit(1)
+        click.echo(f"Reconciling {len(keys)} op(s) of deal {deal_id}: {', '.join(keys)}")
+        report = one_cycle(cfg, store, parts)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
 
 
 @cli.command()

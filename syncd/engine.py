@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd import diff as diffing
+from syncd.breaker import Breaker
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import Flow, new_op
 from syncd.models import CycleReport, Op
@@ -36,6 +37,7 @@ class Settings:
     settle_seconds: float
     max_attempts: int
     retry_base_seconds: float = 30.0
+    reconcile: bool = True  # False only for the reliability suite's negative control: blind retries duplicate
 
 
 def run_once(
@@ -49,8 +51,11 @@ def run_once(
     dry_run: bool = False,
     step: Callable[[str], None] = lambda name: None,
     stopping: Callable[[], bool] = lambda: False,
+    breaker: Breaker | None = None,
 ) -> CycleReport:
+    """One cycle. `breaker` guards Asana; pass the same one to every cycle of a process (`syncd run`)."""
     report = CycleReport(dry_run=dry_run)
+    breaker = breaker or Breaker()
     for http in (source.http, sink.http):
         http.pause_until_wall(store.pause(http.service))
         if not dry_run:
@@ -69,7 +74,7 @@ def run_once(
         report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
     if not dry_run:
         try:
-            execute(sink, store, settings, report, clock=clock, step=step, stopping=stopping)
+            execute(sink, store, settings, report, clock=clock, step=step, stopping=stopping, breaker=breaker)
         except RemoteError as exc:
             report.errors.append(str(exc))
         report.cursor_ms = store.cursor()
@@ -140,17 +145,31 @@ def execute(
     clock: Callable[[], float],
     step: Callable[[str], None],
     stopping: Callable[[], bool],
+    breaker: Breaker,
 ) -> None:
     due = store.due_ops(clock(), settings.settle_seconds)
+    if not due:
+        return
+    if not breaker.allows(clock()):
+        report.errors.append(
+            f"asana: calls paused for {breaker.cooldown:g}s after {breaker.failures} failures in a row; "
+            f"{len(due)} op(s) wait without spending attempts"
+        )
+        return
     unknown = [op for op in due if op.state == "unknown"]
-    if unknown:
-        reconcile(sink, store, unknown, settings, report, clock=clock)
-        due = store.due_ops(clock(), settings.settle_seconds)
-    for op in due:
+    if unknown and settings.reconcile:
+        reconcile(sink, store, unknown, settings, report, clock=clock, breaker=breaker)
+    elif unknown:
+        for op in unknown:
+            store.transition(op.op_key, "pending", clock(), "UNSAFE: blind retry without reconcile")
+    for op in store.due_ops(clock(), settings.settle_seconds):
         if stopping():
             return
+        if not breaker.allows(clock()):
+            report.errors.append(f"asana: {breaker.failures} failures in a row; calls paused for {breaker.cooldown:g}s")
+            return
         if op.state == "pending":
-            attempt(sink, store, op, settings, report, clock=clock, step=step)
+            attempt(sink, store, op, settings, report, clock=clock, step=step, breaker=breaker)
 
 
 def reconcile(
@@ -161,6 +180,7 @@ def reconcile(
     report: CycleReport,
     *,
     clock: Callable[[], float],
+    breaker: Breaker,
 ) -> None:
     """Decide each `unknown` op from one complete listing. A failed listing proves nothing: stay `unknown`."""
     try:
@@ -168,8 +188,11 @@ def reconcile(
     except AuthError:
         raise
     except RemoteError as exc:
+        if isinstance(exc, TransientError):
+            breaker.failure(clock())
         report.errors.append(f"reconcile postponed, the project listing failed: {exc}")
         return
+    breaker.success()
     now = clock()
     for op in ops:
         found = by_marker.get(op.marker, [])
@@ -200,6 +223,7 @@ def attempt(
     *,
     clock: Callable[[], float],
     step: Callable[[str], None],
+    breaker: Breaker,
 ) -> None:
     if op.attempts >= settings.max_attempts:
         detail = f"gave up after {op.attempts} attempts; fix the cause, then 'syncd retry {op.deal_id}'"
@@ -218,6 +242,7 @@ def attempt(
         )
         return
     except TransientError as exc:
+        breaker.failure(clock())
         if exc.sent:
             store.transition(op.op_key, "unknown", clock(), f"outcome unknown: {exc}")
         else:
@@ -230,7 +255,7 @@ def attempt(
             store.transition(op.op_key, "dead", clock(), f"Asana refused (403): {exc}")
             report.dead.append(f"{op.op_key}: {exc}")
             return
-        store.transition(op.op_key, "pending", clock(), f"credentials rejected: {exc}")
+        store.transition(op.op_key, "pending", clock(), f"credentials rejected: {exc}", attempts=op.attempts)
         raise AuthError(
             f"asana: the token was rejected (401). Check the variable named by [asana] token_env; no project "
             f"is created until it works. ({exc})",
@@ -241,9 +266,30 @@ def attempt(
         store.transition(op.op_key, "dead", clock(), f"Asana rejected the request: {exc}")
         report.dead.append(f"{op.op_key}: {exc}")
         return
+    breaker.success()
     step("after_post")
     store.transition(
         op.op_key, "created", clock(), f"created project {project.gid}", asana_gid=project.gid, asana_url=project.url
     )
     report.created.append(f"{op.body.get('name')} -> {project.url or project.gid}")
     step("after_created_commit")
+
+
+def retry(store: Store, deal_id: str, now: float) -> list[str]:
+    """Operator command: move a deal's dead ops back through reconcile (never a blind re-create).
+
+    The op becomes `unknown` with a fresh attempt budget, so the next cycle lists the team's projects first
+    and POSTs only if no project carries its marker."""
+    keys = [
+        row[0] for row in store.conn.execute("SELECT op_key FROM ops WHERE deal_id = ? AND state = 'dead'", (deal_id,))
+    ]
+    for key in keys:
+        store.transition(
+            key,
+            "unknown",
+            now,
+            "syncd retry: reconcile before any new attempt",
+            attempts=0,
+            last_attempt_at=0.0,
+        )
+    return keys

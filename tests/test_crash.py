@@ -16,53 +16,7 @@ import time
 
 import pytest
 
-from conftest import Syncd, win
-
-FAST = {
-    "http": {"connect_timeout": 1, "read_timeout": 0.5, "retry_base_seconds": 0, "max_tries": 4},
-    "asana": {"settle_seconds": 0.6},
-}
-
-
-def qualify(syncd: Syncd, n: int) -> list[str]:
-    ids = [
-        syncd.hubspot.add_deal(
-            dealname=f"Deal {i}", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=syncd.ago(60)
-        )
-        for i in range(n)
-    ]
-    syncd.ok("once")  # baseline
-    for deal in ids:
-        win(syncd, deal)
-    return ids
-
-
-def integrity_ok(syncd: Syncd) -> None:
-    assert syncd.query("PRAGMA integrity_check") == [("ok",)]
-
-
-def settle_until_done(syncd: Syncd, rounds: int = 12) -> None:
-    """Clean runs until no op is pending or awaiting reconcile (each unknown op needs the settle delay)."""
-    for _ in range(rounds):
-        result = syncd("once")
-        assert result.returncode in (0, 1), result.stderr
-        states = syncd.op_states()
-        if set(states) <= {"created", "dead"}:
-            return
-        time.sleep(0.7)
-    raise AssertionError(f"ops did not settle: {syncd.op_states()}")
-
-
-def assert_exactly_once(syncd: Syncd, deals: list[str]) -> None:
-    assert syncd.asana.duplicates() == {}
-    for deal in deals:
-        found = syncd.asana.projects_with_marker(f"[syncd:hubspot:default:{deal}:onboarding]")
-        assert len(found) == 1, f"deal {deal}: {len(found)} projects"
-    assert len(syncd.asana.projects) == len(deals)
-    assert syncd.op_states() == {"created": len(deals)}
-    gids = {gid for (gid,) in syncd.query("SELECT asana_gid FROM ops")}
-    assert gids == {p["gid"] for p in syncd.asana.projects}
-
+from conftest import FAST, Syncd, assert_exactly_once, integrity_ok, qualify, settle_until_done
 
 POINTS = [
     "before_page_commit",

@@ -1,34 +1,32 @@
-"""The `syncd` command: the composition root (config -> HTTP clients -> source, sink, store -> engine) and the
-only module that prints. Exit codes: 0 ok, 1 a cycle failed or dead ops remain (status: unhealthy), 2 usage,
-75 another syncd holds the lock, 78 the config is wrong.
+"""The `syncd` command: parse, call, print. The only module that prints. Exit codes: 0 ok, 1 a cycle failed
+or dead ops remain (status: unhealthy), 2 usage, 75 another syncd holds the lock, 78 the config is wrong.
+
+Commands that write take the single-instance lock first and import the rest of syncd (`syncd.compose`) only
+then, so a second syncd exits 75 in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from syncd import config as configuration
-from syncd import engine
-from syncd.breaker import Breaker
+from syncd import lock
 from syncd.errors import SyncdError
-from syncd.http import HttpClient, RedactingFilter, RetryPolicy, redact
-from syncd.models import CycleReport
-from syncd.ratelimit import TokenBucket
-from syncd.sinks.asana import AsanaSink
-from syncd.sources.hubspot import HubSpotSource
-from syncd.store import Store, read_status
+from syncd.redact import RedactingFilter, redact
+
+if TYPE_CHECKING:
+    from syncd.models import CycleReport
 
 
 @dataclass
@@ -39,104 +37,13 @@ class App:
         return configuration.load(configuration.config_path(self.config_option))
 
 
-@dataclass
-class Parts:
-    """What one process needs for its cycles; `syncd run` keeps it so limiters and the breaker persist."""
-
-    source: HubSpotSource
-    sink: AsanaSink
-    settings: engine.Settings
-    breaker: Breaker
-
-
-def build(cfg: configuration.Config) -> Parts:
-    """Wire the parts from a loaded config. Reads the two tokens; raises ConfigError when one is missing."""
-    retry = RetryPolicy(
-        max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
-    )
-    timeout = (cfg.http.connect_timeout, cfg.http.read_timeout)
-    crm_http = HttpClient(
-        service=cfg.crm.kind,
-        base_url=cfg.crm.base_url,
-        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.crm.token_env)}"},
-        buckets={
-            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
-            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
-        },
-        timeout=timeout,
-        retry=retry,
-    )
-    asana_http = HttpClient(
-        service="asana",
-        base_url=cfg.asana.base_url,
-        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.asana.token_env)}"},
-        buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
-        timeout=timeout,
-        retry=retry,
-    )
-    source = HubSpotSource(crm_http, cfg.crm_properties, page_size=cfg.crm.page_size)
-    sink = AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team)
-    settings = engine.Settings(
-        account=cfg.crm.account,
-        workspace=cfg.asana.workspace,
-        team=cfg.asana.team,
-        overlap_seconds=cfg.crm.overlap_seconds,
-        delay_seconds=cfg.crm.delay_seconds,
-        settle_seconds=cfg.asana.settle_seconds,
-        max_attempts=cfg.asana.max_attempts,
-        retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
-        reconcile=os.environ.get("SYNCD_UNSAFE_BLIND_RETRY") != "1",
-    )
-    return Parts(source, sink, settings, Breaker(threshold=3, cooldown=max(cfg.interval_seconds, 30.0)))
-
-
-def crash_hook() -> Callable[[str], None]:
-    """`SYNCD_CRASH_AT=name[:n]` kills the process with SIGKILL at the n-th time it reaches step `name`.
-    For the reliability tests: it lets them crash at each step of the state machine on purpose."""
-    spec = os.environ.get("SYNCD_CRASH_AT", "")
-    name, _, nth = spec.partition(":")
-    remaining = [int(nth or 1)]
-
-    def step(reached: str) -> None:
-        if reached == name:
-            remaining[0] -= 1
-            if remaining[0] <= 0:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return step
-
-
-def one_cycle(
-    cfg: configuration.Config,
-    store: Store,
-    parts: Parts | None = None,
-    *,
-    dry_run: bool = False,
-    stopping: Callable[[], bool] = lambda: False,
-) -> CycleReport:
-    """One cycle with the config's parts; `syncd run` passes `parts` so rate limiters outlive a cycle."""
-    parts = parts or build(cfg)
-    return engine.run_once(
-        parts.source,
-        parts.sink,
-        store,
-        cfg.flows,
-        parts.settings,
-        clock=time.time,
-        dry_run=dry_run,
-        step=crash_hook(),
-        stopping=stopping,
-        breaker=parts.breaker,
-    )
-
-
 @contextmanager
-def opened(cfg: configuration.Config) -> Iterator[Store]:
-    store = Store.open(cfg.state_path)
+def holding_lock(cfg: configuration.Config) -> Iterator[int]:
+    fd = lock.acquire(cfg.state_path)
     try:
-        yield store
+        yield fd
     finally:
-        store.close()
+        lock.release(fd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,10 +65,13 @@ def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
 def once(app: App, dry_run: bool) -> None:
     """Poll the CRM once and create any missing Asana projects (for cron)."""
     cfg = app.config()
-    parts = build(cfg)  # fails on a missing token before the database is touched
-    with opened(cfg) as store:
-        report = one_cycle(cfg, store, parts, dry_run=dry_run)
-        dead = store.conn.execute("SELECT count(*) FROM ops WHERE state = 'dead'").fetchone()[0]
+    with holding_lock(cfg) as fd:
+        from syncd import compose
+
+        parts = compose.build(cfg)  # a missing token fails here, before the database is touched
+        with compose.locked_store(cfg, fd) as store:
+            report = compose.one_cycle(cfg, store, parts, dry_run=dry_run)
+            dead = compose.dead_ops(store)
     click.echo(report.summary())
     if dry_run:
         click.echo("Dry run: nothing was recorded or created.")
@@ -174,19 +84,20 @@ def once(app: App, dry_run: bool) -> None:
 @click.pass_obj
 def run(app: App) -> None:
     """Run cycles every [schedule] interval_seconds until SIGTERM (for systemd)."""
-    from syncd.daemon import run_forever
-
     cfg = app.config()
-    parts = build(cfg)  # fails fast on a missing token, before taking the lock
+    with holding_lock(cfg) as fd:
+        from syncd import compose
+        from syncd.daemon import run_forever
 
-    with opened(cfg) as store:
+        parts = compose.build(cfg)
+        with compose.locked_store(cfg, fd) as store:
 
-        def cycle(stopping: threading.Event) -> CycleReport:
-            report = one_cycle(cfg, store, parts, stopping=stopping.is_set)
-            logging.getLogger("syncd").info("cycle finished:\n%s", report.summary())
-            return report
+            def cycle(stopping: threading.Event) -> CycleReport:
+                report = compose.one_cycle(cfg, store, parts, stopping=stopping.is_set)
+                logging.getLogger("syncd").info("cycle finished:\n%s", report.summary())
+                return report
 
-        run_forever(cycle, cfg.interval_seconds)
+            run_forever(cycle, cfg.interval_seconds)
 
 
 @cli.command()
@@ -195,14 +106,17 @@ def run(app: App) -> None:
 def retry(app: App, deal_id: str) -> None:
     """Send a deal's dead ops back through reconcile, then run a cycle (never a blind re-create)."""
     cfg = app.config()
-    parts = build(cfg)
-    with opened(cfg) as store:
-        keys = engine.retry(store, deal_id, time.time())
-        if not keys:
-            click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
-            sys.exit(1)
-        click.echo(f"Reconciling {len(keys)} op(s) of deal {deal_id}: {', '.join(keys)}")
-        report = one_cycle(cfg, store, parts)
+    with holding_lock(cfg) as fd:
+        from syncd import compose, engine
+
+        parts = compose.build(cfg)
+        with compose.locked_store(cfg, fd) as store:
+            keys = engine.retry(store, deal_id, time.time())
+            if not keys:
+                click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
+                sys.exit(1)
+            click.echo(f"Reconciling {len(keys)} op(s) of deal {deal_id}: {', '.join(keys)}")
+            report = compose.one_cycle(cfg, store, parts)
     click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
 
@@ -212,6 +126,8 @@ def retry(app: App, deal_id: str) -> None:
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Show the cursor, the last cycle, ops by state, dead ops and quarantine. Exit 0 healthy, 1 not."""
+    from syncd.store import read_status
+
     cfg = app.config()
     report = read_status(cfg.state_path, time.time())
     click.echo(json.dumps(report, indent=2) if as_json else format_status(report))
@@ -222,12 +138,14 @@ def status(app: App, as_json: bool) -> None:
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the sandbox files in this folder.")
 def demo(keep: Path | None) -> None:
     """Run syncd against the built-in sandbox (fake HubSpot and Asana); no credentials needed."""
+    from syncd import compose
     from syncd.sandbox.demo import run_demo
+    from syncd.store import read_status
 
     def cycle(config_path: Path) -> CycleReport:
         cfg = configuration.load(config_path)
-        with opened(cfg) as store:
-            return one_cycle(cfg, store)
+        with compose.locked_store(cfg) as store:
+            return compose.one_cycle(cfg, store)
 
     def show_status(config_path: Path) -> str:
         return format_status(read_status(configuration.load(config_path).state_path, time.time()))

@@ -23,6 +23,7 @@ from dotenv import load_dotenv
 from syncd import rules
 from syncd.errors import ConfigError
 from syncd.flows import Flow, Template, TemplateError
+from syncd.redact import register_secret
 
 KINDS = ("hubspot",)
 ALLOWED: dict[str, set[str]] = {
@@ -175,7 +176,9 @@ def read_secret(name: str) -> str:
         file = Path(creds) / name
         if file.is_file():
             value = file.read_text(encoding="utf-8").strip()
-    if not value:
+    if value:
+        register_secret(value)
+    else:
         raise ConfigError(
             f"The token variable {name} is not set. Put {name}=... in the environment, in the .env file "
             "beside the config file, or in a systemd credential of that name."

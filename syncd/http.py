@@ -17,12 +17,11 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import backoff
 import requests
@@ -30,35 +29,9 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.ratelimit import TokenBucket
+from syncd.redact import redact, redact_url, register_secret
 
 log = logging.getLogger("syncd.http")
-
-_SECRETS: set[str] = set()
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:api_?token|access_token|refresh_token|token|hapikey|key|secret)=)[^&\s]+")
-
-
-def register_secret(value: str) -> None:
-    """Make `redact` (and the log filter the CLI installs) hide this value wherever it appears."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    for secret in _SECRETS:
-        text = text.replace(secret, "[redacted]")
-    return _SECRET_QUERY.sub(r"\1[redacted]", text)
-
-
-class RedactingFilter(logging.Filter):
-    """Installed on every log handler: no secret reaches a log, whatever a message or traceback contains."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg, record.args = redact(message), None
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        return True
 
 
 @dataclass(frozen=True)
@@ -229,14 +202,6 @@ class HttpClient:
         if status >= 400:
             raise RejectedError(message, service=self.service, status=status)
         raise RemoteError(f"{message} (unexpected redirect or status)", service=self.service, status=status)
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -2,16 +2,13 @@
 
 Durability rules (DESIGN.md §4): WAL, `synchronous=FULL` (an `in_flight` commit must survive power loss),
 `busy_timeout`, `BEGIN IMMEDIATE` for every write, `foreign_keys=ON`, and constraints that make impossible
-states impossible. One writer: `Store.open` takes an exclusive `flock` on `<db>.lock` first, so a second
-syncd exits 75 before it touches the database; the kernel drops the lock when the process dies, even on
-`kill -9`. `read_status` opens the database read-only and needs no lock.
+states impossible. One writer: `Store.open` runs under the single-instance lock (`syncd.lock`).
+`read_status` opens the database read-only and needs no lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,8 +18,9 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from syncd import lock
 from syncd.diff import Change, Stored
-from syncd.errors import LockHeld, StoreError
+from syncd.errors import StoreError
 from syncd.models import OP_STATES, NewOp, Op, Quarantined, iso_ms, iso_s
 
 migrations = Migrations("syncd")
@@ -115,31 +113,26 @@ class Store:
         self.db = Database(conn)
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise LockHeld(
-                f"Another syncd is using {path} (it holds {path}.lock). This run did nothing; "
-                "the next one will pick up the work."
-            ) from None
+    def open(cls, path: Path, lock_fd: int | None = None) -> Store:
+        """Open for writing under the single-instance lock: taken here (and released by `close`) unless the
+        caller passes the descriptor it already holds."""
+        owned = lock.acquire(path) if lock_fd is None else None
         try:
             conn = connect(path)
-            store = cls(path, conn, lock_fd)
+            store = cls(path, conn, owned)
             migrations.apply(store.db)
         except sqlite3.DatabaseError as exc:
-            os.close(lock_fd)
-            raise StoreError(f"{path} is not a usable syncd database ({exc}). Restore it or point [state] path "
-                             "elsewhere.") from None  # fmt: skip
+            if owned is not None:
+                lock.release(owned)
+            raise StoreError(
+                f"{path} is not a usable syncd database ({exc}). Restore it or point [state] path elsewhere."
+            ) from None
         return store
 
     def close(self) -> None:
         self.conn.close()
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            lock.release(self._lock_fd)
             self._lock_fd = None
 
     @contextmanager

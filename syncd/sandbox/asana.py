@@ -128,6 +128,11 @@ class FakeAsana(FakeServer):
         self._user = {"gid": "1200000000000003", "resource_type": "user", "name": "Sandbox User"}
 
     # -- knobs and inspection ----------------------------------------------------------------------
+    def reseed(self, seed: int) -> None:
+        """Restart the random fault schedule from `seed`, so a failing test's run can be replayed."""
+        with self.lock:
+            self._random.seed(seed)
+
     def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
         """Make the next `times` requests on `route` ("create" | "list" | "get" | None = any) misbehave."""
         if kind not in KINDS or route not in (None, "create", "list", "get"):

@@ -223,6 +223,11 @@ class FakeHubSpot(FakeServer):
                 insort(self._by_id, (_idn(deal_id), deal_id))
             return deal_id
 
+    def reseed(self, seed: int) -> None:
+        """Restart the random fault schedule from `seed`, so a failing test's run can be replayed."""
+        with self.lock:
+            self._rng.seed(seed)
+
     def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
         """Apply `kind` to the next `times` requests on `route` (search|list|get|patch|None=any).
         `delay=` sets the wait for "slow"; `apply=True` runs the request before failing it."""

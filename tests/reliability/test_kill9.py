@@ -46,7 +46,7 @@ def summary():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_kill_9_keeps_exactly_once(syncd: Syncd, seed: int) -> None:
     rng = random.Random(seed)
-    syncd.asana._random.seed(seed)  # the fake's fault schedule is part of the replay
+    syncd.asana.reseed(seed)  # the fake's fault schedule is part of the replay
     syncd.config(http=FAST["http"], asana={**FAST["asana"], "requests_per_minute": 240})
     deals = qualify(syncd, 8)
     syncd.asana.fault_rate = rng.uniform(0.2, 0.3)

@@ -1,0 +1,130 @@
+"""Composition: a loaded config becomes HTTP clients, a source, a sink and engine settings.
+
+The CLI imports this module only once it holds the single-instance lock, so a second `syncd` exits 75
+without paying for the HTTP stack's imports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from syncd import config as configuration
+from syncd import engine
+from syncd.breaker import Breaker
+from syncd.http import HttpClient, RetryPolicy
+from syncd.models import CycleReport
+from syncd.ratelimit import TokenBucket
+from syncd.sinks.asana import AsanaSink
+from syncd.sources.hubspot import HubSpotSource
+from syncd.store import Store
+
+
+@dataclass
+class Parts:
+    """What one process needs for its cycles; `syncd run` keeps it so limiters and the breaker persist."""
+
+    source: HubSpotSource
+    sink: AsanaSink
+    settings: engine.Settings
+    breaker: Breaker
+
+
+def build(cfg: configuration.Config) -> Parts:
+    """Wire the parts from a loaded config. Reads the two tokens; raises ConfigError when one is missing."""
+    retry = RetryPolicy(
+        max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
+    )
+    timeout = (cfg.http.connect_timeout, cfg.http.read_timeout)
+    crm_http = HttpClient(
+        service=cfg.crm.kind,
+        base_url=cfg.crm.base_url,
+        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.crm.token_env)}"},
+        buckets={
+            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
+            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
+        },
+        timeout=timeout,
+        retry=retry,
+    )
+    asana_http = HttpClient(
+        service="asana",
+        base_url=cfg.asana.base_url,
+        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.asana.token_env)}"},
+        buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
+        timeout=timeout,
+        retry=retry,
+    )
+    settings = engine.Settings(
+        account=cfg.crm.account,
+        workspace=cfg.asana.workspace,
+        team=cfg.asana.team,
+        overlap_seconds=cfg.crm.overlap_seconds,
+        delay_seconds=cfg.crm.delay_seconds,
+        settle_seconds=cfg.asana.settle_seconds,
+        max_attempts=cfg.asana.max_attempts,
+        retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
+        reconcile=os.environ.get("SYNCD_UNSAFE_BLIND_RETRY") != "1",
+    )
+    return Parts(
+        source=HubSpotSource(crm_http, cfg.crm_properties, page_size=cfg.crm.page_size),
+        sink=AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team),
+        settings=settings,
+        breaker=Breaker(threshold=3, cooldown=max(cfg.interval_seconds, 30.0)),
+    )
+
+
+def crash_hook() -> Callable[[str], None]:
+    """`SYNCD_CRASH_AT=name[:n]` kills the process with SIGKILL the n-th time it reaches step `name`.
+    For the reliability tests: it lets them crash at each step of the state machine on purpose."""
+    spec = os.environ.get("SYNCD_CRASH_AT", "")
+    name, _, nth = spec.partition(":")
+    remaining = [int(nth or 1)]
+
+    def step(reached: str) -> None:
+        if reached == name:
+            remaining[0] -= 1
+            if remaining[0] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return step
+
+
+def one_cycle(
+    cfg: configuration.Config,
+    store: Store,
+    parts: Parts | None = None,
+    *,
+    dry_run: bool = False,
+    stopping: Callable[[], bool] = lambda: False,
+) -> CycleReport:
+    parts = parts or build(cfg)
+    return engine.run_once(
+        parts.source,
+        parts.sink,
+        store,
+        cfg.flows,
+        parts.settings,
+        clock=time.time,
+        dry_run=dry_run,
+        step=crash_hook(),
+        stopping=stopping,
+        breaker=parts.breaker,
+    )
+
+
+@contextmanager
+def locked_store(cfg: configuration.Config, lock_fd: int | None = None) -> Iterator[Store]:
+    store = Store.open(cfg.state_path, lock_fd)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def dead_ops(store: Store) -> int:
+    return store.conn.execute("SELECT count(*) FROM ops WHERE state = 'dead'").fetchone()[0]

@@ -1,0 +1,36 @@
+"""The daemon running plus ten `syncd once` started at once: every extra one exits 75 within a second, and no
+"database is locked" ever reaches a user."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import Syncd, assert_exactly_once, qualify
+
+
+def test_ten_onces_while_the_daemon_runs_all_exit_75_quickly(syncd: Syncd) -> None:
+    deals = qualify(syncd, 3)
+    syncd.config(schedule={"interval_seconds": 1})
+    daemon = syncd.start("run")
+    try:
+        deadline = time.time() + 15
+        while syncd.op_states().get("created", 0) < len(deals) and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.time()
+        extras = [syncd.start("once") for _ in range(10)]
+        results = [(p.wait(timeout=10), time.time() - started, p.communicate()) for p in extras]
+        status = syncd("status", "--json")  # a reader while the daemon writes: never "locked"
+    finally:
+        daemon.terminate()
+        _, daemon_err = daemon.communicate(timeout=15)
+    print(
+        f"10 concurrent onces: exit codes {sorted({code for code, _, _ in results})}, "
+        f"slowest {max(t for _, t, _ in results):.2f}s"
+    )
+    for code, elapsed, (out, err) in results:
+        assert code == 75, err
+        assert elapsed < 1.5  # started together on 2 cores; each gives up at once
+        assert "database is locked" not in out + err
+    assert status.returncode == 0 and "database is locked" not in status.stderr
+    assert daemon.returncode == 0 and "database is locked" not in daemon_err
+    assert_exactly_once(syncd, deals)

@@ -1,0 +1,35 @@
+"""Every request syncd sends to Asana, through faults, reconciles and retries, is one Asana's spec defines."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import FAST, Syncd, assert_exactly_once, qualify, settle_until_done
+from reliability.asana_contract import operation, violations
+
+
+def test_the_checker_catches_a_bad_request() -> None:
+    assert violations("POST", "/projects", {}, {"data": {"name": "x", "bogus_field": 1}}) == [
+        "POST /projects: body field 'bogus_field' is not in the schema"
+    ]
+    assert violations("GET", "/teams/1/projects", {"limit": "500"}, None)
+    assert violations("DELETE", "/nothing/here", {}, None)
+
+
+def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
+    syncd.config(**FAST)
+    deals = qualify(syncd, 5)
+    syncd.asana.inject("drop_after_create", route="create")
+    syncd.asana.inject("503", route="create")
+    syncd.asana.inject("429", route="list", retry_after=0)
+    syncd("once")
+    time.sleep(0.7)
+    settle_until_done(syncd)
+    assert_exactly_once(syncd, deals)
+    problems = []
+    for request in syncd.asana.requests:
+        body = request.json() if request.body else None
+        problems += violations(request.method, request.path, request.query, body)
+    kinds = sorted({f"{r.method} {operation(r.method, r.path)[0]}" for r in syncd.asana.requests})
+    print(f"{len(syncd.asana.requests)} Asana requests checked against the spec ({', '.join(kinds)})")
+    assert problems == []

@@ -1,0 +1,548 @@
+"""Fake Salesforce REST API for Opportunities: OAuth refresh, SOQL query with paging, PATCH, API limits.
+
+Why: syncd's Salesforce poller depends on behaviour that a developer org will not produce on demand: access
+tokens that expire mid-run (401 INVALID_SESSION_ID, then a refresh-token grant), SOQL's unquoted datetime
+literals and its typed errors, `nextRecordsUrl` cursors that expire, batch sizes smaller than asked for,
+many rows sharing one second-precision `SystemModstamp`, the daily API allocation answered with **403**
+REQUEST_LIMIT_EXCEEDED (not 429, and without Retry-After), and flaky transport. This fake reproduces them
+from Salesforce's public documentation and widely observed responses (/work/shared/reference/apis.md §2),
+not from syncd's client code.
+
+SOQL: `SELECT <fields, incl. Account.Name / Owner.Name> FROM Opportunity [WHERE <comparisons = != <> < <= > >=
+joined by AND, OR and parentheses>] [ORDER BY f [ASC|DESC], ...] [LIMIT n]`. A query snapshots its result and
+`nextRecordsUrl` pages through that snapshot.
+Datetimes are stored as epoch ms truncated to whole seconds (Salesforce stamps have second precision in
+practice) and rendered as `2024-09-13T20:23:03.000+0000`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import random
+import re
+import string
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from syncd.sandbox.server import FakeServer, Request, Response
+
+FAULT_KINDS = ("500", "503", "drop", "slow", "malformed_json", "wrong_envelope", "request_limit", "expired_session")
+DATETIME = frozenset({"SystemModstamp", "LastModifiedDate", "CreatedDate"})
+STANDARD = ("Id", "Name", "StageName", "Amount", "IsWon", "IsClosed", "IsDeleted", "CloseDate", "OwnerId")
+STANDARD += ("AccountId", "Probability", "Type", "LeadSource", "Description", "NextStep", "CreatedById")
+STANDARD += ("LastModifiedById", *sorted(DATETIME))
+READ_ONLY = frozenset({"Id", "IsWon", "IsClosed", "IsDeleted", "CreatedById", "LastModifiedById", *DATETIME})
+RELATIONS = {"Account": ("AccountId", "Account"), "Owner": ("OwnerId", "User")}  # name -> (id field, type)
+RELATED_FIELDS = {"Account": ("Id", "Name", "Industry", "Type"), "User": ("Id", "Name", "Email")}
+WON, CLOSED = frozenset({"Closed Won"}), frozenset({"Closed Won", "Closed Lost"})
+SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+CUSTOM = "If you are attempting to use a custom %s, be sure to append %s. Please reference your WSDL or the "
+CUSTOM += "describe call for the appropriate names."
+LIMIT_EXCEEDED = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+RESERVED = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "ASC", "DESC", "LIMIT", "NULL"})
+_API = re.compile(r"^/services/data/(v\d+\.\d)(/query/?|/query/(\w+)-(\d+)|/sobjects/Opportunity/(\w+))$")
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<dt>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))(?![\w:.])
+    |(?P<bad>\d{4}-\d\d-\d\dT\S*)|(?P<date>\d{4}-\d\d-\d\d)(?![\w:])|(?P<num>-?\d+(?:\.\d+)?)(?![\w.])
+    |(?P<str>'(?:[^'\\]|\\.)*')|(?P<op><=|>=|!=|<>|=|<|>)|(?P<p>[(),])|(?P<word>[A-Za-z_][\w.]*))""",
+    re.X,
+)
+
+
+def sf_datetime(ms: int) -> str:
+    """Epoch ms -> Salesforce's JSON datetime, e.g. 2024-09-13T20:23:03.000+0000."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}+0000"
+
+
+def parse_datetime(text: Any) -> int | None:
+    """ISO 8601 with a zone (Z, +hh:mm, +hhmm) -> epoch ms; None when it does not parse."""
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)", text):
+        return None
+    try:
+        return round(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+class _Error(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.response = Response(status, [{"message": message, "errorCode": code, **extra}])
+
+
+class _Soql:
+    """Recursive-descent parser for the SOQL subset; compiles WHERE into a predicate over stored rows."""
+
+    def __init__(self, fake: FakeSalesforce, text: str) -> None:
+        self.fake, self.text, self.toks, pos = fake, text, [], 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m or not m.lastgroup:
+                if text[pos:].strip():
+                    self.fail(f"unexpected token: '{text[pos:].split()[0]}'", pos)
+                break
+            if m.lastgroup == "bad":
+                end = m.end()
+                self.fail(f"line 1:{end} no viable alternative at character '{text[end : end + 1] or '<EOF>'}'", end)
+            self.toks.append((m.lastgroup, m.group(m.lastgroup), m.start(m.lastgroup)))
+            pos = m.end()
+        self.i = 0
+
+    def fail(self, message: str, col: int | None = None, code: str = "MALFORMED_QUERY") -> None:
+        col = len(self.text) if col is None else col
+        snippet = f"\n{self.text}\n{' ' * col}^\nERROR at Row:1:Column:{col + 1}\n"
+        raise _Error(400, code, snippet + message)
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.toks[self.i] if self.i < len(self.toks) else ("eof", "<EOF>", len(self.text))
+
+    def take(self, *words: str) -> bool:
+        kind, text, _ = self.peek()
+        if (kind == "word" and text.upper() in words) or (kind in ("p", "op") and text in words):
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, word: str) -> None:
+        if not self.take(word):
+            self.fail(f"unexpected token: '{self.peek()[1]}'", self.peek()[2])
+
+    def parse(self) -> tuple[list[str], Callable[[dict], bool] | None, list[tuple[str, bool]], int | None]:
+        self.expect("SELECT")
+        fields = [self.field()]
+        while self.take(","):
+            fields.append(self.field())
+        self.expect("FROM")
+        kind, obj, col = self.peek()
+        if kind != "word" or obj.lower() != "opportunity":
+            self.fail(f"sObject type '{obj}' is not supported.", col, "INVALID_TYPE")
+        self.i += 1
+        where = self.join("OR") if self.take("WHERE") else None
+        order: list[tuple[str, bool]] = []
+        if self.take("ORDER"):
+            self.expect("BY")
+            order.append(self.order_item())
+            while self.take(","):
+                order.append(self.order_item())
+        limit = None
+        if self.take("LIMIT"):
+            kind, num, col = self.peek()
+            if kind != "num" or not num.isdigit():
+                self.fail(f"unexpected token: '{num}'", col)
+            limit, self.i = int(num), self.i + 1
+        if self.peek()[0] != "eof":
+            self.fail(f"unexpected token: '{self.peek()[1]}'", self.peek()[2])
+        return list(dict.fromkeys(fields)), where, order, limit
+
+    def order_item(self) -> tuple[str, bool]:
+        name, desc = self.field(), self.take("DESC")
+        if not desc:
+            self.take("ASC")
+        return name, desc
+
+    def field(self) -> str:
+        kind, name, col = self.peek()
+        if kind != "word" or name.upper() in RESERVED:
+            self.fail(f"unexpected token: '{name}'", col)
+        self.i += 1
+        canonical = self.fake._canonical(name)
+        if canonical is None:
+            head, _, sub = name.rpartition(".")
+            rel = next((r for r in RELATIONS if r.lower() == head.lower()), None)
+            if head and rel is None:
+                hint = CUSTOM % ("relationship", "the '__r' after the custom relationship name")
+                self.fail(f"Didn't understand relationship '{head}' in field path. {hint}", col, "INVALID_FIELD")
+            hint = CUSTOM % ("field", "the '__c' after the custom field name")
+            entity = RELATIONS[rel][1] if rel else "Opportunity"
+            self.fail(f"No such column '{sub}' on entity '{entity}'. {hint}", col, "INVALID_FIELD")
+        return canonical  # type: ignore[return-value]
+
+    def join(self, word: str) -> Callable[[dict], bool]:
+        """OR of ANDs of comparisons or parenthesised conditions."""
+        parts = [self.join("AND") if word == "OR" else self.comparison()]
+        while self.take(word):
+            parts.append(self.join("AND") if word == "OR" else self.comparison())
+        combine = any if word == "OR" else all
+        return parts[0] if len(parts) == 1 else lambda r: combine(p(r) for p in parts)
+
+    def comparison(self) -> Callable[[dict], bool]:
+        if self.take("("):
+            inner = self.join("OR")
+            self.expect(")")
+            return inner
+        name = self.field()
+        kind, op, col = self.peek()
+        if kind != "op":
+            self.fail(f"unexpected token: '{op}'", col)
+        self.i += 1
+        value = self.value(name)
+        if value is None:
+            if op not in ("=", "!=", "<>"):
+                self.fail(f"unexpected token: '{op}'", col)
+            return lambda r: (self.fake._value(r, name) is None) == (op == "=")
+        method = {"=": "__eq__", "!=": "__ne__", "<>": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__"}
+        test = method.get(op, "__ge__")
+
+        def check(r: dict) -> bool:
+            x = self.fake._value(r, name)
+            return x is not None and _kind(x) == _kind(value) and getattr(x, test)(value) is True
+
+        return check
+
+    def value(self, name: str) -> Any:
+        kind, text, col = self.peek()
+        self.i += 1
+        if kind == "word" and text.lower() in ("null", "true", "false"):
+            return {"null": None, "true": True, "false": False}[text.lower()]
+        typed = "dateTime" if name in DATETIME else "date" if name == "CloseDate" else None
+        if typed and kind != {"dateTime": "dt", "date": "date"}[typed]:
+            msg = f"value of filter criterion for field '{name}' must be of type {typed}"
+            self.fail(msg + " and should not be enclosed in quotes", col, "INVALID_FIELD")
+        if kind == "dt":
+            ms = parse_datetime(text)
+            if ms is None:
+                self.fail(f"Invalid datetime: {text}", col)
+            return ms // 1000 * 1000  # type: ignore[operator]
+        if kind == "str":
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        if kind in ("num", "date"):
+            return float(text) if kind == "num" else text
+        self.fail(f"unexpected token: '{text}'", col)
+
+
+class FakeSalesforce(FakeServer):
+    service = "salesforce"
+
+    def __init__(
+        self,
+        *,
+        client_id: str = "sandbox-client-id",
+        client_secret: str = "sandbox-client-secret",
+        refresh_token: str = "sandbox-refresh-token",
+        api_version: str = "v60.0",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
+        self.api_version = api_version
+        self.opportunities: dict[str, dict] = {}
+        self.accounts: dict[str, dict] = {}
+        self.users: dict[str, dict] = {"0058d0000000001AAA": {"Id": "0058d0000000001AAA", "Name": "Sandbox User"}}
+        self.custom_fields: set[str] = set()
+        self.daily_limit = 15_000
+        self.api_used = 0
+        self.locator_ttl = 2 * 86_400.0  # seconds a nextRecordsUrl stays valid (documented: two days)
+        self.batch_cap: int | None = None  # serve at most this many rows per batch ("not guaranteed")
+        self.rotate_refresh_token = False
+        self.token_requests = self.query_requests = self.patch_requests = 0
+        self.rate_limited = self.faults_injected = 0
+        self.fault_rate = 0.0
+        self.fault_kinds: list[str] = ["500", "503", "drop"]
+        self._rng = random.Random(seed)
+        self._faults: list[list] = []
+        self._tokens: set[str] = set()
+        self._locators: dict[str, tuple[list[dict], float, int]] = {}
+        self._raw: dict[str, dict] = {}
+        self._next = {"006": 1, "001": 1}
+
+    # -- helpers for tests -------------------------------------------------------------------------
+    def add_opportunity(self, id: str | None = None, *, modstamp: float | str | None = None, **fields: Any) -> str:
+        """Create an Opportunity; `Account="Acme"` links (or creates) an Account by name."""
+        with self.lock:
+            opp_id = id or self._new_id("006")
+            ms = self._ms(modstamp)
+            record = {"Id": opp_id, "Name": f"Opportunity {opp_id[-6:]}", "StageName": "Prospecting"}
+            record |= {"Amount": None, "CloseDate": time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))}
+            record |= {"OwnerId": next(iter(self.users)), "AccountId": None, "IsDeleted": False, "CreatedDate": ms}
+            self.opportunities[opp_id] = record
+            self._apply(record, fields, ms, system_only=False)
+            return opp_id
+
+    def update_opportunity(
+        self, id: str, *, modstamp: float | str | None = None, system_only: bool = False, **fields: Any
+    ) -> dict:
+        """Change fields and bump SystemModstamp; `system_only=True` mimics automation (LastModifiedDate kept)."""
+        with self.lock:
+            record = self.opportunities[id]
+            self._apply(record, fields, self._ms(modstamp), system_only)
+            return record
+
+    def add_raw_record(self, record: dict) -> str:
+        """Store a record verbatim (malformed-record tests). It is returned as stored; if its SystemModstamp
+        does not parse it matches every query and sorts last."""
+        with self.lock:
+            opp_id = str(record.get("Id") or self._new_id("006"))
+            view = {k: parse_datetime(v) if k in DATETIME else v for k, v in record.items()}
+            self.opportunities[opp_id], self._raw[opp_id] = {**view, "Id": opp_id}, record
+            return opp_id
+
+    def add_account(self, name: str, id: str | None = None, **fields: Any) -> str:
+        with self.lock:
+            account_id = id or self._new_id("001")
+            self.accounts[account_id] = {"Id": account_id, "Name": name, **fields}
+            return account_id
+
+    def add_field(self, name: str) -> None:
+        """Declare a custom field (e.g. `Asana_Project__c`) so SELECT and PATCH accept it."""
+        with self.lock:
+            self.custom_fields.add(name)
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self._tokens.clear()
+
+    def expire_locators(self) -> None:
+        with self.lock:
+            self._locators.clear()
+
+    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
+        """Apply `kind` to the next `times` requests on `route` (token|query|patch|None=any).
+        `delay=` sets the wait for "slow"; `apply=True` runs the request before spoiling the answer."""
+        if kind not in FAULT_KINDS or route not in (None, "token", "query", "patch"):
+            raise ValueError(f"unknown fault kind {kind!r} or route {route!r}")
+        with self.lock:
+            self._faults.append([kind, times, route, params])
+
+    # -- state internals ---------------------------------------------------------------------------
+    def _ms(self, at: float | str | None) -> int:
+        ms = parse_datetime(at) if isinstance(at, str) else round((self.now() if at is None else at) * 1000)
+        if ms is None:
+            raise ValueError(f"unparseable modstamp {at!r}")
+        return ms // 1000 * 1000
+
+    def _new_id(self, prefix: str) -> str:
+        n, self._next[prefix] = self._next[prefix], self._next[prefix] + 1
+        return f"{prefix}8d{n:010d}AAA"  # 15-char id + case checksum ("AAA": no upper-case letters)
+
+    def _apply(self, record: dict, fields: dict, ms: int, system_only: bool) -> None:
+        if isinstance(account := fields.pop("Account", None), str):
+            match = [a for a, acc in self.accounts.items() if acc["Name"] == account]
+            fields["AccountId"] = match[0] if match else self.add_account(account)
+        record.update(fields)
+        self.custom_fields.update(k for k in fields if k.endswith("__c"))
+        if "IsWon" not in fields:
+            record["IsWon"] = record.get("StageName") in WON
+        if "IsClosed" not in fields:
+            record["IsClosed"] = record.get("StageName") in CLOSED
+        if isinstance(record.get("Amount"), int):
+            record["Amount"] = float(record["Amount"])
+        record["SystemModstamp"] = ms
+        if not system_only:
+            record["LastModifiedDate"] = ms
+
+    def _canonical(self, name: str) -> str | None:
+        """Case-insensitive field name -> canonical API name (relationship paths too); None if unknown."""
+        head, _, sub = name.partition(".")
+        if sub:
+            rel = next((r for r in RELATIONS if r.lower() == head.lower()), None)
+            known = RELATED_FIELDS[RELATIONS[rel][1]] if rel else ()
+            match = next((f for f in known if f.lower() == sub.lower()), None)
+            return f"{rel}.{match}" if match else None
+        return next((f for f in (*STANDARD, *sorted(self.custom_fields)) if f.lower() == name.lower()), None)
+
+    def _related(self, record: dict, rel: str) -> dict | None:
+        id_field, kind = RELATIONS[rel]
+        return (self.accounts if kind == "Account" else self.users).get(record.get(id_field) or "")
+
+    def _value(self, record: dict, name: str) -> Any:
+        rel, _, sub = name.rpartition(".")
+        target = self._related(record, rel) if rel else record
+        return None if target is None else target.get(sub)
+
+    def _render(self, record: dict, fields: list[str], version: str) -> dict:
+        if record["Id"] in self._raw:
+            return self._raw[record["Id"]]
+        out: dict[str, Any] = {"attributes": self._attributes("Opportunity", record["Id"], version)}
+        for name in fields:
+            rel, _, sub = name.rpartition(".")
+            if not rel:
+                value = record.get(name)
+                out[name] = sf_datetime(value) if name in DATETIME and isinstance(value, int) else value
+                continue
+            if rel not in out:
+                target = self._related(record, rel)
+                kind = RELATIONS[rel][1]
+                out[rel] = None if target is None else {"attributes": self._attributes(kind, target["Id"], version)}
+            if out[rel] is not None:
+                out[rel][sub] = self._related(record, rel).get(sub)  # type: ignore[union-attr]
+        return out
+
+    @staticmethod
+    def _attributes(kind: str, record_id: str, version: str) -> dict:
+        return {"type": kind, "url": f"/services/data/{version}/sobjects/{kind}/{record_id}"}
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        with self.lock:
+            if request.path.rstrip("/") == "/services/oauth2/token" and request.method == "POST":
+                self.token_requests += 1
+                fault = self._next_fault("token")
+                if fault and fault[0] != "slow" and not fault[1].get("apply"):
+                    return self._fault(*fault)
+                response = self._token(request)
+                return self._fault(*fault, response) if fault else response
+            m = _API.match(request.path)
+            route = None
+            if m and m.group(5) is None and request.method == "GET":
+                route = "query"
+                self.query_requests += 1
+            elif m and m.group(5) is not None and request.method == "PATCH":
+                route = "patch"
+                self.patch_requests += 1
+            if request.path.startswith("/services/data/") and request.bearer not in self._tokens:
+                return Response(401, SESSION)
+            if route is None or m is None or float(m.group(1)[1:]) > float(self.api_version[1:]):
+                return Response(404, NOT_FOUND)  # also for a version newer than the org's (`api_version`)
+            fault = self._next_fault(route)
+            if fault and fault[0] != "slow" and not fault[1].get("apply"):
+                return self._fault(*fault, bearer=request.bearer)
+            if self.api_used >= self.daily_limit:
+                self.rate_limited += 1
+                return Response(403, LIMIT_EXCEEDED, self._limit_header())
+            self.api_used += 1
+            try:
+                if route == "patch":
+                    response = self._patch(m.group(5), request)
+                elif m.group(3):
+                    response = self._more(m.group(1), m.group(3), int(m.group(4)))
+                else:
+                    response = self._query(m.group(1), request)
+            except _Error as error:
+                response = error.response
+            response.headers.update(self._limit_header())
+            return self._fault(*fault, response, bearer=request.bearer) if fault else response
+
+    def _limit_header(self) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}
+
+    def _next_fault(self, route: str) -> tuple[str, dict] | None:
+        for fault in self._faults:
+            if fault[2] in (None, route):
+                fault[1] -= 1
+                if fault[1] <= 0:
+                    self._faults.remove(fault)
+                self.faults_injected += 1
+                return fault[0], fault[3]
+        if self.fault_rate and self.fault_kinds and self._rng.random() < self.fault_rate:
+            self.faults_injected += 1
+            return self._rng.choice(self.fault_kinds), {}
+        return None
+
+    def _fault(self, kind: str, params: dict, response: Response | None = None, bearer: str | None = None) -> Response:
+        if kind == "slow" and response is not None:
+            response.delay = float(params.get("delay", 2.0))
+            return response
+        if kind == "drop":
+            return Response(0, drop=True)
+        if kind == "malformed_json":
+            return Response(200, b'{"totalSize": 3, "done": fal')
+        if kind == "wrong_envelope":
+            return Response(200, {"unexpected": True})
+        if kind == "request_limit":
+            return Response(403, LIMIT_EXCEEDED, self._limit_header())
+        if kind == "expired_session":
+            self._tokens.discard(bearer or "")  # an expired session stays expired
+            return Response(401, SESSION)
+        if kind == "503":
+            return Response(503, [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}])
+        error_id = f"{self._rng.randrange(10**9)}-{self._rng.randrange(10**5)} (-{self._rng.randrange(10**9)})"
+        msg = f"An unexpected error occurred. Please include this ErrorId if you contact support: {error_id}"
+        return Response(500, [{"message": msg, "errorCode": "UNKNOWN_EXCEPTION"}])
+
+    # -- endpoints -------------------------------------------------------------------------------------
+    def _token(self, request: Request) -> Response:
+        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "refresh_token":
+            return Response(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+        if form.get("client_id") != self.client_id:
+            return Response(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
+        if form.get("client_secret") != self.client_secret:
+            return Response(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+        if not self.refresh_token or form.get("refresh_token") != self.refresh_token:
+            return Response(400, {"error": "invalid_grant", "error_description": "expired access/refresh token"})
+        alphabet = string.ascii_letters + string.digits
+        token = "00D8d0000000001!" + "".join(self._rng.choice(alphabet) for _ in range(96))
+        self._tokens.add(token)
+        issued_at = str(round(self.now() * 1000))
+        identity = f"https://login.salesforce.com/id/00D8d0000000001EAA/{next(iter(self.users))}"
+        digest = hmac.new(self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
+        body = {"access_token": token, "instance_url": self.url, "id": identity, "token_type": "Bearer"}
+        body |= {"issued_at": issued_at, "signature": base64.b64encode(digest).decode(), "scope": "api refresh_token"}
+        if self.rotate_refresh_token:
+            self.refresh_token = body["refresh_token"] = "5Aep" + "".join(self._rng.choice(alphabet) for _ in range(80))
+        return Response(200, body)
+
+    def _query(self, version: str, request: Request) -> Response:
+        text = request.query.get("q", "").strip()
+        if not text:
+            raise _Error(400, "MALFORMED_QUERY", "A query string has to be specified")
+        fields, where, order, limit = _Soql(self, text).parse()
+        rows = [r for i, r in self.opportunities.items() if i not in self._raw or r.get("SystemModstamp") is not None]
+        rows = [r for r in rows if where is None or where(r)]
+        for name, desc in reversed(order):  # stable sorts; nulls first ascending, last descending (SOQL)
+            rows.sort(key=lambda r, n=name: _sort_key(self._value(r, n)), reverse=desc)
+        rows += [r for i, r in self.opportunities.items() if i in self._raw and r.get("SystemModstamp") is None]
+        rendered = [self._render(r, fields, version) for r in rows[:limit]]
+        match = re.search(r"batchSize\s*=\s*(\d+)", request.headers.get("sforce-query-options", ""))
+        batch = min(2000, max(200, int(match.group(1)))) if match else 2000
+        batch = min(batch, self.batch_cap or batch)
+        locator = "01gRO" + "".join(self._rng.choice(string.ascii_letters + string.digits) for _ in range(13))
+        if len(rendered) > batch:
+            self._locators[locator] = (rendered, self.now(), batch)
+        return self._page(version, locator, rendered, 0, batch)
+
+    def _more(self, version: str, locator: str, offset: int) -> Response:
+        rows, created, batch = self._locators.get(locator, (None, 0.0, 0))
+        if rows is None or self.now() - created > self.locator_ttl or offset > len(rows):
+            raise _Error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(version, locator, rows, offset, batch)
+
+    @staticmethod
+    def _page(version: str, locator: str, rows: list[dict], offset: int, batch: int) -> Response:
+        done = offset + batch >= len(rows)
+        body: dict[str, Any] = {"totalSize": len(rows), "done": done}
+        if not done:
+            body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{offset + batch}"
+        body["records"] = rows[offset : offset + batch]
+        return Response(200, body)
+
+    def _patch(self, opp_id: str, request: Request) -> Response:
+        record_id = next(
+            (i for i in self.opportunities if i == opp_id or (len(opp_id) == 15 and i[:15] == opp_id)), None
+        )
+        if record_id is None or record_id in self._raw:
+            return Response(404, NOT_FOUND)
+        try:
+            body = request.json()
+        except ValueError as exc:
+            raise _Error(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
+        if not isinstance(body, dict):
+            raise _Error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of Opportunity from the request body")
+        updates: dict[str, Any] = {}
+        for name, value in body.items():
+            canonical = self._canonical(name) if "." not in name else None
+            if canonical is None:
+                raise _Error(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type Opportunity")
+            if canonical in READ_ONLY:
+                msg = f"Unable to create/update fields: {canonical}. Please check the security settings of this field "
+                msg += "and verify that it is read/write for your profile or permission set."
+                raise _Error(400, "INVALID_FIELD_FOR_INSERT_UPDATE", msg, fields=[canonical])
+            updates[canonical] = value
+        self._apply(self.opportunities[record_id], updates, self._ms(None), system_only=False)
+        return Response(204)
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None:
+        return (0, 0.0, "")
+    return (1, float(value), "") if isinstance(value, bool | int | float) else (2, 0.0, str(value))
+
+
+def _kind(value: Any) -> str:
+    return "number" if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__

@@ -84,11 +84,23 @@ class HttpClient:
         json: Any = None,
         bucket: str = "default",
         idempotent: bool = True,
+        expect: Callable[[Any], str | None] | None = None,
     ) -> Reply:
-        """Send one request (retrying transient failures when `idempotent`); return the parsed 2xx reply."""
+        """Send one request (retrying transient failures when `idempotent`); return the parsed 2xx reply.
+
+        `expect(data)` returns what is wrong with a 2xx body (or None): a wrong envelope is a transient error,
+        retried like an unparsable body, and never reaches the caller."""
         url = self._url(path)
+
+        def send(*args: Any) -> Reply:
+            reply = self._send(*args)
+            problem = expect(reply.data) if expect else None
+            if problem:
+                raise self._transient(f"{redact_url(url)} answered {reply.status} with {problem}", True, reply.status)
+            return reply
+
         if not idempotent:
-            return self._send(method, url, params, json, bucket)
+            return send(method, url, params, json, bucket)
         retrying = backoff.on_exception(
             self._waits,
             TransientError,
@@ -98,7 +110,7 @@ class HttpClient:
             on_backoff=self._log_retry,
             logger=None,
         )
-        return retrying(self._send)(method, url, params, json, bucket)
+        return retrying(send)(method, url, params, json, bucket)
 
     # -- internals -----------------------------------------------------------------------------------
     def _url(self, path: str) -> str:

@@ -220,7 +220,7 @@ def test_an_unreadable_page_leaves_the_cursor_and_the_next_run_recovers(syncd: S
     syncd.ok("once")
     cursor = syncd.query("SELECT value_ms FROM cursors")
     win(syncd, deal)
-    syncd.hubspot.inject("wrong_envelope", route="search")
+    syncd.hubspot.inject("wrong_envelope", times=4, route="search")  # more than one cycle retries
     result = syncd("once")
     assert result.returncode == 1 and "cursor stays where it was" in result.stdout
     assert syncd.query("SELECT value_ms FROM cursors") == cursor

@@ -45,12 +45,9 @@ class AsanaSink:
                 params = {"limit": 100, "archived": archived, "opt_fields": LIST_FIELDS}
                 if offset:
                     params["offset"] = offset
-                reply = self.http.call("GET", f"/teams/{self.team}/projects", params=params)
-                data = reply.data if isinstance(reply.data, dict) else {}
-                projects = data.get("data")
-                if not isinstance(projects, list):
-                    raise TransientError("asana: a project listing page had no 'data' list", service="asana")
-                for raw in projects:
+                reply = self.http.call("GET", f"/teams/{self.team}/projects", params=params, expect=_listing_problem)
+                data = reply.data
+                for raw in data["data"]:
                     if isinstance(raw, dict) and isinstance(raw.get("gid"), str):
                         project = _project(raw)
                         for marker in set(MARKER.findall(project.notes or "")):
@@ -63,6 +60,12 @@ class AsanaSink:
             m: sorted(ps.values(), key=lambda p: (p.created_at or "", int(p.gid) if p.gid.isdigit() else 0))
             for m, ps in found.items()
         }
+
+
+def _listing_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        return "a listing page without a 'data' list"
+    return None
 
 
 def _project(data: dict[str, Any]) -> Project:

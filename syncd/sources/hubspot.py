@@ -111,14 +111,14 @@ class HubSpotSource:
             "properties": self.properties,
             "limit": self.page_size,
         }
-        reply = self.http.call("POST", SEARCH, json=body, bucket="search")
-        if not isinstance(reply.data, dict) or not isinstance(reply.data.get("results"), list):
-            raise TransientError(
-                "hubspot: search answered 200 without a 'results' list; the page was not recorded and will be "
-                "read again",
-                service="hubspot",
-            )
+        reply = self.http.call("POST", SEARCH, json=body, bucket="search", expect=_search_problem)
         return reply.data, reply.server_time
+
+
+def _search_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return "a body without a 'results' list (the page is not recorded; it will be read again)"
+    return None
 
 
 def _has_next(data: dict[str, Any]) -> bool:

@@ -136,7 +136,15 @@ def status(app: App, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the sandbox files in this folder.")
-def demo(keep: Path | None) -> None:
+@click.option(
+    "--crm",
+    "crm_kind",
+    type=click.Choice(["hubspot", "salesforce", "pipedrive"]),
+    default="hubspot",
+    show_default=True,
+    help="Which fake CRM to poll.",
+)
+def demo(keep: Path | None, crm_kind: str) -> None:
     """Run syncd against the built-in sandbox (fake HubSpot and Asana); no credentials needed."""
     from syncd import compose
     from syncd.sandbox.demo import run_demo
@@ -150,7 +158,7 @@ def demo(keep: Path | None) -> None:
     def show_status(config_path: Path) -> str:
         return format_status(read_status(configuration.load(config_path).state_path, time.time()))
 
-    run_demo(click.echo, cycle, show_status, keep)
+    run_demo(click.echo, cycle, show_status, keep, crm_kind)
 
 
 def format_status(s: dict) -> str:

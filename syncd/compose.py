@@ -6,6 +6,7 @@ without paying for the HTTP stack's imports.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ from syncd.http import HttpClient, RetryPolicy
 from syncd.models import CycleReport
 from syncd.ratelimit import TokenBucket
 from syncd.sinks.asana import AsanaSink
-from syncd.sources.hubspot import HubSpotSource
+from syncd.sources import Source
 from syncd.store import Store
 
 
@@ -28,29 +29,23 @@ from syncd.store import Store
 class Parts:
     """What one process needs for its cycles; `syncd run` keeps it so limiters and the breaker persist."""
 
-    source: HubSpotSource
+    source: Source
     sink: AsanaSink
     settings: engine.Settings
     breaker: Breaker
 
 
 def build(cfg: configuration.Config) -> Parts:
-    """Wire the parts from a loaded config. Reads the two tokens; raises ConfigError when one is missing."""
+    """Wire the parts from a loaded config. Reads the tokens; raises ConfigError when one is missing."""
     retry = RetryPolicy(
         max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
     )
     timeout = (cfg.http.connect_timeout, cfg.http.read_timeout)
-    crm_http = HttpClient(
-        service=cfg.crm.kind,
-        base_url=cfg.crm.base_url,
-        auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.crm.token_env)}"},
-        buckets={
-            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
-            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
-        },
-        timeout=timeout,
-        retry=retry,
-    )
+
+    def crm_client(auth_headers: dict[str, str], buckets: dict[str, TokenBucket]) -> HttpClient:
+        return HttpClient(cfg.crm.kind, cfg.crm.base_url, auth_headers, buckets, timeout=timeout, retry=retry)
+
+    source: Source = importlib.import_module(f"syncd.sources.{cfg.crm.kind}").from_config(cfg, crm_client)
     asana_http = HttpClient(
         service="asana",
         base_url=cfg.asana.base_url,
@@ -71,7 +66,7 @@ def build(cfg: configuration.Config) -> Parts:
         reconcile=os.environ.get("SYNCD_UNSAFE_BLIND_RETRY") != "1",
     )
     return Parts(
-        source=HubSpotSource(crm_http, cfg.crm_properties, page_size=cfg.crm.page_size),
+        source=source,
         sink=AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team),
         settings=settings,
         breaker=Breaker(threshold=3, cooldown=max(cfg.interval_seconds, 30.0)),

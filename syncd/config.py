@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ from syncd.errors import ConfigError
 from syncd.flows import Flow, Template, TemplateError
 from syncd.redact import register_secret
 
-KINDS = ("hubspot",)
+KINDS = ("hubspot", "salesforce", "pipedrive")
+# Per CRM: default base URL (None: required), default token variable, default/maximum page size, burst limit.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hubspot": {"base_url": "https://api.hubapi.com", "token_env": "HUBSPOT_TOKEN", "page": (200, 200), "burst": 100},
+    "salesforce": {"base_url": "https://login.salesforce.com", "token_env": "", "page": (2000, 2000), "burst": 100},
+    "pipedrive": {"base_url": None, "token_env": "PIPEDRIVE_TOKEN", "page": (500, 500), "burst": 100},
+}
 ALLOWED: dict[str, set[str]] = {
     "": {"state", "crm", "asana", "http", "schedule", "flow"},
     "state": {"path"},
@@ -39,6 +46,12 @@ ALLOWED: dict[str, set[str]] = {
         "page_size",
         "search_per_second",
         "requests_per_10_seconds",
+        "client_id_env",
+        "client_secret_env",
+        "refresh_token_env",
+        "api_version",
+        "fields",
+        "api_usage_stop_percent",
     },
     "asana": {"base_url", "token_env", "workspace", "team", "requests_per_minute", "settle_seconds", "max_attempts"},
     "http": {"connect_timeout", "read_timeout", "max_tries", "max_time_seconds", "retry_base_seconds"},
@@ -59,6 +72,13 @@ class CrmConfig:
     page_size: int
     search_per_second: float
     requests_per_10_seconds: int
+    # Salesforce only
+    client_id_env: str = "SALESFORCE_CLIENT_ID"
+    client_secret_env: str = "SALESFORCE_CLIENT_SECRET"
+    refresh_token_env: str = "SALESFORCE_REFRESH_TOKEN"
+    api_version: str = "v60.0"
+    fields: tuple[str, ...] = ()
+    api_usage_stop_percent: float = 90.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,20 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
     kind = t.get(crm, "crm", "kind", str, "hubspot")
     if kind not in KINDS:
         raise ConfigError(f"{path} [crm]: kind = {kind!r} is not supported. Use one of: {', '.join(KINDS)}.")
+    defaults = KIND_DEFAULTS[kind]
+    if defaults["base_url"] is None and "base_url" not in crm:
+        raise ConfigError(
+            f"{path} [crm]: 'base_url' is missing. For Pipedrive it is your company domain, "
+            'e.g. base_url = "https://yourcompany.pipedrive.com".'
+        )
+    api_version = t.get(crm, "crm", "api_version", str, "v60.0")
+    if not re.fullmatch(r"v\d+\.\d", api_version):
+        raise ConfigError(f'{path} [crm]: api_version = {api_version!r} should look like "v60.0".')
+    fields = crm.get("fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, str) and re.fullmatch(r"\w+(\.\w+)?", f) for f in fields):
+        raise ConfigError(
+            f'{path} [crm]: \'fields\' must be a list of field names such as ["Tier__c", "Account.Name"].'
+        )
     http_cfg = HttpConfig(
         connect_timeout=t.number(http, "http", "connect_timeout", 5, minimum=0.1),
         read_timeout=t.number(http, "http", "read_timeout", 30, minimum=0.1),
@@ -145,14 +179,22 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         state_path=(path.parent / t.get(state, "state", "path", str, "syncd.db")).resolve(),
         crm=CrmConfig(
             kind=kind,
-            base_url=t.url(crm, "crm", "https://api.hubapi.com"),
-            token_env=t.get(crm, "crm", "token_env", str, "HUBSPOT_TOKEN"),
+            base_url=t.url(crm, "crm", defaults["base_url"]),
+            token_env=t.get(crm, "crm", "token_env", str, defaults["token_env"] or "unused"),
             overlap_seconds=t.number(crm, "crm", "overlap_seconds", 300, minimum=0),
             delay_seconds=t.number(crm, "crm", "delay_seconds", 30, minimum=0),
             account=t.get(crm, "crm", "account", str, "default"),
-            page_size=int(t.number(crm, "crm", "page_size", 200, minimum=1, maximum=200)),
+            page_size=int(
+                t.number(crm, "crm", "page_size", defaults["page"][0], minimum=1, maximum=defaults["page"][1])
+            ),
             search_per_second=t.number(crm, "crm", "search_per_second", 4, minimum=0.01),
-            requests_per_10_seconds=int(t.number(crm, "crm", "requests_per_10_seconds", 100, minimum=1)),
+            requests_per_10_seconds=int(t.number(crm, "crm", "requests_per_10_seconds", defaults["burst"], minimum=1)),
+            client_id_env=t.get(crm, "crm", "client_id_env", str, "SALESFORCE_CLIENT_ID"),
+            client_secret_env=t.get(crm, "crm", "client_secret_env", str, "SALESFORCE_CLIENT_SECRET"),
+            refresh_token_env=t.get(crm, "crm", "refresh_token_env", str, "SALESFORCE_REFRESH_TOKEN"),
+            api_version=api_version,
+            fields=tuple(fields),
+            api_usage_stop_percent=t.number(crm, "crm", "api_usage_stop_percent", 90, minimum=1, maximum=100),
         ),
         asana=AsanaConfig(
             base_url=t.url(asana, "asana", "https://app.asana.com/api/1.0"),

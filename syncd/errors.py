@@ -53,7 +53,7 @@ class TransientError(RemoteError):
 
 
 class RateLimited(TransientError):
-    def __init__(self, message: str, *, service: str, status: int = 429, retry_after: float | None) -> None:
+    def __init__(self, message: str, *, service: str, status: int | None = 429, retry_after: float | None) -> None:
         super().__init__(message, service=service, status=status, sent=False)
         self.retry_after = retry_after
 

@@ -43,6 +43,13 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class Form:
+    """A form-encoded request body (OAuth token endpoints); any other body is sent as JSON."""
+
+    fields: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Reply:
     status: int
     headers: Mapping[str, str]
@@ -74,6 +81,14 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def retarget(self, base_url: str, auth_headers: dict[str, str]) -> None:
+        """Point the client at another origin with new credentials (Salesforce: the instance URL and access
+        token an OAuth refresh returns). The caller has validated `base_url`."""
+        for value in auth_headers.values():
+            register_secret(value.removeprefix("Bearer "))
+        self.base_url, self.auth_headers = base_url.rstrip("/"), auth_headers
+        self._origin = urlsplit(self.base_url)[:2]
 
     def call(
         self,
@@ -151,7 +166,8 @@ class HttpClient:
                 method,
                 url,
                 params=params,
-                json=body,
+                json=None if isinstance(body, Form) else body,
+                data=body.fields if isinstance(body, Form) else None,
                 headers=self.auth_headers,
                 timeout=self.timeout,
                 allow_redirects=False,
@@ -178,7 +194,9 @@ class HttpClient:
         h = response.headers
         now = self.clock()
         if h.get("X-HubSpot-RateLimit-Remaining") == "0":
-            limiter.pause_until(now + float(h.get("X-HubSpot-RateLimit-Interval-Milliseconds") or 1000) / 1000)
+            limiter.pause_until(now + _seconds(h.get("X-HubSpot-RateLimit-Interval-Milliseconds"), 1000) / 1000)
+        if h.get("x-ratelimit-remaining") == "0":  # Pipedrive: reset is in seconds
+            limiter.pause_until(now + _seconds(h.get("x-ratelimit-reset"), 2))
         if response.status_code in (429, 423, 477) or (response.status_code == 503 and "Retry-After" in h):
             retry_after = parse_retry_after(h.get("Retry-After"), time.time())
             if retry_after is not None:
@@ -228,6 +246,13 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):
         return None
+
+
+def _seconds(value: str | None, default: float) -> float:
+    try:
+        return max(0.0, float(value)) if value else default
+    except ValueError:
+        return default
 
 
 def _date_header(value: str | None) -> float | None:

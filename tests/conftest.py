@@ -80,6 +80,8 @@ def config_text(hubspot: FakeHubSpot, asana: FakeAsana, /, **sections: Any) -> s
 
 
 def toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -192,12 +194,42 @@ def settle_until_done(syncd: Syncd, rounds: int = 12) -> None:
     raise AssertionError(f"ops did not settle: {syncd.op_states()}")
 
 
-def assert_exactly_once(syncd: Syncd, deals: list[str]) -> None:
+def assert_exactly_once(syncd: Syncd, deals: list[str], crm: str = "hubspot") -> None:
     assert syncd.asana.duplicates() == {}
     for deal in deals:
-        found = syncd.asana.projects_with_marker(f"[syncd:hubspot:default:{deal}:onboarding]")
+        found = syncd.asana.projects_with_marker(f"[syncd:{crm}:default:{deal}:onboarding]")
         assert len(found) == 1, f"deal {deal}: {len(found)} projects"
     assert len(syncd.asana.projects) == len(deals)
     assert syncd.op_states() == {"created": len(deals)}
     gids = {gid for (gid,) in syncd.query("SELECT asana_gid FROM ops")}
     assert gids == {p["gid"] for p in syncd.asana.projects}
+
+
+class CrmSyncd(Syncd):
+    """`Syncd` against any CRM's fake, through its adapter in `crms.py`."""
+
+    def __init__(self, workdir: Path, crm: Any, asana: FakeAsana) -> None:
+        super().__init__(workdir, crm.fake, asana)
+        self.crm = crm
+
+    def config(self, **sections: Any) -> None:
+        crm_section = {**self.crm.config(), **sections.pop("crm", {})}
+        flows = sections.pop("flows", None) or [{"name": "onboarding", "when": self.crm.rule}]
+        super().config(crm=crm_section, flows=flows, **sections)
+
+    def env(self, **extra: str | None) -> dict[str, str]:
+        return super().env(**{**self.crm.env(), **extra})
+
+    def ago(self, seconds: float = 3.0) -> float:
+        return self.crm.ago(seconds)
+
+
+@pytest.fixture(params=["hubspot", "salesforce", "pipedrive"])
+def crm_syncd(request: pytest.FixtureRequest, tmp_path: Path, asana: FakeAsana) -> Iterator[CrmSyncd]:
+    from crms import ALL
+
+    crm = ALL[request.param]().start()
+    runner = CrmSyncd(tmp_path, crm, asana)
+    runner.config()
+    yield runner
+    crm.stop()

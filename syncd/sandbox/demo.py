@@ -1,4 +1,5 @@
-"""`syncd demo`: the whole product in thirty seconds, against the fake HubSpot and the fake Asana.
+"""`syncd demo [--crm hubspot|salesforce|pipedrive]`: the whole product in seconds, against a fake CRM and
+the fake Asana.
 
 It runs the real cycle (config file, .env, SQLite state, HTTP over 127.0.0.1) through callables the CLI hands
 in, so the demo cannot drift from what `syncd once` does.
@@ -10,42 +11,140 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from syncd.models import CycleReport
 from syncd.sandbox.asana import FakeAsana
 from syncd.sandbox.hubspot import FakeHubSpot
+from syncd.sandbox.pipedrive import FakePipedrive
+from syncd.sandbox.salesforce import FakeSalesforce
 
 CONFIG = """\
-# Written by 'syncd demo': the sandbox's fake HubSpot and fake Asana on 127.0.0.1.
+# Written by 'syncd demo': the sandbox's fake {title} and fake Asana on 127.0.0.1.
 [state]
 path = "syncd.db"
 
 [crm]
-kind = "hubspot"
-base_url = "{hubspot}"
-token_env = "HUBSPOT_TOKEN"
+kind = "{kind}"
+base_url = "{crm_url}"
 overlap_seconds = 300
 delay_seconds = 1
+{crm_extra}
 
 [asana]
 base_url = "{asana}"
 token_env = "ASANA_TOKEN"
 workspace = "{workspace}"
 team = "{team}"
-settle_seconds = 1.5        # > read_timeout: how long a lost answer may still turn into a project
+settle_seconds = 2.5        # > read_timeout: how long a lost answer may still turn into a project
 
 [http]
-connect_timeout = 1
-read_timeout = 1
+connect_timeout = 2
+read_timeout = 2
 retry_base_seconds = 0.05
 
 [[flow]]
 name = "onboarding"
-when = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+when = "{rule}"
 [flow.project]
 name = "Onboarding: {{name}}"
 notes = "Auto-created from CRM deal {{id}} ({{amount:,.0f}} USD)."
 """
+
+
+class DemoCrm:
+    """How the demo speaks to each fake CRM: the same story in each vendor's words."""
+
+    title: str
+    kind: str
+    rule: str
+    crm_extra = ""
+    won_stage: Any
+    open_stage: Any
+
+    def __init__(self) -> None:
+        self.fake: Any = None
+
+    def env(self) -> str:
+        raise NotImplementedError
+
+    def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
+        raise NotImplementedError
+
+    def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
+        raise NotImplementedError
+
+
+class HubSpotDemo(DemoCrm):
+    title, kind = "HubSpot", "hubspot"
+    rule = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+    crm_extra = 'token_env = "HUBSPOT_TOKEN"'
+    won_stage, open_stage = "closedwon", "contractsent"
+
+    def __init__(self) -> None:
+        self.fake = FakeHubSpot()
+
+    def env(self) -> str:
+        return f"HUBSPOT_TOKEN={self.fake.token}\n"
+
+    def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
+        return self.fake.add_deal(dealname=name, dealstage=stage, amount=str(amount), tier=tier, updated_at=at)
+
+    def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
+        self.fake.update_deal(deal, dealstage=stage, updated_at=at, **{k: str(v) for k, v in changes.items()})
+
+
+class SalesforceDemo(DemoCrm):
+    title, kind = "Salesforce", "salesforce"
+    rule = "stage == 'Closed Won' and amount > 10000 and Tier__c == 'Enterprise'"
+    crm_extra = 'fields = ["Account.Name"]'
+    won_stage, open_stage = "Closed Won", "Negotiation/Review"
+
+    def __init__(self) -> None:
+        self.fake = FakeSalesforce()
+        self.fake.add_field("Tier__c")
+
+    def env(self) -> str:
+        f = self.fake
+        return (
+            f"SALESFORCE_CLIENT_ID={f.client_id}\nSALESFORCE_CLIENT_SECRET={f.client_secret}\n"
+            f"SALESFORCE_REFRESH_TOKEN={f.refresh_token}\n"
+        )
+
+    def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
+        return self.fake.add_opportunity(
+            Name=name, StageName=stage, Amount=amount, Tier__c=tier, Account=name, modstamp=at
+        )
+
+    def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
+        self.fake.update_opportunity(deal, StageName=stage, modstamp=at, **_renamed(changes, amount="Amount"))
+
+
+class PipedriveDemo(DemoCrm):
+    title, kind = "Pipedrive", "pipedrive"
+    rule = "status == 'won' and amount > 10000 and tier == 'Enterprise'"
+    crm_extra = 'token_env = "PIPEDRIVE_TOKEN"'
+    won_stage, open_stage = "won", "open"
+
+    def __init__(self) -> None:
+        self.fake = FakePipedrive()
+        self.fake.add_custom_field("Tier", "enum", ["Enterprise", "Mid-Market"])
+
+    def env(self) -> str:
+        return f"PIPEDRIVE_TOKEN={self.fake.token}\n"
+
+    def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
+        return self.fake.add_deal(title=name, status=stage, value=amount, custom={"Tier": tier}, update_time=at)
+
+    def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
+        self.fake.update_deal(deal, status=stage, update_time=at, **_renamed(changes, amount="value"))
+
+
+def _renamed(changes: dict[str, Any], **names: str) -> dict[str, Any]:
+    return {names.get(key, key): value for key, value in changes.items()}
+
+
+CRMS: dict[str, type[DemoCrm]] = {"hubspot": HubSpotDemo, "salesforce": SalesforceDemo, "pipedrive": PipedriveDemo}
 
 
 def run_demo(
@@ -53,20 +152,32 @@ def run_demo(
     cycle: Callable[[Path], CycleReport],
     status: Callable[[Path], str],
     keep: Path | None = None,
+    crm_kind: str = "hubspot",
 ) -> None:
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="syncd-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "syncd.db").unlink(missing_ok=True)
-    hubspot, asana = FakeHubSpot().start(), FakeAsana().start()
+    crm = CRMS[crm_kind]()
+    crm.fake.start()
+    asana = FakeAsana().start()
     try:
         config = folder / "config.toml"
         config.write_text(
-            CONFIG.format(hubspot=hubspot.url, asana=asana.url, workspace=asana.workspace, team=asana.team)
+            CONFIG.format(
+                title=crm.title,
+                kind=crm.kind,
+                crm_url=crm.fake.url,
+                crm_extra=crm.crm_extra,
+                rule=crm.rule,
+                asana=asana.url,
+                workspace=asana.workspace,
+                team=asana.team,
+            )
         )
-        (folder / ".env").write_text(f"HUBSPOT_TOKEN={hubspot.token}\nASANA_TOKEN={asana.token}\n")
+        (folder / ".env").write_text(crm.env() + f"ASANA_TOKEN={asana.token}\n")
 
         def ago(seconds: float = 2.0) -> float:
-            return hubspot.now() - seconds
+            return crm.fake.now() - seconds
 
         def run(title: str) -> CycleReport:
             echo(f"\n== {title}")
@@ -74,38 +185,36 @@ def run_demo(
             echo("   " + report.summary().replace("\n", "\n   "))
             return report
 
-        echo(f"Sandbox: fake HubSpot at {hubspot.url}, fake Asana at {asana.url}")
+        won, open_ = crm.won_stage, crm.open_stage
+        echo(f"Sandbox: fake {crm.title} at {crm.fake.url}, fake Asana at {asana.url}")
         echo(f"Config and state in {folder}")
-        echo('Rule: stage == "closedwon" and amount > 10000 and tier == "Enterprise"')
+        echo(f"Rule: {crm.rule}")
         seed = [
-            ("Acme", "contractsent", 50000, "Enterprise"),
-            ("Globex", "contractsent", 5000, "Enterprise"),
-            ("Initech", "contractsent", 80000, "Mid-Market"),
-            ("Umbrella", "decisionmakerboughtin", 120000, "Enterprise"),
-            ("Hooli", "closedwon", 90000, "Enterprise"),  # already won before syncd started watching
+            ("Acme", 50000, "Enterprise"),
+            ("Globex", 5000, "Enterprise"),
+            ("Initech", 80000, "Mid-Market"),
+            ("Umbrella", 120000, "Enterprise"),
         ]
-        ids = {
-            name: hubspot.add_deal(dealname=name, dealstage=stage, amount=str(amount), tier=tier, updated_at=ago(60))
-            for name, stage, amount, tier in seed
-        }
-        echo(f"Seeded {len(ids)} deals; Hooli is already closed-won.")
+        ids = {name: crm.add(name, open_, amount, tier, ago(60)) for name, amount, tier in seed}
+        ids["Hooli"] = crm.add("Hooli", won, 90000, "Enterprise", ago(60))  # won before syncd started watching
+        echo(f"Seeded {len(ids)} deals; Hooli is already won.")
         run("Cycle 1: the first run records a baseline (Hooli was won before syncd watched: no project)")
 
         for name in ("Acme", "Globex", "Initech", "Umbrella"):
-            hubspot.update_deal(ids[name], dealstage="closedwon", updated_at=ago())
-        echo("\nSales moves Acme, Globex, Initech and Umbrella to closed-won. Only Acme and Umbrella qualify.")
+            crm.move(ids[name], won, ago())
+        echo("\nSales wins Acme, Globex, Initech and Umbrella. Only Acme and Umbrella qualify.")
         echo("Fault injected: Asana creates the first project but the connection drops before the answer.")
         asana.inject("drop_after_create", route="create")
         run("Cycle 2: one project created; the other's outcome is unknown (it exists, but syncd never saw a 201)")
 
-        echo("\nWaiting 2 s for the settle delay, so a complete listing is trustworthy evidence...")
-        time.sleep(2.0)
+        echo("\nWaiting 2.6 s for the settle delay, so a complete listing is trustworthy evidence...")
+        time.sleep(2.6)
         run("Cycle 3: reconcile lists the team's projects, finds the marker, records the project: no second POST")
 
-        hubspot.update_deal(ids["Acme"], dealstage="contractsent", updated_at=ago())
-        run("Cycle 4: Acme is reopened (back to contract sent)")
+        crm.move(ids["Acme"], open_, ago())
+        run("Cycle 4: Acme is reopened")
         time.sleep(1.0)
-        hubspot.update_deal(ids["Acme"], dealstage="closedwon", amount="55000", updated_at=ago())
+        crm.move(ids["Acme"], won, ago(), amount=55000)
         run("Cycle 5: Acme is won again; it already has its project, so nothing is created")
 
         echo("\n== Asana now holds:")
@@ -120,5 +229,5 @@ def run_demo(
         echo(status(config))
         echo(f"\nTry it yourself: syncd --config {config} status")
     finally:
-        hubspot.stop()
+        crm.fake.stop()
         asana.stop()

@@ -1,12 +1,21 @@
-"""CRM sources. A source turns "deals changed since the cursor" into `Page`s; see `Source`."""
+"""CRM sources. A source turns "deals changed since the cursor" into `Page`s; see `Source`.
+
+Adding a CRM is one module here, `syncd/sources/<kind>.py`, with a class implementing `Source` and a
+`from_config(cfg, client) -> Source` that reads its credentials and asks `client(auth_headers, buckets)` for
+its HTTP client; plus its defaults line in `syncd.config.KIND_DEFAULTS`. The engine, store and sink do not
+change per CRM.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from syncd.http import HttpClient
 from syncd.models import Page
+from syncd.ratelimit import TokenBucket
+
+ClientFactory = Callable[[dict[str, str], dict[str, TokenBucket]], HttpClient]
 
 
 class Source(Protocol):

@@ -22,9 +22,12 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from syncd.config import Config, read_secret
 from syncd.errors import TransientError
 from syncd.http import HttpClient
 from syncd.models import Deal, Page, Quarantined
+from syncd.ratelimit import TokenBucket
+from syncd.sources import ClientFactory
 
 SEARCH = "/crm/v3/objects/deals/search"
 PROPERTY_OF = {
@@ -220,3 +223,14 @@ def _excerpt(record: Any) -> str:
     except (TypeError, ValueError):
         text = repr(record)
     return text[:2000]
+
+
+def from_config(cfg: Config, client: ClientFactory) -> HubSpotSource:
+    http = client(
+        {"Authorization": f"Bearer {read_secret(cfg.crm.token_env)}"},
+        {
+            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
+            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
+        },
+    )
+    return HubSpotSource(http, cfg.crm_properties, page_size=cfg.crm.page_size)

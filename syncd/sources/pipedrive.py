@@ -1,0 +1,315 @@
+"""Pipedrive deals through API v2 (`GET /api/v2/deals`), incrementally on `update_time`.
+
+Each `pages()` call first reads the deal fields (`GET /api/v2/dealFields`, cursor-paged). That answer does two
+jobs: it maps the flows' friendly custom-field names ("Deal Size Band" is `deal_size_band`) to Pipedrive's
+40-hex field codes and enum/set option ids to their labels, and its `Date` header is Pipedrive's clock, which
+fixes the window's upper end: server time minus the delay, in whole seconds because `update_time` has no
+fraction. The deals are then listed in one query, `updated_since` (inclusive) .. `updated_until` (exclusive),
+sorted by `update_time` ascending, following `additional_data.next_cursor` until it is null. The cursor is
+opaque and no cap on results is documented, so unlike HubSpot's search one query pages the whole window.
+The next page is asked for only when the caller takes it, i.e. after the previous page was recorded.
+
+Cursors: a page's `cursor_ms` is the newest `update_time` it holds (deals sharing that second may continue on
+the next page; the next cycle re-reads from there, inclusive); the last page carries the window's upper end.
+Because `updated_until` is exclusive, a deal stamped exactly at the upper second is not in this window and is
+at or after the stored cursor, so the next window reads it. Every call yields at least one page.
+
+Only the custom fields the flows use are asked for (`custom_fields=`, at most 15, else `ConfigError`).
+Standard deal fields win over a custom field with the same friendly name; the normalised names (`name`,
+`stage`, …) win over both. A name that matches nothing is simply absent (None in `when`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.config import Config, read_secret
+from syncd.errors import ConfigError, TransientError
+from syncd.http import HttpClient, Reply
+from syncd.models import Deal, Page, Quarantined
+from syncd.ratelimit import TokenBucket
+from syncd.sources import ClientFactory
+
+DEALS = "/api/v2/deals"
+DEAL_FIELDS = "/api/v2/dealFields"
+NORMALISED = frozenset({"id", "name", "stage", "amount", "close_date", "pipeline", "owner", "updated_at"})
+MAX_CUSTOM_FIELDS = 15  # the deals endpoint's documented limit for `custom_fields`
+FIELDS_PAGE_SIZE = 500
+MAX_VALUE_CHARS = 100_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))?"
+)
+Scalar = str | int | float | bool
+
+
+class PipedriveSource:
+    kind = "pipedrive"
+
+    def __init__(
+        self, http: HttpClient, names: Iterable[str], *, page_size: int = 500, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.http = http
+        self.page_size = page_size
+        self.clock = clock
+        self.names = frozenset(names) - NORMALISED  # raw deal fields, or custom fields by friendly name
+
+    def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
+        custom, server_time = self._custom_fields()
+        upper_s = (int((server_time or self.clock()) * 1000) - delay_ms) // 1000
+        params: dict[str, Any] = {
+            "updated_until": rfc3339(upper_s),
+            "sort_by": "update_time",
+            "sort_direction": "asc",
+            "limit": self.page_size,
+        }
+        if since_ms is not None:
+            params["updated_since"] = rfc3339(max(since_ms, 0) // 1000)
+        if custom:
+            params["custom_fields"] = ",".join(sorted(custom))
+        cursor_ms = max(since_ms or 0, 0)
+        for reply in self._walk(DEALS, params):
+            data = reply.data
+            deals, quarantined = parse_deals(data["data"], self.names, custom)
+            in_window = [d for d in deals if d.updated_at_ms < upper_s * 1000]
+            if _next_cursor(data) is None:
+                yield Page(in_window, quarantined, cursor_ms=upper_s * 1000)
+            else:
+                cursor_ms = max([cursor_ms, *(d.updated_at_ms for d in in_window)])
+                yield Page(in_window, quarantined, cursor_ms=cursor_ms)
+
+    def _custom_fields(self) -> tuple[dict[str, Field], float | None]:
+        """Read every deal field; return the custom fields the flows use, by field code, and the server time."""
+        by_name: dict[str, list[Field]] = {}
+        standard: set[str] = set()
+        server_times: list[float | None] = []
+        for reply in self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}):
+            server_times.append(reply.server_time)
+            for item in reply.data["data"]:
+                if not isinstance(item, dict) or not isinstance(item.get("field_code"), str):
+                    continue
+                if item.get("is_custom_field") is not True:
+                    standard.add(item["field_code"])
+                elif isinstance(item.get("field_name"), str):
+                    field = Field.from_item(item)
+                    by_name.setdefault(field.name, []).append(field)
+        wanted = sorted((self.names - standard) & by_name.keys())
+        for name in wanted:
+            if len(by_name[name]) > 1:
+                labels = ", ".join(repr(f.label) for f in by_name[name])
+                raise ConfigError(
+                    f"Pipedrive deal fields {labels} are all called `{name}` in flows; rename all but one of them "
+                    "in Pipedrive (Settings > Data fields) so the flows know which one they mean."
+                )
+        if len(wanted) > MAX_CUSTOM_FIELDS:
+            raise ConfigError(
+                f"flows use {len(wanted)} Pipedrive custom fields ({', '.join(wanted)}), but Pipedrive returns at "
+                f"most {MAX_CUSTOM_FIELDS} per request. Use at most {MAX_CUSTOM_FIELDS} custom fields in the flows' "
+                "`when` and project templates."
+            )
+        return {by_name[name][0].code: by_name[name][0] for name in wanted}, server_times[0]
+
+    def _walk(self, path: str, params: dict[str, Any]) -> Iterator[Reply]:
+        """GET `path`, then every next page (`additional_data.next_cursor`) until it is null."""
+        params, seen = dict(params), set[str]()
+        while True:
+            reply = self.http.call("GET", path, params=params, expect=_envelope_problem)
+            yield reply
+            cursor = _next_cursor(reply.data)
+            if cursor is None:
+                return
+            if cursor in seen:
+                raise TransientError(
+                    f"pipedrive: {path} returned the cursor {cursor[:40]!r} twice; it will be read again next cycle",
+                    service="pipedrive",
+                )
+            seen.add(cursor)
+            params["cursor"] = cursor
+
+
+class Field:
+    """A custom deal field: its friendly `name` for flows, and the labels of its options (enum/set)."""
+
+    def __init__(self, code: str, label: str, kind: str, options: dict[int, str]) -> None:
+        self.code, self.label, self.kind, self.options = code, label, kind, options
+        self.name = friendly_name(label)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Field:
+        options = {
+            o["id"]: str(o.get("label"))
+            for o in item.get("options") or []
+            if isinstance(o, dict) and isinstance(o.get("id"), int) and not isinstance(o.get("id"), bool)
+        }
+        return cls(item["field_code"], item["field_name"], str(item.get("field_type")), options)
+
+    def values(self, raw: Any) -> dict[str, Any]:
+        """This field's raw value -> what flows see: option ids become labels, a {value, currency} object
+        becomes `name` and `name_currency`. Raises ValueError for a shape Pipedrive does not send."""
+        if isinstance(raw, dict):
+            out = {self.name: _checked(raw.get("value"), self.label)}
+            for key, value in raw.items():
+                if key != "value":
+                    out[f"{self.name}_{friendly_name(str(key))}"] = _checked(value, self.label)
+            return out
+        if self.kind in ("enum", "set") and raw is not None:
+            ids = raw if isinstance(raw, list) else str(raw).split(",") if isinstance(raw, str) else [raw]
+            labels = [self._label(i) for i in ids if i != ""]
+            return {self.name: labels if self.kind == "set" else (labels[0] if labels else None)}
+        return {self.name: _checked(raw, self.label)}
+
+    def _label(self, option: Any) -> Any:
+        if isinstance(option, str) and option.strip().isdigit():
+            option = int(option)
+        if isinstance(option, bool) or not isinstance(option, int | str):
+            raise ValueError(f"custom field {self.label!r} has option {str(option)[:40]!r}, not an option id")
+        return self.options.get(option, option) if isinstance(option, int) else option
+
+
+def friendly_name(label: str) -> str:
+    """'Deal Size Band' -> 'deal_size_band': lower-case, runs of anything but letters and digits -> '_'."""
+    return re.sub(r"[\W_]+", "_", label.lower()).strip("_")
+
+
+def rfc3339(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _envelope_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or data.get("success") is not True or not isinstance(data.get("data"), list):
+        return "a body without 'success': true and a 'data' list (nothing is recorded; it will be read again)"
+    extra = data.get("additional_data")
+    if extra is not None and (not isinstance(extra, dict) or not isinstance(extra.get("next_cursor"), str | None)):
+        return "an 'additional_data' without a readable 'next_cursor' (the page will be read again)"
+    return None
+
+
+def _next_cursor(data: dict[str, Any]) -> str | None:
+    return (data.get("additional_data") or {}).get("next_cursor")
+
+
+def parse_deals(
+    records: list[Any], names: Iterable[str], custom: dict[str, Field]
+) -> tuple[list[Deal], list[Quarantined]]:
+    deals, quarantined = [], []
+    for record in records:
+        try:
+            deals.append(parse_deal(record, names, custom))
+        except ValueError as exc:
+            record_id = record.get("id") if isinstance(record, dict) else None
+            quarantined.append(
+                Quarantined(None if record_id is None else str(record_id)[:64], str(exc), _excerpt(record))
+            )
+    return deals, quarantined
+
+
+def parse_deal(record: Any, names: Iterable[str], custom: dict[str, Field]) -> Deal:
+    """One v2 deal -> Deal. Raises ValueError with the reason when the record cannot be trusted."""
+    if not isinstance(record, dict):
+        raise ValueError(f"record is a {type(record).__name__}, not an object")
+    deal_id = record.get("id")
+    if isinstance(deal_id, str) and deal_id.isdigit() and len(deal_id) <= 20:
+        deal_id = int(deal_id)
+    if isinstance(deal_id, bool) or not isinstance(deal_id, int) or deal_id <= 0:
+        raise ValueError("record has no usable 'id'")
+    updated_at_ms = parse_timestamp_ms(record.get("update_time"))
+    if updated_at_ms is None:
+        raise ValueError(f"update_time {str(record.get('update_time'))[:40]!r} is not a timestamp")
+    properties = {name: _checked(record[name], name) for name in names if name in record and name != "custom_fields"}
+    values = record.get("custom_fields")
+    if values is not None and not isinstance(values, dict):
+        raise ValueError(f"'custom_fields' is a {type(values).__name__}, not an object")
+    for code, field in custom.items():
+        for name, value in field.values((values or {}).get(code)).items():
+            properties.setdefault(name, value)
+    return Deal(
+        id=str(deal_id),
+        updated_at_ms=updated_at_ms,
+        name=_text(record.get("title"), "title"),
+        stage=_ident(record.get("stage_id"), "stage_id"),
+        amount=parse_amount(record.get("value")),
+        close_date=_text(record.get("expected_close_date"), "expected_close_date"),
+        pipeline=_ident(record.get("pipeline_id"), "pipeline_id"),
+        owner=_ident(record.get("owner_id"), "owner_id"),
+        properties=properties,
+    )
+
+
+def parse_amount(value: Any) -> float | None:
+    """v2 sends `value` as a JSON number; anything else (a string included) is not trusted."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"value {str(value)[:40]!r} is not a number")
+    return float(value)
+
+
+def parse_timestamp_ms(value: Any) -> int | None:
+    """RFC 3339 ('2024-09-13T20:23:03Z', with or without a fraction or an offset) or v1's UTC
+    '2024-09-13 20:23:03' -> epoch ms, exactly (no float rounding). None when it is not such a timestamp."""
+    if not isinstance(value, str) or not (m := _TIMESTAMP.fullmatch(value.strip())):
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    try:
+        parsed = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    delta = parsed - EPOCH
+    ms = (delta.days * 86_400 + delta.seconds) * 1000 + int((m[7] or "0")[:3].ljust(3, "0"))
+    if m[9]:
+        hours, minutes = int(m[10]), int(m[11])
+        if hours > 23 or minutes > 59:
+            return None
+        ms -= (1 if m[9] == "+" else -1) * (hours * 60 + minutes) * 60_000
+    return ms if ms >= 0 else None
+
+
+def _checked(value: Any, name: str) -> Any:
+    """A value flows may see: a scalar, or a list of scalars (set fields, label ids)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if item is not None and not isinstance(item, Scalar):
+            raise ValueError(f"field {name!r} holds a {type(item).__name__}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"field {name!r} holds {item!r}")
+        if isinstance(item, str) and len(item) > MAX_VALUE_CHARS:
+            raise ValueError(f"field {name!r} is {len(item)} characters long")
+    return value
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} is a {type(value).__name__}, not a string")
+    return _checked(value, name)
+
+
+def _ident(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str) or len(str(value)) > 64:
+        raise ValueError(f"{name} {str(value)[:40]!r} is not an id")
+    return str(value)
+
+
+def _excerpt(record: Any) -> str:
+    try:
+        text = json.dumps(record, ensure_ascii=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(record)
+    return text[:2000]
+
+
+def from_config(cfg: Config, client: ClientFactory) -> PipedriveSource:
+    """The token goes in the `x-api-token` header, never the URL. Pipedrive's burst limit is per rolling 2 s
+    (Lite 20, Growth 40, …); `requests_per_10_seconds` = 5x that, and the bucket spaces requests evenly."""
+    http = client(
+        {"x-api-token": read_secret(cfg.crm.token_env)},
+        {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)},
+    )
+    return PipedriveSource(http, cfg.crm_properties, page_size=cfg.crm.page_size)

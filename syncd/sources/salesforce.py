@@ -1,0 +1,278 @@
+"""Salesforce Opportunities through the REST query API, incrementally on `SystemModstamp`.
+
+Auth is the OAuth 2.0 refresh-token flow against the configured login host; the token answer names the org's
+`instance_url`, which must be https (or loopback, for the sandbox) before the access token is sent there. A 401
+`INVALID_SESSION_ID` refreshes once and repeats the request; a second 401 is an AuthError naming the variables.
+
+The query is `SystemModstamp >= since AND SystemModstamp <= upper ORDER BY SystemModstamp, Id`, with SOQL's
+unquoted datetime literals to the second; pages follow `nextRecordsUrl`. The upper end is Salesforce's clock
+(the `Date` header seen last, minus the delay). `Sforce-Limit-Info: api-usage=n/m` is read on every answer:
+past `stop_percent` of the daily allocation the cycle stops early (cursor where it was recorded) with a
+sentence saying so, so syncd never spends the org's last API calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncd.config import Config, read_secret
+from syncd.errors import AuthError, RateLimited, RejectedError
+from syncd.http import Form, HttpClient, Reply
+from syncd.models import Deal, Page, Quarantined
+from syncd.ratelimit import TokenBucket
+from syncd.sources import ClientFactory
+
+FIELD_OF = {
+    "name": "Name",
+    "stage": "StageName",
+    "amount": "Amount",
+    "close_date": "CloseDate",
+    "owner": "OwnerId",
+    "updated_at": "SystemModstamp",
+}
+BASE_FIELDS = ("Id", "SystemModstamp")
+SAFE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SalesforceSource:
+    kind = "salesforce"
+
+    def __init__(
+        self,
+        http: HttpClient,
+        names: Iterable[str],
+        *,
+        credentials: Callable[[], dict[str, str]],
+        api_version: str = "v60.0",
+        fields: Iterable[str] = (),
+        page_size: int = 2000,
+        stop_percent: float = 90.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.http = http
+        self.login_url = http.base_url
+        self.credentials = credentials
+        self.api_version = api_version
+        self.page_size = max(200, min(page_size, 2000))
+        self.stop_percent = stop_percent
+        self.clock = clock
+        self.skew: float | None = None  # server clock - local clock, from Date headers
+        self.token: str | None = None
+        self.usage: tuple[int, int] | None = None
+        wanted = {FIELD_OF.get(n, n) for n in names if n not in ("id", "pipeline")} | set(fields)
+        self.relationships = {f.replace(".", "_"): f for f in wanted | set(fields) if "." in f}
+        wanted = {self.relationships.get(f, f) for f in wanted}
+        self.fields = sorted(wanted - set(BASE_FIELDS))
+        http.session.headers["Sforce-Query-Options"] = f"batchSize={self.page_size}"
+
+    # -- paging --------------------------------------------------------------------------------------
+    def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
+        if self.token is None or self.skew is None:
+            self._refresh()
+        self._check_usage()
+        upper_ms = (int((self.clock() + (self.skew or 0.0)) * 1000) - delay_ms) // 1000 * 1000  # SOQL: seconds
+        since = max(since_ms or 0, 0)
+        if since > upper_ms:
+            yield Page([], [], cursor_ms=upper_ms)
+            return
+        soql = (
+            f"SELECT {', '.join((*BASE_FIELDS, *self.fields))} FROM Opportunity "
+            f"WHERE SystemModstamp >= {soql_datetime(since)} "
+            f"AND SystemModstamp <= {soql_datetime(upper_ms)} ORDER BY SystemModstamp, Id"
+        )
+        reply = self._get(f"/services/data/{self.api_version}/query", {"q": soql})
+        while True:
+            deals, quarantined = self._parse(reply.data["records"])
+            next_url = reply.data.get("nextRecordsUrl")
+            if reply.data.get("done", True) or not next_url:
+                yield Page(deals, quarantined, cursor_ms=upper_ms)
+                return
+            newest = max((d.updated_at_ms for d in deals), default=since)
+            yield Page(deals, quarantined, cursor_ms=min(newest, upper_ms))
+            self._check_usage()
+            reply = self._get(str(next_url), None)
+
+    # -- requests ------------------------------------------------------------------------------------
+    def _get(self, path: str, params: dict[str, str] | None) -> Reply:
+        for attempt in (1, 2):
+            try:
+                reply = self.http.call("GET", path, params=params, expect=_query_problem)
+            except AuthError as exc:
+                if attempt == 2 or exc.status != 401:
+                    raise AuthError(
+                        f"salesforce: the access token was rejected twice after a refresh ({exc}). Check the "
+                        "variables named by [crm] client_id_env, client_secret_env and refresh_token_env.",
+                        service="salesforce",
+                        status=exc.status,
+                    ) from exc
+                self._refresh()
+                continue
+            self._observe(reply)
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refresh(self) -> None:
+        creds = self.credentials()
+        self.http.retarget(self.login_url, {})
+        form = Form({"grant_type": "refresh_token", **creds})
+        try:
+            reply = self.http.call("POST", "/services/oauth2/token", json=form, expect=_token_problem)
+        except RejectedError as exc:
+            raise AuthError(
+                f"salesforce: the refresh-token login failed ({exc}). Check the variables named by [crm] "
+                "client_id_env, client_secret_env and refresh_token_env.",
+                service="salesforce",
+                status=exc.status,
+            ) from exc
+        instance = str(reply.data["instance_url"]).rstrip("/")
+        parts = urlsplit(instance)
+        login = urlsplit(self.login_url)
+        if not (
+            parts.scheme == "https" or (parts.scheme == login.scheme == "http" and parts.hostname == login.hostname)
+        ):
+            raise AuthError(
+                f"salesforce: the login answer named instance_url {instance!r}, which is not https; refusing to "
+                "send the token there.",
+                service="salesforce",
+            )
+        self.token = str(reply.data["access_token"])
+        self.http.retarget(instance, {"Authorization": f"Bearer {self.token}"})
+        self._observe(reply)
+
+    def _observe(self, reply: Reply) -> None:
+        if reply.server_time is not None:
+            self.skew = reply.server_time - self.clock()
+        match = USAGE.search(reply.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.usage = (int(match.group(1)), int(match.group(2)))
+
+    def _check_usage(self) -> None:
+        if self.usage and self.usage[1] and 100 * self.usage[0] / self.usage[1] >= self.stop_percent:
+            used, limit = self.usage
+            raise RateLimited(
+                f"salesforce: API usage is {used}/{limit} ({100 * used / limit:.0f}%), past [crm] "
+                f"api_usage_stop_percent = {self.stop_percent:g}; this cycle stops early and the rest waits for "
+                "the daily allocation to recover",
+                service="salesforce",
+                status=None,
+                retry_after=None,
+            )
+
+    # -- parsing -------------------------------------------------------------------------------------
+    def _parse(self, records: list[Any]) -> tuple[list[Deal], list[Quarantined]]:
+        deals, quarantined = [], []
+        for record in records:
+            try:
+                deals.append(self.parse_record(record))
+            except ValueError as exc:
+                rid = record.get("Id") if isinstance(record, dict) else None
+                quarantined.append(Quarantined(None if rid is None else str(rid)[:64], str(exc), _excerpt(record)))
+        return deals, quarantined
+
+    def parse_record(self, record: Any) -> Deal:
+        if not isinstance(record, dict):
+            raise ValueError(f"record is a {type(record).__name__}, not an object")
+        rid = record.get("Id")
+        if not isinstance(rid, str) or not SAFE_ID.match(rid):
+            raise ValueError("record has no usable 'Id'")
+        modstamp = parse_datetime_ms(record.get("SystemModstamp"))
+        if modstamp is None:
+            raise ValueError(f"SystemModstamp {str(record.get('SystemModstamp'))[:40]!r} is not a datetime")
+        props: dict[str, Any] = {}
+        for name in self.fields:
+            if "." in name:
+                parent, child = name.split(".", 1)
+                related = record.get(parent)
+                value = related.get(child) if isinstance(related, dict) else None
+                props[name.replace(".", "_")] = value
+            else:
+                props[name] = record.get(name)
+        for key, value in props.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise ValueError(f"field {key!r} is a {type(value).__name__}")
+        amount = props.get("Amount")
+        if amount is not None and (
+            isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount)
+        ):
+            raise ValueError(f"Amount {str(amount)[:40]!r} is not a number")
+        return Deal(
+            id=rid,
+            updated_at_ms=modstamp,
+            name=_text(props.get("Name")),
+            stage=_text(props.get("StageName")),
+            amount=None if amount is None else float(amount),
+            close_date=_text(props.get("CloseDate")),
+            pipeline=None,
+            owner=_text(props.get("OwnerId")),
+            properties=props,
+        )
+
+
+def soql_datetime(ms: int) -> str:
+    """A SOQL datetime literal: unquoted, UTC, whole seconds (rounded down)."""
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_datetime_ms(value: Any) -> int | None:
+    """Salesforce datetimes: '2024-09-13T20:23:03.000+0000' (also Z and +00:00 forms), exact to the ms."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    delta = parsed - EPOCH
+    ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+    return ms if ms >= 0 else None
+
+
+def _query_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        return "a body without a 'records' list (the page is not recorded; it will be read again)"
+    return None
+
+
+def _token_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not data.get("access_token") or not data.get("instance_url"):
+        return "a token answer without access_token and instance_url"
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _excerpt(record: Any) -> str:
+    try:
+        return json.dumps(record, ensure_ascii=True, default=str)[:2000]
+    except (TypeError, ValueError):
+        return repr(record)[:2000]
+
+
+def from_config(cfg: Config, client: ClientFactory) -> SalesforceSource:
+    creds = {
+        "client_id": read_secret(cfg.crm.client_id_env),
+        "client_secret": read_secret(cfg.crm.client_secret_env),
+        "refresh_token": read_secret(cfg.crm.refresh_token_env),
+    }
+    http = client({}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)})
+    return SalesforceSource(
+        http,
+        cfg.crm_properties,
+        credentials=lambda: creds,
+        api_version=cfg.crm.api_version,
+        fields=cfg.crm.fields,
+        page_size=cfg.crm.page_size,
+        stop_percent=cfg.crm.api_usage_stop_percent,
+    )

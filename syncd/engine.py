@@ -63,17 +63,45 @@ def run_once(
     if not dry_run:
         store.recover_in_flight(clock())
     cycle = None if dry_run else store.start_cycle(clock())
+    asana_failed: list[RemoteError] = []
+
+    def drain() -> None:
+        """Between pages, create due projects while Asana's bucket has a token now, so a big poll and its
+        creates share the wall clock instead of waiting one for the other. Never sleeps, never reconciles."""
+        if asana_failed:
+            return
+        try:
+            for op in store.due_ops(clock(), settings.settle_seconds):
+                if op.state != "pending" or not sink.http.ready() or not breaker.allows(clock()) or stopping():
+                    return
+                attempt(sink, store, op, settings, report, clock=clock, step=step, breaker=breaker)
+        except RemoteError as exc:
+            asana_failed.append(exc)
+
     try:
-        poll(source, store, flows, settings, report, clock=clock, dry_run=dry_run, step=step, stopping=stopping)
+        poll(
+            source,
+            store,
+            flows,
+            settings,
+            report,
+            clock=clock,
+            dry_run=dry_run,
+            step=step,
+            stopping=stopping,
+            after_page=drain,
+        )
     except AuthError as exc:
         report.errors.append(
-            f"{exc.service} rejected the credentials ({exc.status}): check the token named by [crm] token_env "
-            f"and its scopes (crm.objects.deals.read). {exc}"
+            f"{exc.service} rejected the credentials ({exc.status}): check the variable named by [crm] token_env "
+            f"(Salesforce: client_id_env, client_secret_env, refresh_token_env) and its read access to deals. {exc}"
         )
     except RemoteError as exc:
         report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
     if not dry_run:
         try:
+            if asana_failed:
+                raise asana_failed[0]
             execute(sink, store, settings, report, clock=clock, step=step, stopping=stopping, breaker=breaker)
         except RemoteError as exc:
             report.errors.append(str(exc))
@@ -100,6 +128,7 @@ def poll(
     dry_run: bool,
     step: Callable[[str], None],
     stopping: Callable[[], bool],
+    after_page: Callable[[], None] = lambda: None,
 ) -> None:
     cursor = store.cursor()
     report.baseline = not store.baseline_done()
@@ -132,6 +161,7 @@ def poll(
         step("after_page_commit")
         if stopping():
             return
+        after_page()
     if report.baseline and not dry_run:
         store.mark_baseline_done(clock())
 

@@ -82,6 +82,10 @@ class HttpClient:
     def close(self) -> None:
         self.session.close()
 
+    def ready(self, bucket: str = "default") -> bool:
+        """True when a call on `bucket` would go out now, without waiting for the rate limiter."""
+        return (self.buckets.get(bucket) or self.buckets["default"]).available(self.clock())
+
     def retarget(self, base_url: str, auth_headers: dict[str, str]) -> None:
         """Point the client at another origin with new credentials (Salesforce: the instance URL and access
         token an OAuth refresh returns). The caller has validated `base_url`."""

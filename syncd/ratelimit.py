@@ -36,5 +36,12 @@ class TokenBucket:
         wait = 0.0 if self.tokens >= 0 else -self.tokens / self.rate
         return max(wait, self.paused_until - now)
 
+    def available(self, now: float) -> bool:
+        """Whether `reserve(now)` would not wait. Takes nothing."""
+        tokens = (
+            self.tokens if self.updated is None else min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        )
+        return now >= self.paused_until and tokens >= 1.0
+
     def pause_until(self, until: float) -> None:
         self.paused_until = max(self.paused_until, until)

@@ -111,7 +111,7 @@ def retry(app: App, deal_id: str) -> None:
 
         parts = compose.build(cfg)
         with compose.locked_store(cfg, fd) as store:
-            keys = engine.retry(store, deal_id, time.time())
+            keys = engine.retry(store, deal_id, time.time(), parts.settings)
             if not keys:
                 click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
                 sys.exit(1)

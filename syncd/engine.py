@@ -11,6 +11,7 @@ complete listing, taken at least `settle_seconds` after its last attempt, found 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -305,21 +306,23 @@ def attempt(
     step("after_created_commit")
 
 
-def retry(store: Store, deal_id: str, now: float) -> list[str]:
+def retry(store: Store, deal_id: str, now: float, settings: Settings) -> list[str]:
     """Operator command: move a deal's dead ops back through reconcile (never a blind re-create).
 
     The op becomes `unknown` with a fresh attempt budget, so the next cycle lists the team's projects first
-    and POSTs only if no project carries its marker."""
-    keys = [
-        row[0] for row in store.conn.execute("SELECT op_key FROM ops WHERE deal_id = ? AND state = 'dead'", (deal_id,))
-    ]
-    for key in keys:
+    and POSTs only if no project carries its marker. The marker, name and notes stay frozen; the destination
+    (workspace, team) is taken from the current config, because the usual fix for a dead op is a config fix.
+    """
+    ops = store.dead_ops(deal_id)
+    for op in ops:
+        body = {**op.body, "workspace": settings.workspace, "team": settings.team}
         store.transition(
-            key,
+            op.op_key,
             "unknown",
             now,
             "syncd retry: reconcile before any new attempt",
             attempts=0,
             last_attempt_at=0.0,
+            body=json.dumps(body),
         )
-    return keys
+    return [op.op_key for op in ops]

@@ -241,9 +241,9 @@ class Store:
         )
         return [_op(row) for row in rows]
 
-    def dead_op_keys(self, deal_id: str) -> list[str]:
-        rows = self.conn.execute("SELECT op_key FROM ops WHERE deal_id = ? AND state = 'dead'", (deal_id,))
-        return [row[0] for row in rows]
+    def dead_ops(self, deal_id: str) -> list[Op]:
+        rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
+        return [_op(row) for row in rows]
 
     def begin_attempt(self, op_key: str, now: float) -> bool:
         """Commit `in_flight` (attempts + 1) before the POST. False if the op is no longer pending."""

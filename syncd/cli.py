@@ -122,6 +122,111 @@ def retry(app: App, deal_id: str) -> None:
 
 
 @cli.command()
+@click.argument("deal_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def explain(app: App, deal_id: str, as_json: bool) -> None:
+    """Why did (or didn't) this deal get a project? Versions, rule evaluations, op history."""
+    from syncd.store import open_readonly
+
+    cfg = app.config()
+    with open_readonly(cfg.state_path) as store:
+        history = store.history(deal_id)
+    if not history["versions"] and not history["ops"]:
+        click.echo(
+            f"syncd has recorded nothing for deal {deal_id}: it was never polled (check the id, and that "
+            "it changed after syncd started watching).",
+            err=True,
+        )
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(history, indent=2))
+        return
+    click.echo(format_explain(history, cfg))
+
+
+@cli.command()
+@click.option(
+    "--since",
+    "since",
+    required=True,
+    metavar="DATE",
+    help="Only deals modified at or after this date (YYYY-MM-DD or ISO 8601, UTC).",
+)
+@click.option("--dry-run", is_flag=True, help="List the projects it would create; change nothing.")
+@click.pass_obj
+def backfill(app: App, since: str, dry_run: bool) -> None:
+    """Create projects for deals that already qualified before syncd watched (never a duplicate)."""
+    since_ms = parse_date_ms(since)
+    cfg = app.config()
+    with holding_lock(cfg) as fd:
+        from syncd import compose, engine
+
+        parts = compose.build(cfg)
+        with compose.locked_store(cfg, fd) as store:
+            names = engine.backfill(
+                store,
+                cfg.flows,
+                parts.settings,
+                crm=parts.source.kind,
+                since_ms=since_ms,
+                now=time.time(),
+                dry_run=dry_run,
+            )
+            verb = "Would queue" if dry_run else "Queued"
+            click.echo(f"{verb} {len(names)} project(s) for deals that qualified before syncd watched:")
+            for name in names:
+                click.echo(f"  {name}")
+            if dry_run or not names:
+                return
+            report = compose.one_cycle(cfg, store, parts)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
+@cli.command()
+@click.pass_obj
+def check(app: App) -> None:
+    """Validate the config and reach the CRM and Asana with the credentials; say what is wrong in plain words."""
+    from syncd import compose
+    from syncd.errors import AuthError, RemoteError
+
+    cfg = app.config()
+    click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {cfg.state_path})")
+    parts = compose.build(cfg)
+    problems = 0
+    try:
+        page = next(iter(parts.source.pages(int(time.time() * 1000) - 60_000, 0)))
+        click.echo(
+            f"{parts.source.kind}: ok, the credentials can read deals ({len(page.deals)} changed in the last minute)"
+        )
+    except AuthError as exc:
+        problems += 1
+        click.echo(
+            f"{parts.source.kind}: the credentials were rejected ({exc.status}). Check the variables named "
+            f"in [crm] and the app's read access to deals. {exc}"
+        )
+    except RemoteError as exc:
+        problems += 1
+        click.echo(f"{parts.source.kind}: could not read deals: {exc}")
+    try:
+        for line in parts.sink.check():
+            click.echo(f"asana: {line}")
+    except AuthError as exc:
+        problems += 1
+        click.echo(
+            f"asana: the token in {cfg.asana.token_env} was rejected ({exc.status}); create a new personal "
+            f"access token or check its access to the workspace. {exc}"
+        )
+    except RemoteError as exc:
+        problems += 1
+        hint = " Check [asana] workspace and team." if exc.status == 404 else ""
+        click.echo(f"asana: {exc}.{hint}")
+    click.echo("All checks passed." if not problems else f"{problems} problem(s) found.")
+    sys.exit(0 if not problems else 1)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts and monitoring.")
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
@@ -159,6 +264,47 @@ def demo(keep: Path | None, crm_kind: str) -> None:
         return format_status(read_status(configuration.load(config_path).state_path, time.time()))
 
     run_demo(click.echo, cycle, show_status, keep, crm_kind)
+
+
+def parse_date_ms(text: str) -> int:
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD or ISO 8601", param_hint="--since") from None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def format_explain(history: dict, cfg: configuration.Config) -> str:
+    lines = [f"Deal {history['deal_id']}: {len(history['versions'])} version(s) recorded"]
+    flows = {flow.name: flow for flow in cfg.flows}
+    for v in history["versions"]:
+        verdicts = ", ".join(
+            f"{name} {'TRUE' if ok else 'false'}{' (newly: project queued)' if name in v['newly'] else ''}"
+            for name, ok in v["matches"].items()
+        )
+        lines.append(
+            f"  {v['updated_at']}  stage={v['values'].get('stage')!r} amount={v['values'].get('amount')!r}"
+            f"  -> {verdicts}"
+        )
+    if history["versions"]:
+        latest = history["versions"][-1]["values"]
+        for name, flow in flows.items():
+            verdict = "true" if flow.rule.evaluate(latest) else "false"
+            lines.append(f"Flow {name}: when {flow.rule.source}  -> {verdict} for the latest version")
+            lines += [f"    {line}" for line in flow.rule.explain(latest)]
+        if len(history["versions"]) == 1 and not history["ops"]:
+            lines.append(
+                "  (A deal first seen already matching during the baseline gets no project: see 'syncd backfill'.)"
+            )
+    for op in history["ops"]:
+        where = f" project {op['asana_gid']} {op['asana_url'] or ''}" if op["asana_gid"] else ""
+        lines.append(f"Op {op['op_key']}: {op['state']}{where} (attempts: {op['attempts']})")
+        lines += [f"    {e['at']}  {e['state']:<9} {e['detail']}" for e in op["events"]]
+    if not history["ops"]:
+        lines.append("No op: no flow went from false to true for this deal after the baseline.")
+    return "\n".join(lines)
 
 
 def format_status(s: dict) -> str:

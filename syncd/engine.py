@@ -20,7 +20,7 @@ from syncd import diff as diffing
 from syncd.breaker import Breaker
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import Flow, new_op
-from syncd.models import CycleReport, Op
+from syncd.models import CycleReport, Deal, Op, iso_ms
 from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
 from syncd.store import Store
@@ -326,3 +326,26 @@ def retry(store: Store, deal_id: str, now: float, settings: Settings) -> list[st
             body=json.dumps(body),
         )
     return [op.op_key for op in ops]
+
+
+def backfill(
+    store: Store, flows: tuple[Flow, ...], settings: Settings, *, crm: str, since_ms: int, now: float, dry_run: bool
+) -> list[str]:
+    """Operator command: queue projects for deals that already qualified (e.g. before the baseline) and
+    were modified at or after `since_ms`. Through the same ledger as everything else: a deal that has an op
+    for the flow is skipped, so a backfill can never create a duplicate, however often it runs."""
+    ops = [
+        new_op(
+            flow,
+            Deal.from_values(deal_id, updated_at_ms, values),
+            crm=crm,
+            account=settings.account,
+            workspace=settings.workspace,
+            team=settings.team,
+        )
+        for flow in flows
+        for deal_id, updated_at_ms, values in store.qualifying_without_op(flow.name, since_ms)
+    ]
+    if not dry_run:
+        store.queue_ops(ops, now, f"backfill: qualified before syncd watched (since {iso_ms(since_ms)})")
+    return [f"{op.body['name']} (deal {op.deal_id}, flow {op.flow})" for op in ops]

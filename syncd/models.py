@@ -38,6 +38,21 @@ class Deal:
     owner: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_values(cls, deal_id: str, updated_at_ms: int, values: Mapping[str, Any]) -> Deal:
+        """Rebuild a deal from what the store recorded (`values()` of the version it saw)."""
+        return cls(
+            id=deal_id,
+            updated_at_ms=updated_at_ms,
+            name=values.get("name"),
+            stage=values.get("stage"),
+            amount=values.get("amount"),
+            close_date=values.get("close_date"),
+            pipeline=values.get("pipeline"),
+            owner=values.get("owner"),
+            properties=values,
+        )
+
     def values(self) -> dict[str, Any]:
         """What `when` and the project templates see: raw properties, then the normalised names."""
         values = dict(self.properties)

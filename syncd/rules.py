@@ -29,10 +29,28 @@ ORDERING: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
     ast.GtE: operator.ge,
 }
 ALLOWED = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare,
-    ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple,
-    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
-)  # fmt: skip
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.Compare,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+)
 
 
 class RuleError(ValueError):
@@ -48,6 +66,21 @@ class Rule:
     def evaluate(self, values: Mapping[str, Any]) -> bool:
         return truth(_eval(self.tree.body, values))
 
+    def explain(self, values: Mapping[str, Any]) -> list[str]:
+        """Each comparison of the rule with the values it saw and its result, for `syncd explain`."""
+        lines = []
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Compare):
+                text = ast.get_source_segment(self.source.strip(), node) or ast.unparse(node)
+                seen = ", ".join(
+                    f"{n.id}={_eval(n, values)!r}"
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Name) and n.id not in CONSTANT_NAMES
+                )
+                verdict = "true" if _eval(node, values) else "false"
+                lines.append(f"{text}  [{seen or 'literals only'}] -> {verdict}")
+        return lines
+
 
 def parse(source: str) -> Rule:
     try:
@@ -58,8 +91,10 @@ def parse(source: str) -> Rule:
     for node in ast.walk(tree):
         if not isinstance(node, ALLOWED):
             where = f" at column {node.col_offset + 1}" if hasattr(node, "col_offset") else ""
-            raise RuleError(f"{type(node).__name__.lower()} is not allowed{where}; use names, literals, "
-                            "comparisons, 'in', 'and', 'or' and 'not'")  # fmt: skip
+            raise RuleError(
+                f"{type(node).__name__.lower()} is not allowed{where}; use names, literals, "
+                "comparisons, 'in', 'and', 'or' and 'not'"
+            )
         if (
             isinstance(node, ast.UnaryOp)
             and isinstance(node.op, ast.USub)

@@ -91,6 +91,23 @@ def create_tables(db: Database) -> None:
     """)
 
 
+@migrations()
+def create_deal_versions(db: Database) -> None:
+    """Every version of a deal syncd recorded, for `syncd explain` ("why did / didn't this deal get a project?")."""
+    db.executescript("""
+        CREATE TABLE deal_versions (
+            id INTEGER PRIMARY KEY,
+            deal_id TEXT NOT NULL,
+            updated_at_ms INTEGER NOT NULL,
+            properties TEXT NOT NULL,
+            matches TEXT NOT NULL,
+            newly TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        );
+        CREATE INDEX deal_versions_deal ON deal_versions (deal_id, updated_at_ms);
+    """)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
@@ -193,24 +210,28 @@ class Store:
                        properties = excluded.properties, matches = excluded.matches, recorded_at = excluded.recorded_at
                    WHERE excluded.updated_at_ms > deals.updated_at_ms""",
                 [
-                    (ch.deal.id, ch.deal.updated_at_ms, json.dumps(dict(ch.deal.properties)), json.dumps(ch.matches),
-                     now, now)
+                    (ch.deal.id, ch.deal.updated_at_ms, json.dumps(ch.deal.values()), json.dumps(ch.matches), now, now)
                     for ch in changes
                 ],
-            )  # fmt: skip
+            )
+            c.executemany(
+                """INSERT INTO deal_versions (deal_id, updated_at_ms, properties, matches, newly, recorded_at)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                [
+                    (
+                        ch.deal.id,
+                        ch.deal.updated_at_ms,
+                        json.dumps(ch.deal.values()),
+                        json.dumps(ch.matches),
+                        json.dumps(list(ch.newly)),
+                        now,
+                    )
+                    for ch in changes
+                ],
+            )
             if changes:
                 c.executemany("DELETE FROM quarantine WHERE record_id = ?", [(ch.deal.id,) for ch in changes])
-            created = 0
-            for op in ops:
-                cur = c.execute(
-                    """INSERT INTO ops (op_key, flow, deal_id, state, marker, body, next_attempt_at, created_at,
-                                        updated_at)
-                       VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                    (op.op_key, op.flow, op.deal_id, op.marker, json.dumps(op.body), now, now, now),
-                )
-                if cur.rowcount:
-                    created += 1
-                    self._event(c, op.op_key, now, "pending", "deal newly qualifies")
+            created = self._insert_ops(c, ops, now, "deal newly qualifies")
             c.executemany(
                 "INSERT INTO quarantine (record_id, reason, excerpt, seen_at) VALUES (?, ?, ?, ?)",
                 [(q.record_id, q.reason, q.excerpt, now) for q in quarantined],
@@ -240,6 +261,75 @@ class Store:
             (now, now - settle_seconds),
         )
         return [_op(row) for row in rows]
+
+    def history(self, deal_id: str) -> dict[str, Any]:
+        """Everything syncd knows about one deal: its versions, its ops and their state history."""
+        versions = [
+            {
+                "updated_at": iso_ms(r["updated_at_ms"]),
+                "values": json.loads(r["properties"]),
+                "matches": json.loads(r["matches"]),
+                "newly": json.loads(r["newly"]),
+                "recorded_at": iso_s(r["recorded_at"]),
+            }
+            for r in self.conn.execute(
+                "SELECT * FROM deal_versions WHERE deal_id = ? ORDER BY updated_at_ms, id", (deal_id,)
+            )
+        ]
+        ops = []
+        for op in self.conn.execute("SELECT * FROM ops WHERE deal_id = ? ORDER BY op_key", (deal_id,)):
+            events = [
+                {"at": iso_s(e["at"]), "state": e["state"], "detail": e["detail"]}
+                for e in self.conn.execute("SELECT * FROM op_events WHERE op_key = ? ORDER BY id", (op["op_key"],))
+            ]
+            ops.append(
+                {
+                    **{
+                        k: op[k]
+                        for k in (
+                            "op_key",
+                            "flow",
+                            "state",
+                            "marker",
+                            "attempts",
+                            "asana_gid",
+                            "asana_url",
+                            "last_error",
+                        )
+                    },
+                    "events": events,
+                }
+            )
+        return {"deal_id": deal_id, "versions": versions, "ops": ops}
+
+    def qualifying_without_op(self, flow: str, since_ms: int) -> list[tuple[str, int, dict[str, Any]]]:
+        """Deals whose newest recorded version satisfies `flow` and that have no op for it (backfill)."""
+        rows = self.conn.execute(
+            """SELECT d.id, d.updated_at_ms, d.properties FROM deals d
+               WHERE d.updated_at_ms >= ? AND json_extract(d.matches, '$.' || json_quote(?)) = 1
+                 AND NOT EXISTS (SELECT 1 FROM ops o WHERE o.deal_id = d.id AND o.flow = ?)
+               ORDER BY d.updated_at_ms, d.id""",
+            (since_ms, flow, flow),
+        )
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def queue_ops(self, ops: list[NewOp], now: float, detail: str) -> int:
+        with self.write() as c:
+            return self._insert_ops(c, ops, now, detail)
+
+    def _insert_ops(self, c: sqlite3.Connection, ops: list[NewOp], now: float, detail: str) -> int:
+        """Insert ops that do not exist yet (the op key is the ledger's guarantee); return how many were new."""
+        created = 0
+        for op in ops:
+            cur = c.execute(
+                """INSERT INTO ops (op_key, flow, deal_id, state, marker, body, next_attempt_at, created_at, updated_at)
+                   VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                (op.op_key, op.flow, op.deal_id, op.marker, json.dumps(op.body), now, now, now),
+            )
+            if cur.rowcount:
+                created += 1
+                self._event(c, op.op_key, now, "pending", detail)
+        return created
 
     def dead_ops(self, deal_id: str) -> list[Op]:
         rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
@@ -302,6 +392,18 @@ def _op(row: sqlite3.Row) -> Op:
         asana_url=row["asana_url"],
         last_error=row["last_error"],
     )
+
+
+@contextmanager
+def open_readonly(path: Path) -> Iterator[Store]:
+    """A Store for reading only (`syncd explain`): no lock, no migrations, writes fail."""
+    if not path.exists():
+        raise StoreError(f"There is no syncd database at {path} yet. Run 'syncd once' to create it.")
+    conn = connect(path, readonly=True)
+    try:
+        yield Store(path, conn, None)
+    finally:
+        conn.close()
 
 
 def read_status(path: Path, now: float) -> dict[str, Any]:

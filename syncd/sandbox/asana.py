@@ -78,6 +78,8 @@ def _route(method: str, path: str) -> tuple[str | None, dict[str, str]]:
         return {"POST": "create", "GET": "list"}.get(method), {m[1]: m[2]}
     if (m := re.fullmatch(r"/projects/([^/]+)", path)) and method == "GET":
         return "get", {"project": m[1]}
+    if (m := re.fullmatch(r"/(user|workspace|team)s/([^/]+)", path)) and method == "GET":
+        return "get", {m[1]: m[2]}
     return None, {}
 
 
@@ -190,17 +192,32 @@ class FakeAsana(FakeServer):
                 response = self._create(ids, request)
             elif route == "list":
                 response = self._list(ids, request, now)
-            else:
+            elif "project" in ids:
                 project = self._by_gid.get(ids["project"])
                 if project is None:
                     return _error(404, f"project: Unknown object: {ids['project']}")
                 response = Response(200, {"data": self._render(project, _fields(request), True)})
+            else:
+                response = self._get_object(ids)
             if fault and response.status < 300:
                 if fault[0] == "slow_after_create":
                     response.delay = float(fault[1].get("delay", 2.0))
                 else:
                     response = self._fault_response(fault, key, now, response.status)
             return response
+
+    def _get_object(self, ids: dict[str, str]) -> Response:
+        """GET /users/me, /workspaces/{gid}, /teams/{gid}: what a client checks its configuration with."""
+        ((kind, gid),) = ids.items()
+        if kind == "user" and gid in ("me", self._user["gid"]):
+            return Response(
+                200, {"data": {**self._user, "email": "sandbox@example.com", "workspaces": [self._workspace]}}
+            )
+        if kind == "workspace" and gid == self.workspace:
+            return Response(200, {"data": {**self._workspace, "is_organization": True}})
+        if kind == "team" and gid == self.team:
+            return Response(200, {"data": {**self._team, "organization": self._workspace}})
+        return _error(404, f"{kind}: Unknown object: {gid}")
 
     def _rate_limit(self, key: str, now: float) -> Response | None:
         if self.rate_per_minute is None:

@@ -36,6 +36,18 @@ class AsanaSink:
             )
         return _project(data)
 
+    def check(self) -> list[str]:
+        """`syncd check`: who the token is, and that the workspace and team exist and are visible to it.
+        Raises RemoteError (AuthError, RejectedError...) with the reason."""
+        me = self.http.call("GET", "/users/me", params={"opt_fields": "name,email"}).data.get("data", {})
+        ws = self.http.call("GET", f"/workspaces/{self.workspace}", params={"opt_fields": "name"}).data.get("data", {})
+        team = self.http.call("GET", f"/teams/{self.team}", params={"opt_fields": "name"}).data.get("data", {})
+        return [
+            f"Asana token belongs to {me.get('name', '?')} <{me.get('email', '?')}>",
+            f"workspace {self.workspace}: {ws.get('name', '?')}",
+            f"team {self.team}: {team.get('name', '?')} (projects are created and reconciled here)",
+        ]
+
     def projects_by_marker(self) -> dict[str, list[Project]]:
         """Every syncd marker in the team's projects -> the projects carrying it, oldest first."""
         found: dict[str, dict[str, Project]] = {}

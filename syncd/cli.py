@@ -7,6 +7,7 @@ then, so a second syncd exits 75 in a fraction of a second.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -22,7 +23,7 @@ import click
 
 from syncd import config as configuration
 from syncd import lock
-from syncd.errors import SyncdError
+from syncd.errors import ConfigError, SyncdError
 from syncd.redact import RedactingFilter, redact
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def once(app: App, dry_run: bool) -> None:
 @cli.command()
 @click.pass_obj
 def run(app: App) -> None:
-    """Run cycles every [schedule] interval_seconds until SIGTERM (for systemd)."""
+    """Run cycles every [schedule] interval_seconds until SIGTERM; SIGHUP re-reads the config (for systemd)."""
     cfg = app.config()
     with holding_lock(cfg) as fd:
         from syncd import compose
@@ -97,7 +98,25 @@ def run(app: App) -> None:
                 logging.getLogger("syncd").info("cycle finished:\n%s", report.summary())
                 return report
 
-            run_forever(cycle, cfg.interval_seconds)
+            def reload() -> None:
+                """SIGHUP, between cycles: switch to the config file as it is now if it is valid; a ConfigError
+                keeps the running config (logged, and shown in `systemctl status`)."""
+                nonlocal cfg, parts
+                new = app.config()
+                if new.state_path != cfg.state_path:
+                    raise ConfigError(
+                        f"{new.path} [state]: path changed to {new.state_path}; this syncd keeps using "
+                        f"{cfg.state_path} and its lock. Restart syncd to switch databases."
+                    )
+                new_parts = dataclasses.replace(compose.build(new), breaker=parts.breaker)
+                if new.interval_seconds != cfg.interval_seconds:
+                    logging.getLogger("syncd").warning(
+                        "[schedule] interval_seconds changed to %g; it takes effect when syncd restarts",
+                        new.interval_seconds,
+                    )
+                cfg, parts = new, new_parts
+
+            run_forever(cycle, cfg.interval_seconds, reload=reload)
 
 
 @cli.command()

@@ -68,6 +68,7 @@ class HttpClient:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    max_wait: float = 60.0  # longest rate-limit wait taken inside a call
     on_pause: Callable[[float], None] | None = None  # told the wall-clock end of a server-ordered pause
     requests_sent: int = 0
 
@@ -127,6 +128,7 @@ class HttpClient:
             max_time=self.retry.max_time,
             jitter=None,
             on_backoff=self._log_retry,
+            giveup=lambda exc: isinstance(exc, RateLimited) and (exc.retry_after or 0) > self.max_wait,
             logger=None,
         )
         return retrying(send)(method, url, params, json, bucket)
@@ -160,6 +162,16 @@ class HttpClient:
     def _send(self, method: str, url: str, params: Mapping[str, Any] | None, body: Any, bucket: str) -> Reply:
         limiter = self.buckets.get(bucket) or self.buckets["default"]
         wait = limiter.reserve(self.clock())
+        if wait > self.max_wait:
+            limiter.tokens += 1.0  # nothing is sent: give the token back
+            # A long server-ordered pause ends the call instead of stalling the cycle (and the watchdog):
+            # nothing was sent; POSTs stay pending, reads resume next cycle.
+            raise RateLimited(
+                f"{self.service}: asked to wait {wait:.0f}s before the next request; resuming next cycle",
+                service=self.service,
+                status=None,
+                retry_after=wait,
+            )
         if wait > 0:
             self.sleep(wait)
         started = self.clock()

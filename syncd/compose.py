@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from syncd import config as configuration
 from syncd import engine
 from syncd.breaker import Breaker
+from syncd.errors import RejectedError
 from syncd.http import HttpClient, RetryPolicy
 from syncd.models import CycleReport
 from syncd.ratelimit import TokenBucket
+from syncd.redact import register_secret
 from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
 from syncd.store import Store
@@ -33,6 +36,7 @@ class Parts:
     sink: AsanaSink
     settings: engine.Settings
     breaker: Breaker
+    post: Callable[[str, dict], None] = lambda env, payload: None
 
 
 def build(cfg: configuration.Config) -> Parts:
@@ -65,12 +69,40 @@ def build(cfg: configuration.Config) -> Parts:
         retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
         reconcile=os.environ.get("SYNCD_UNSAFE_BLIND_RETRY") != "1",
     )
+    for flow in cfg.flows:
+        if flow.notify_env:
+            configuration.read_secret(flow.notify_env)  # a missing webhook URL fails now, not mid-cycle
     return Parts(
         source=source,
         sink=AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team),
         settings=settings,
         breaker=Breaker(threshold=3, cooldown=max(cfg.interval_seconds, 30.0)),
+        post=webhook_poster(timeout, retry),
     )
+
+
+def webhook_poster(timeout: tuple[float, float], retry: RetryPolicy) -> Callable[[str, dict], None]:
+    """`post(env_name, payload)`: POST JSON once to the webhook URL held in that variable (a secret)."""
+    clients: dict[str, tuple[HttpClient, str]] = {}
+
+    def post(env: str, payload: dict) -> None:
+        if env not in clients:
+            url = configuration.read_secret(env)
+            parts = urlsplit(url)
+            if parts.scheme != "https" and not (
+                parts.scheme == "http" and configuration.is_loopback(parts.hostname or "")
+            ):
+                raise RejectedError(f"the webhook URL in {env} is not https; not sending", service="webhook")
+            base = f"{parts.scheme}://{parts.netloc}"
+            bucket = {"default": TokenBucket.for_limit(1, 1.0)}  # Slack: about one message per second
+            client = HttpClient("webhook", base, {}, bucket, timeout=timeout, retry=retry)
+            path = url[len(base) :] or "/"
+            register_secret(path)  # the path of a Slack webhook is the secret: never logged
+            clients[env] = (client, path)
+        client, path = clients[env]
+        client.call("POST", path, json=payload, idempotent=False)
+
+    return post
 
 
 def crash_hook() -> Callable[[str], None]:
@@ -109,6 +141,7 @@ def one_cycle(
         step=crash_hook(),
         stopping=stopping,
         breaker=parts.breaker,
+        post=parts.post,
     )
 
 

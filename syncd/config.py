@@ -23,7 +23,7 @@ from dotenv import load_dotenv
 
 from syncd import rules
 from syncd.errors import ConfigError
-from syncd.flows import Flow, Template, TemplateError
+from syncd.flows import Flow, TaskSpec, Template, TemplateError
 from syncd.redact import register_secret
 
 KINDS = ("hubspot", "salesforce", "pipedrive")
@@ -56,9 +56,36 @@ ALLOWED: dict[str, set[str]] = {
     "asana": {"base_url", "token_env", "workspace", "team", "requests_per_minute", "settle_seconds", "max_attempts"},
     "http": {"connect_timeout", "read_timeout", "max_tries", "max_time_seconds", "retry_base_seconds"},
     "schedule": {"interval_seconds"},
-    "flow": {"name", "when", "project"},
-    "flow.project": {"name", "notes"},
+    "flow": {"name", "when", "project", "refire", "tasks", "writeback", "notify"},
+    "flow.project": {"name", "notes", "template", "owner", "due_days_after_close", "color", "privacy", "custom_fields"},
+    "flow.tasks": {"name", "notes", "assignee", "due_days_after_close"},
+    "flow.writeback": {"property"},
+    "flow.notify": {"slack_webhook_env", "text"},
 }
+
+
+ASANA_COLORS = (
+    "dark-pink",
+    "dark-green",
+    "dark-blue",
+    "dark-red",
+    "dark-teal",
+    "dark-brown",
+    "dark-orange",
+    "dark-purple",
+    "dark-warm-gray",
+    "light-pink",
+    "light-green",
+    "light-blue",
+    "light-red",
+    "light-teal",
+    "light-brown",
+    "light-orange",
+    "light-purple",
+    "light-warm-gray",
+    "none",
+)
+ASANA_PRIVACY = ("public_to_workspace", "private_to_team", "private")
 
 
 @dataclass(frozen=True)
@@ -282,7 +309,7 @@ class _Tables:
         parts = urlsplit(url)
         if parts.scheme == "https" and parts.hostname:
             return url
-        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
             return url
         raise self.fail(
             where,
@@ -330,16 +357,89 @@ class _Tables:
         if not isinstance(project, dict):
             raise self.fail(where, "'project' must be a table, written [flow.project].")
         self.check_keys("flow.project", project)
-        templates = {}
-        for key, default in (("name", "Onboarding: {name}"), ("notes", "Created by syncd from CRM deal {id}.")):
-            try:
-                templates[key] = Template.parse(self.get(project, f"{where} project", key, str, default))
-            except TemplateError as exc:
-                raise self.fail(f"{where} project", f"{key!r} is not a valid template: {exc}.") from None
-        return Flow(name=name, rule=rule, project_name=templates["name"], project_notes=templates["notes"])
+        at = f"{where} project"
+        refire = self.get(table, where, "refire", str, "once")
+        if refire not in ("once", "per_entry"):
+            raise self.fail(
+                where,
+                f'refire = {refire!r}: use "once" (one project per deal, ever) or '
+                '"per_entry" (a new project each time the deal re-enters the rule).',
+            )
+        color, privacy = project.get("color"), project.get("privacy")
+        if color is not None and color not in ASANA_COLORS:
+            raise self.fail(at, f"color = {color!r} is not an Asana color; use one of {', '.join(ASANA_COLORS)}.")
+        if privacy is not None and privacy not in ASANA_PRIVACY:
+            raise self.fail(at, f"privacy = {privacy!r}: use one of {', '.join(ASANA_PRIVACY)}.")
+        custom = project.get("custom_fields", {})
+        if not isinstance(custom, dict) or not all(str(k).isdigit() and isinstance(v, str) for k, v in custom.items()):
+            raise self.fail(
+                at,
+                "custom_fields must map custom field gids to templates, e.g. "
+                'custom_fields = { "1201234567890" = "{tier}" }.',
+            )
+        tasks = table.get("tasks", [])
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise self.fail(where, "tasks must be written as [[flow.tasks]] tables.")
+        writeback = table.get("writeback", {})
+        notify = table.get("notify", {})
+        for key, value in (("writeback", writeback), ("notify", notify)):
+            if not isinstance(value, dict):
+                raise self.fail(where, f"'{key}' must be a table, written [flow.{key}].")
+            self.check_keys(f"flow.{key}", value)
+        notify_env = notify.get("slack_webhook_env")
+        return Flow(
+            name=name,
+            rule=rule,
+            project_name=self.template(project, at, "name", "Onboarding: {name}"),
+            project_notes=self.template(project, at, "notes", "Created by syncd from CRM deal {id}."),
+            refire=refire,
+            template=self.optional_gid(project, at, "template"),
+            owner=self.optional_gid(project, at, "owner"),
+            due_days_after_close=self.optional_int(project, at, "due_days_after_close"),
+            color=color,
+            privacy=privacy,
+            custom_fields=tuple((str(gid), self.template(custom, at, gid, "")) for gid in custom),
+            tasks=tuple(self.task(t, f"{where} task #{i + 1}") for i, t in enumerate(tasks)),
+            writeback=self.get(writeback, f"{where} writeback", "property", str) if writeback else None,
+            notify_env=self.get(notify, f"{where} notify", "slack_webhook_env", str) if notify else None,
+            notify_text=self.template(notify, f"{where} notify", "text", "New project for {name}: {project_url}")
+            if notify_env
+            else None,
+        )
+
+    def template(self, table: dict[str, Any], where: str, key: str, default: str) -> Template:
+        try:
+            return Template.parse(self.get(table, where, key, str, default))
+        except TemplateError as exc:
+            raise self.fail(where, f"{key!r} is not a valid template: {exc}.") from None
+
+    def optional_gid(self, table: dict[str, Any], where: str, key: str) -> str | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not str(value).isdigit():
+            raise self.fail(where, f"{key} = {value!r} is not an Asana gid (digits only).")
+        return str(value)
+
+    def optional_int(self, table: dict[str, Any], where: str, key: str) -> int | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"{key} = {value!r} must be a whole number of days.")
+        return value
+
+    def task(self, table: dict[str, Any], where: str) -> TaskSpec:
+        self.check_keys("flow.tasks", table)
+        return TaskSpec(
+            name=self.template(table, where, "name", "Task"),
+            notes=self.template(table, where, "notes", ""),
+            assignee=self.optional_gid(table, where, "assignee"),
+            due_days_after_close=self.optional_int(table, where, "due_days_after_close"),
+        )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd import diff as diffing
+from syncd import effects
 from syncd.breaker import Breaker
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import Flow, new_op
@@ -53,8 +54,10 @@ def run_once(
     step: Callable[[str], None] = lambda name: None,
     stopping: Callable[[], bool] = lambda: False,
     breaker: Breaker | None = None,
+    post: Callable[[str, dict], None] = lambda env, payload: None,
 ) -> CycleReport:
-    """One cycle. `breaker` guards Asana; pass the same one to every cycle of a process (`syncd run`)."""
+    """One cycle. `breaker` guards Asana; pass the same one to every cycle of a process (`syncd run`).
+    `post(webhook_env, payload)` sends a flow's Slack message (see `syncd.effects`)."""
     report = CycleReport(dry_run=dry_run)
     breaker = breaker or Breaker()
     for http in (source.http, sink.http):
@@ -104,6 +107,17 @@ def run_once(
             if asana_failed:
                 raise asana_failed[0]
             execute(sink, store, settings, report, clock=clock, step=step, stopping=stopping, breaker=breaker)
+            effects.run(
+                store,
+                sink,
+                source,
+                post,
+                report,
+                clock=clock,
+                settle_seconds=settings.settle_seconds,
+                breaker=breaker,
+                stopping=stopping,
+            )
         except RemoteError as exc:
             report.errors.append(str(exc))
         report.cursor_ms = store.cursor()
@@ -150,6 +164,7 @@ def poll(
                 account=settings.account,
                 workspace=settings.workspace,
                 team=settings.team,
+                entry=change.entries.get(name, 1) if by_name[name].refire == "per_entry" else 1,
             )
             for change in changes
             for name in change.newly
@@ -264,8 +279,12 @@ def attempt(
     if not store.begin_attempt(op.op_key, clock()):
         return
     step("after_inflight_commit")
+    job_gid = None
     try:
-        project = sink.create_project(op.body)
+        if "template" in op.body:
+            project, job_gid = sink.instantiate(op.body)
+        else:
+            project = sink.create_project(op.body)
     except RateLimited as exc:
         wait = exc.retry_after if exc.retry_after is not None else settings.retry_base_seconds
         store.transition(
@@ -299,8 +318,9 @@ def attempt(
         return
     breaker.success()
     step("after_post")
+    detail = f"created project {project.gid}" + (f" (template job {job_gid})" if job_gid else "")
     store.transition(
-        op.op_key, "created", clock(), f"created project {project.gid}", asana_gid=project.gid, asana_url=project.url
+        op.op_key, "created", clock(), detail, asana_gid=project.gid, asana_url=project.url, job_gid=job_gid
     )
     report.created.append(f"{op.body.get('name')} -> {project.url or project.gid}")
     step("after_created_commit")

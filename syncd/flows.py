@@ -6,12 +6,14 @@ the ops table so that every retry and every reconcile talks about exactly the sa
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
-from syncd.models import Deal, NewOp
+from syncd.models import Deal, NewEffect, NewOp
 from syncd.rules import Rule
 
 NORMALISED = ("id", "name", "stage", "amount", "close_date", "pipeline", "owner", "updated_at")
@@ -61,35 +63,114 @@ class Template:
 
 
 @dataclass(frozen=True)
+class TaskSpec:
+    name: Template
+    notes: Template
+    assignee: str | None = None
+    due_days_after_close: int | None = None
+
+
+@dataclass(frozen=True)
 class Flow:
+    """`refire`: "once" (at most one project per deal, ever) or "per_entry" (a new project each time the deal
+    re-enters the rule, each entry exactly once)."""
+
     name: str
     rule: Rule
     project_name: Template
     project_notes: Template
+    refire: str = "once"
+    template: str | None = None  # Asana project template gid
+    owner: str | None = None
+    due_days_after_close: int | None = None
+    color: str | None = None
+    privacy: str | None = None
+    custom_fields: tuple[tuple[str, Template], ...] = ()
+    tasks: tuple[TaskSpec, ...] = ()
+    writeback: str | None = None  # CRM property that receives the project URL
+    notify_env: str | None = None  # env var holding a Slack incoming-webhook URL
+    notify_text: Template | None = None
 
     @property
     def names(self) -> frozenset[str]:
         """Every deal field this flow reads, so the source can ask the CRM for exactly these."""
-        return self.rule.names | self.project_name.names | self.project_notes.names
+        templates = [self.project_name, self.project_notes, *(t for _, t in self.custom_fields)]
+        templates += [t for task in self.tasks for t in (task.name, task.notes)]
+        if self.notify_text:
+            templates.append(self.notify_text)
+        names = self.rule.names.union(*(t.names for t in templates))
+        if self.due_days_after_close is not None or any(t.due_days_after_close is not None for t in self.tasks):
+            names |= {"close_date"}
+        return names - {"project_url"}
 
     def matches(self, deal: Deal) -> bool:
         return self.rule.evaluate(deal.values())
 
 
-def marker(crm: str, account: str, deal_id: str, flow: str) -> str:
-    return f"[syncd:{crm}:{account}:{deal_id}:{flow}]"
+def marker(crm: str, account: str, deal_id: str, flow: str, entry: int = 1) -> str:
+    suffix = "" if entry == 1 else f"#{entry}"
+    return f"[syncd:{crm}:{account}:{deal_id}:{flow}{suffix}]"
 
 
-def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, team: str) -> NewOp:
+def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, team: str, entry: int = 1) -> NewOp:
+    """The project op and its follow-up effects, with every body frozen now (the marker above all)."""
     values = deal.values()
-    mark = marker(crm, account, deal.id, flow.name)
+    mark = marker(crm, account, deal.id, flow.name, entry)
     notes = flow.project_notes.render(values).rstrip()
-    body = {
-        "name": flow.project_name.render(values)[:1024] or f"Deal {deal.id}",
-        "notes": f"{notes}\n\n{mark}" if notes else mark,
+    name = flow.project_name.render(values)[:900] or f"Deal {deal.id}"
+    body: dict[str, Any] = {
+        "name": name,
+        "notes": body_notes(notes, mark),
         "workspace": workspace,
         "team": team,
     }
-    return NewOp(
-        op_key=f"{flow.name}:{crm}:{account}:{deal.id}", flow=flow.name, deal_id=deal.id, marker=mark, body=body
-    )
+    due = _days_after(values.get("close_date"), flow.due_days_after_close)
+    optional = {"owner": flow.owner, "color": flow.color, "privacy_setting": flow.privacy, "due_on": due}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if flow.custom_fields:
+        body["custom_fields"] = {gid: template.render(values) for gid, template in flow.custom_fields}
+    key = f"{flow.name}:{crm}:{account}:{deal.id}" + ("" if entry == 1 else f"#{entry}")
+    effects = []
+    if flow.template:
+        # Instantiation cannot set notes, so the marker rides in the name (the one field the call sets) and
+        # the first effect writes the notes once the job has made the project.
+        close = values.get("close_date")
+        body = {"template": flow.template, "name": f"{name} {mark}", "team": team}
+        if isinstance(close, str) and len(close) >= 10:
+            body["requested_dates"] = [{"gid": "1", "value": close[:10]}]
+        effects.append(NewEffect(f"{key}/template", "template", {"name": name, "notes": body_notes(notes, mark)}))
+    for index, task in enumerate(flow.tasks, 1):
+        task_mark = f"[syncd-task:{key}/{index}]"
+        task_body = {
+            "name": task.name.render(values)[:1024] or f"Task {index}",
+            "notes": f"{task.notes.render(values).rstrip()}\n\n{task_mark}".lstrip(),
+            "external": {"gid": f"syncd-{_digest(key)}-{index}"},
+        }
+        if task.assignee:
+            task_body["assignee"] = task.assignee
+        if (task_due := _days_after(values.get("close_date"), task.due_days_after_close)) is not None:
+            task_body["due_on"] = task_due
+        effects.append(NewEffect(f"{key}/task{index}", "task", task_body))
+    if flow.writeback:
+        effects.append(NewEffect(f"{key}/writeback", "writeback", {"deal_id": deal.id, "property": flow.writeback}))
+    if flow.notify_env and flow.notify_text:
+        text = flow.notify_text.render({**values, "project_url": "{project_url}"})
+        effects.append(NewEffect(f"{key}/notify", "notify", {"webhook_env": flow.notify_env, "text": text}))
+    return NewOp(op_key=key, flow=flow.name, deal_id=deal.id, marker=mark, body=body, effects=tuple(effects))
+
+
+def body_notes(notes: str, mark: str) -> str:
+    return f"{notes}\n\n{mark}" if notes else mark
+
+
+def _days_after(close_date: Any, days: int | None) -> str | None:
+    if days is None or not isinstance(close_date, str) or len(close_date) < 10:
+        return None
+    try:
+        return (date.fromisoformat(close_date[:10]) + timedelta(days=days)).isoformat()
+    except ValueError:
+        return None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

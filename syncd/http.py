@@ -234,7 +234,11 @@ class HttpClient:
             try:
                 data = response.json() if response.content else None
             except ValueError:
-                raise self._transient(f"{shown} answered {status} with a body that is not JSON", True, status) from None
+                if "json" in response.headers.get("Content-Type", "json"):
+                    raise self._transient(
+                        f"{shown} answered {status} with a body that is not JSON", True, status
+                    ) from None
+                data = response.text  # a webhook's plain "ok"
             return Reply(status, response.headers, data, server_time)
         detail = redact(_error_text(response))
         message = f"{self.service}: {shown} answered {status}: {detail}"

@@ -89,6 +89,16 @@ class Page:
 
 
 @dataclass(frozen=True)
+class NewEffect:
+    """A follow-up side effect of a project (a task, the CRM write-back, a Slack message), frozen with its op
+    and executed once the project exists."""
+
+    effect_key: str
+    kind: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class NewOp:
     """An intent to create one project, frozen when the deal newly qualifies."""
 
@@ -97,6 +107,7 @@ class NewOp:
     deal_id: str
     marker: str
     body: dict[str, Any]
+    effects: tuple[NewEffect, ...] = ()
 
 
 @dataclass(frozen=True)

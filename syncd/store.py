@@ -108,6 +108,33 @@ def create_deal_versions(db: Database) -> None:
     """)
 
 
+@migrations()
+def create_effects(db: Database) -> None:
+    """Follow-up side effects of a project (template completion, tasks, CRM write-back, Slack message), each
+    exactly once, run in `seq` order once their project exists; and per-flow entry counts for re-firing."""
+    db.executescript("""
+        ALTER TABLE deals ADD COLUMN entries TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE ops ADD COLUMN job_gid TEXT;
+        CREATE TABLE effects (
+            effect_key TEXT PRIMARY KEY,
+            op_key TEXT NOT NULL REFERENCES ops(op_key),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('template', 'task', 'writeback', 'notify')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight', 'unknown', 'done', 'dead')),
+            body TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_attempt_at REAL,
+            result TEXT,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (op_key, seq)
+        );
+        CREATE INDEX effects_due ON effects (state, next_attempt_at);
+    """)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
@@ -194,8 +221,11 @@ class Store:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(f"SELECT id, updated_at_ms, matches FROM deals WHERE id IN ({marks})", chunk):
-                found[row["id"]] = Stored(row["updated_at_ms"], json.loads(row["matches"]))
+            rows = self.conn.execute(
+                f"SELECT id, updated_at_ms, matches, entries FROM deals WHERE id IN ({marks})", chunk
+            )
+            for row in rows:
+                found[row["id"]] = Stored(row["updated_at_ms"], json.loads(row["matches"]), json.loads(row["entries"]))
         return found
 
     def record_page(
@@ -204,13 +234,22 @@ class Store:
         """Deals, new ops, quarantine and the cursor, atomically. Returns how many ops were really new."""
         with self.write() as c:
             c.executemany(
-                """INSERT INTO deals (id, updated_at_ms, properties, matches, first_seen_at, recorded_at)
-                   VALUES (?, ?, ?, ?, ?, ?)
+                """INSERT INTO deals (id, updated_at_ms, properties, matches, entries, first_seen_at, recorded_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms,
-                       properties = excluded.properties, matches = excluded.matches, recorded_at = excluded.recorded_at
+                       properties = excluded.properties, matches = excluded.matches, entries = excluded.entries,
+                       recorded_at = excluded.recorded_at
                    WHERE excluded.updated_at_ms > deals.updated_at_ms""",
                 [
-                    (ch.deal.id, ch.deal.updated_at_ms, json.dumps(ch.deal.values()), json.dumps(ch.matches), now, now)
+                    (
+                        ch.deal.id,
+                        ch.deal.updated_at_ms,
+                        json.dumps(ch.deal.values()),
+                        json.dumps(ch.matches),
+                        json.dumps(ch.entries),
+                        now,
+                        now,
+                    )
                     for ch in changes
                 ],
             )
@@ -246,11 +285,16 @@ class Store:
 
     # -- ops ---------------------------------------------------------------------------------------
     def recover_in_flight(self, now: float) -> int:
-        """At startup: an `in_flight` op may or may not have been POSTed by a process that died."""
+        """At startup: an `in_flight` op or effect may or may not have been sent by a process that died."""
         with self.write() as c:
             keys = [r[0] for r in c.execute("SELECT op_key FROM ops WHERE state = 'in_flight'")]
             for key in keys:
                 self._transition(c, key, "unknown", now, "found in_flight at startup: the last run died mid-call")
+            c.execute(
+                """UPDATE effects SET state = 'unknown', updated_at = ?,
+                   last_error = 'found in_flight at startup: the last run died mid-call' WHERE state = 'in_flight'""",
+                (now,),
+            )
         return len(keys)
 
     def due_ops(self, now: float, settle_seconds: float) -> list[Op]:
@@ -329,7 +373,46 @@ class Store:
             if cur.rowcount:
                 created += 1
                 self._event(c, op.op_key, now, "pending", detail)
+                c.executemany(
+                    """INSERT INTO effects (effect_key, op_key, seq, kind, state, body, next_attempt_at, created_at,
+                                            updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+                    [
+                        (e.effect_key, op.op_key, seq, e.kind, json.dumps(e.body), now, now, now)
+                        for seq, e in enumerate(op.effects, 1)
+                    ],
+                )
         return created
+
+    # -- effects -------------------------------------------------------------------------------------
+    def due_effects(self, now: float, settle_seconds: float) -> list[dict[str, Any]]:
+        """The next effect of each created project, when it is due: effects run in order, one at a time."""
+        rows = self.conn.execute(
+            """SELECT e.*, o.asana_gid, o.asana_url, o.job_gid, o.deal_id FROM effects e
+               JOIN ops o ON o.op_key = e.op_key
+               WHERE o.state = 'created'
+                 AND ((e.state = 'pending' AND e.next_attempt_at <= ?)
+                      OR (e.state = 'unknown' AND e.last_attempt_at <= ?))
+                 AND NOT EXISTS (SELECT 1 FROM effects p WHERE p.op_key = e.op_key AND p.seq < e.seq
+                                 AND p.state != 'done')
+               ORDER BY o.created_at, e.op_key, e.seq""",
+            (now, now - settle_seconds),
+        )
+        return [{**dict(row), "body": json.loads(row["body"])} for row in rows]
+
+    def begin_effect(self, key: str, now: float) -> bool:
+        with self.write() as c:
+            cur = c.execute(
+                """UPDATE effects SET state = 'in_flight', attempts = attempts + 1, last_attempt_at = ?,
+                   updated_at = ? WHERE effect_key = ? AND state = 'pending'""",
+                (now, now, key),
+            )
+            return cur.rowcount == 1
+
+    def effect_transition(self, key: str, state: str, now: float, detail: str | None, **fields: Any) -> None:
+        columns = {"state": state, "updated_at": now, "last_error": detail if state != "done" else None, **fields}
+        sets = ", ".join(f"{name} = ?" for name in columns)
+        with self.write() as c:
+            c.execute(f"UPDATE effects SET {sets} WHERE effect_key = ?", (*columns.values(), key))
 
     def dead_ops(self, deal_id: str) -> list[Op]:
         rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))

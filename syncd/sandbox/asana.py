@@ -1,13 +1,25 @@
-"""A faithful fake of Asana's projects API: create, list (paginated) and get projects.
+"""A faithful fake of the parts of Asana's API that syncd uses: projects, project templates and their jobs,
+tasks, and memberships.
 
 Why: syncd must create exactly one Asana project per deal, and Asana has no idempotency key. The hard cases
 are the ambiguous ones — a POST that timed out, was dropped, or got a 5xx after the backend had committed —
 and listings that lag behind creation. The real service cannot produce those on demand; this fake does,
-deterministically, and checks the client: `duplicates()` finds deals whose project was created twice, and
-`early_requests` counts requests sent before a `Retry-After` had elapsed.
+deterministically, and checks the client: `duplicates()` finds deals whose project (or task) was created
+twice, and `early_requests` counts requests sent before a `Retry-After` had elapsed.
 
-Written from Asana's documentation (OpenAPI spec, errors, pagination, rate-limit and deprecation pages), not
-from syncd's client. Routes are served both at the root and under `/api/1.0`.
+Written from Asana's documentation (OpenAPI spec, errors, pagination, rate-limit, jobs, custom-external-data
+and deprecation pages), not from syncd's client. Routes are served both at the root and under `/api/1.0`.
+
+Where the documentation is silent the fake makes a choice, marked "(guess)" below and in the knobs:
+
+- an instantiation job's `resource_subtype` is "instantiate_project" (the spec only shows "duplicate_task");
+- `is_strict` with a missing date answers `strict_status` (422, "Unprocessable Entity" as the spec words it;
+  the operation lists no 422, so set it to 400 if the real service turns out to say that);
+- a failed instantiation leaves its project behind half-made (the jobs page only warns that objects are
+  inconsistent until the job succeeds); `failed_jobs_keep_project = False` removes it instead;
+- a second task with an `external.gid` already in use is a 400 (`unique_external_gids = False` allows it);
+- adding a member to a project twice returns the existing membership, 201 (`duplicate_memberships = "reject"`
+  makes it a 400).
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ import zlib
 from collections import deque
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from syncd.sandbox.server import FakeServer, Request, Response
 
@@ -44,14 +56,26 @@ SERVER_ERRORS = {
 }
 KINDS = ("500", "502", "503", "504", "429", "drop", "drop_after_create", "slow_after_create")
 KINDS += ("500_after_create", "504_after_create", "malformed_after_create")
+# Route names for `inject(route=...)`: what a request does, coarsely.
+ROUTES = ("create", "list", "get", "instantiate", "job", "task_create", "task_list", "update", "membership")
+# Endpoints that commit before answering: `*_after_create` faults let them take effect, then spoil the answer.
+CREATES = {"project_create", "instantiate", "task_create", "membership_create"}
+COUNTERS = {"project_create": "create_requests", "instantiate": "instantiate_requests"}
+COUNTERS |= {"task_create": "task_create_requests"}
 TEAM_REQUIRED = "team: Missing input. A team is required to create a project in an organization."
 TOO_LARGE = "The result is too large. You should use pagination (may require specifying a workspace)!"
+TASK_FILTER = "Must specify exactly one of project, tag, section, user task list, or assignee + workspace"
 MALFORMED = b'{"data": {"gid": '
 MARKER = re.compile(r"\[syncd:[^\]]+\]")
 HUES = ("pink", "green", "blue", "red", "teal", "brown", "orange", "purple", "warm-gray")
 COLORS = {f"{shade}-{hue}" for shade in ("dark", "light") for hue in HUES} | {"none"}
 PRIVACY = {"public_to_workspace", "private_to_team", "private"}
+ACCESS_LEVELS = ("admin", "editor", "commenter")  # what createMembership accepts for projects
 OPT_IN = ("html_notes", "project_brief", "created_from_template")  # only returned when asked for
+DATE_VARIABLES = {  # the spec: date variable `1` is the project's start date, `2` its due date
+    "1": ("Start Date", "Choose a start date for your project."),
+    "2": ("Due Date", "Choose a due date for your project."),
+}
 PHRASE_WORDS = (  # like node-asana-phrase: "6 sad squid snuggle softly"
     ("sad", "happy", "sleepy", "brave", "tiny", "grumpy"),
     ("squid", "otters", "pandas", "llamas", "robins", "yaks"),
@@ -69,18 +93,40 @@ def _error(status: int, message: str, *, help: bool = True, **extra: str) -> Res
     return Response(status, {"errors": [error]})
 
 
-def _route(method: str, path: str) -> tuple[str | None, dict[str, str]]:
-    """Map a request to ("create" | "list" | "get" | None, ids taken from the path)."""
+def _route(method: str, path: str) -> tuple[str | None, str | None, dict[str, str]]:
+    """Map a request to (route for faults, endpoint, ids taken from the path); (None, None, {}) if unknown."""
     path = path.removeprefix(API_PREFIX).rstrip("/")
+    table: dict[str, tuple[str, str]] = {}
+    ids: dict[str, str] = {}
     if path == "/projects":
-        return {"POST": "create", "GET": "list"}.get(method), {}
-    if m := re.fullmatch(r"/(team|workspace)s/([^/]+)/projects", path):
-        return {"POST": "create", "GET": "list"}.get(method), {m[1]: m[2]}
-    if (m := re.fullmatch(r"/projects/([^/]+)", path)) and method == "GET":
-        return "get", {"project": m[1]}
-    if (m := re.fullmatch(r"/(user|workspace|team)s/([^/]+)", path)) and method == "GET":
-        return "get", {m[1]: m[2]}
-    return None, {}
+        table = {"POST": ("create", "project_create"), "GET": ("list", "project_list")}
+    elif m := re.fullmatch(r"/(team|workspace)s/([^/]+)/projects", path):
+        table, ids = {"POST": ("create", "project_create"), "GET": ("list", "project_list")}, {m[1]: m[2]}
+    elif m := re.fullmatch(r"/projects/([^/]+)", path):
+        table, ids = {"GET": ("get", "project_get"), "PUT": ("update", "project_update")}, {"project": m[1]}
+    elif m := re.fullmatch(r"/projects/([^/]+)/tasks", path):
+        table, ids = {"GET": ("task_list", "task_list")}, {"project": m[1]}
+    elif path == "/project_templates":
+        table = {"GET": ("list", "template_list")}
+    elif m := re.fullmatch(r"/teams/([^/]+)/project_templates", path):
+        table, ids = {"GET": ("list", "template_list")}, {"team": m[1]}
+    elif m := re.fullmatch(r"/project_templates/([^/]+)", path):
+        table, ids = {"GET": ("get", "template_get")}, {"project_template": m[1]}
+    elif m := re.fullmatch(r"/project_templates/([^/]+)/instantiateProject", path):
+        table, ids = {"POST": ("instantiate", "instantiate")}, {"project_template": m[1]}
+    elif m := re.fullmatch(r"/jobs/([^/]+)", path):
+        table, ids = {"GET": ("job", "job_get")}, {"job": m[1]}
+    elif path == "/tasks":
+        table = {"POST": ("task_create", "task_create"), "GET": ("task_list", "task_list")}
+    elif m := re.fullmatch(r"/tasks/([^/]+)", path):  # `external:<gid>` may come percent-encoded
+        table, ids = {"GET": ("get", "task_get"), "PUT": ("update", "task_update")}, {"task": unquote(m[1])}
+    elif path == "/memberships":
+        table = {"POST": ("membership", "membership_create"), "GET": ("membership", "membership_list")}
+    elif m := re.fullmatch(r"/(user|workspace|team)s/([^/]+)", path):
+        table, ids = {"GET": ("get", "object_get")}, {m[1]: m[2]}
+    if method not in table:
+        return None, None, {}
+    return *table[method], ids
 
 
 def _is_date(value: Any) -> bool:
@@ -98,6 +144,56 @@ def _fields(request: Request) -> list[str] | None:
     return None if raw is None else [f.split(".")[0] for f in raw.split(",") if f]
 
 
+def _read_data(request: Request) -> dict[str, Any] | Response:
+    """The `data` object of a request body, or the 400 Asana answers when there is none."""
+    try:
+        body = request.json()
+    except ValueError:
+        return _error(400, "Could not parse request data, invalid JSON")
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return _error(400, "data: Missing input")
+    return data
+
+
+def _notes(notes: Any, html_notes: Any) -> tuple[str, str]:
+    """Asana keeps `notes` and `html_notes` in step: either one sets the other."""
+    if notes is None:
+        notes = html.unescape(re.sub(r"<[^>]+>", "", html_notes or ""))
+    if html_notes is None:
+        html_notes = f"<body>{html.escape(notes)}</body>"
+    return notes, html_notes
+
+
+def _check_dates(data: dict[str, Any]) -> Response | None:
+    for name in ("due_on", "start_on"):
+        if (value := data.get(name)) is not None and not _is_date(value):
+            return _error(400, f"{name}: Invalid date: {value}")
+    if data.get("start_on") and not data.get("due_on"):
+        return _error(400, "start_on: due_on or due_at must be present when setting start_on")
+    if data.get("start_on") and data.get("start_on") == data.get("due_on"):
+        return _error(400, "start_on: start_on and due_on cannot be the same date")
+    return None
+
+
+def _check_project(data: dict[str, Any]) -> Response | None:
+    """What createProject and updateProject both validate."""
+    if (color := data.get("color")) is not None and color not in COLORS:
+        return _error(400, f"color: Invalid value: {color}")
+    privacy = data.get("privacy_setting", "public_to_workspace")
+    if privacy not in PRIVACY:
+        return _error(400, f"privacy_setting: Invalid value: {privacy}")
+    if (error := _check_dates(data)) is not None:
+        return error
+    if not isinstance(data.get("custom_fields") or {}, dict):
+        return _error(400, "custom_fields: Value is not an object")
+    return None
+
+
+def _compact(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"gid": obj["gid"], "resource_type": obj["resource_type"], "name": obj.get("name")}
+
+
 class FakeAsana(FakeServer):
     service = "asana"
 
@@ -112,22 +208,33 @@ class FakeAsana(FakeServer):
         super().__init__()
         self.token, self.workspace, self.team = token, workspace, team
         self.projects: list[dict[str, Any]] = []
+        self.tasks: list[dict[str, Any]] = []
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.memberships: list[dict[str, Any]] = []
         self.list_lag = 0.0
         self.rate_per_minute: int | None = None
         self.offset_ttl = 600.0  # pagination tokens expire (documented; the lifetime is our guess)
         self.fault_rate = 0.0
         self.fault_kinds: list[str] = list(KINDS)
+        self.strict_status = 422  # is_strict without a date: "Unprocessable Entity" (guess: no code given)
+        self.failed_jobs_keep_project = True  # a failed instantiation leaves its project half-made (guess)
+        self.unique_external_gids = True  # a second task with the same external.gid is a 400 (guess)
+        self.duplicate_memberships = "return_existing"  # or "reject": 400 (guess)
         self.create_requests = self.rate_limited = self.early_requests = self.faults_injected = 0
+        self.instantiate_requests = self.task_create_requests = 0
         self._random, self._phrases = random.Random(seed), random.Random(seed + 1)
         self._queued: list[list[Any]] = []  # [kind, times left, route, params]
         self._next_gid = 1210000000000001
         self._born: dict[str, float] = {}
         self._by_gid: dict[str, dict[str, Any]] = {}
+        self._tasks_by_gid: dict[str, dict[str, Any]] = {}
         self._windows: dict[str, deque[float]] = {}
         self._not_before: dict[str, float] = {}
         self._workspace = {"gid": workspace, "resource_type": "workspace", "name": "Sandbox Org"}
         self._team = {"gid": team, "resource_type": "team", "name": "Sandbox Team"}
         self._user = {"gid": "1200000000000003", "resource_type": "user", "name": "Sandbox User"}
+        self._email = "sandbox@example.com"
 
     # -- knobs and inspection ----------------------------------------------------------------------
     def reseed(self, seed: int) -> None:
@@ -136,8 +243,8 @@ class FakeAsana(FakeServer):
             self._random.seed(seed)
 
     def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
-        """Make the next `times` requests on `route` ("create" | "list" | "get" | None = any) misbehave."""
-        if kind not in KINDS or route not in (None, "create", "list", "get"):
+        """Make the next `times` requests on `route` (one of ROUTES, None = any) misbehave."""
+        if kind not in KINDS or (route is not None and route not in ROUTES):
             raise ValueError(f"unknown fault {kind!r} or route {route!r}")
         with self.lock:
             self._queued.append([kind, times, route, params])
@@ -155,16 +262,82 @@ class FakeAsana(FakeServer):
             raise ValueError(project.body["errors"][0]["message"])
         return project
 
+    def add_task(self, **data: Any) -> dict[str, Any]:
+        """Create a task directly, as if someone had made it in the Asana UI (no request counted)."""
+        with self.lock:
+            task = self._new_task({"workspace": self.workspace, **data})
+        if isinstance(task, Response):
+            raise ValueError(task.body["errors"][0]["message"])
+        return task
+
+    def add_template(
+        self,
+        name: str,
+        *,
+        requested_dates: tuple[str, ...] = ("1", "2"),
+        roles: tuple[str, ...] = (),
+        fails: bool = False,
+        duration: float = 0.0,
+        tasks: tuple[str | dict[str, Any], ...] = (),
+        description: str = "",
+        color: str | None = None,
+    ) -> str:
+        """Add a project template to the sandbox team and return its gid.
+
+        `requested_dates` are the template's date variables ("1" start, "2" due); `roles` names its template
+        roles; `tasks` are copied into each instantiated project (a name, or a dict with `name`, `notes` and
+        `role`: the task goes to whoever is given that role). An instantiation job runs `duration` seconds of
+        fake time, then succeeds, or fails if `fails`. `description` becomes the new project's notes.
+        """
+        if color is not None and color not in COLORS:
+            raise ValueError(f"color: Invalid value: {color}")
+        with self.lock:
+            gid = self._gid()
+            # fmt: off
+            self.templates[gid] = {
+                "gid": gid, "resource_type": "project_template", "name": name, "description": description,
+                "html_description": _notes(description, None)[1], "public": False, "owner": self._user,
+                "team": self._team, "color": color,
+                "requested_dates": [
+                    {"gid": g, "name": DATE_VARIABLES.get(g, (f"Date {g}", ""))[0],
+                     "description": DATE_VARIABLES.get(g, ("", "Choose a date."))[1]}
+                    for g in requested_dates
+                ],
+                "requested_roles": [{"gid": self._gid(), "resource_type": "template_role", "name": r} for r in roles],
+                "_fails": fails, "_duration": float(duration),
+                "_tasks": [{"name": t} if isinstance(t, str) else dict(t) for t in tasks],
+            }
+            # fmt: on
+            return gid
+
     def projects_with_marker(self, text: str) -> list[dict[str, Any]]:
         with self.lock:
+            self._settle(self.now())
             return [p for p in self.projects if text in (p["notes"] or "")]
 
-    def duplicates(self) -> dict[str, int]:
+    def tasks_with_marker(self, text: str) -> list[dict[str, Any]]:
+        """Tasks whose notes, or external gid, contain `text`."""
         with self.lock:
+            self._settle(self.now())
+            return [t for t in self.tasks if text in (t["notes"] or "") or text in self._external_gid(t)]
+
+    def duplicates(self) -> dict[str, int]:
+        """Markers found on more than one project, and (keys prefixed `task:`) on more than one task.
+
+        A task counts under each `[syncd:…]` marker in its notes and under `task:external:<gid>`.
+        """
+        with self.lock:
+            self._settle(self.now())
             counts: dict[str, int] = {}
             for project in self.projects:
                 for marker in set(MARKER.findall(project["notes"] or "")):
                     counts[marker] = counts.get(marker, 0) + 1
+            for task in self.tasks:
+                keys = {f"task:{marker}" for marker in MARKER.findall(task["notes"] or "")}
+                if external := self._external_gid(task):
+                    keys.add(f"task:external:{external}")
+                for key in keys:
+                    counts[key] = counts.get(key, 0) + 1
             return {marker: n for marker, n in counts.items() if n > 1}
 
     # -- request handling --------------------------------------------------------------------------
@@ -173,51 +346,29 @@ class FakeAsana(FakeServer):
             key, now = request.bearer or "", self.now()
             if request.received_at + self.clock_offset < self._not_before.get(key, 0.0):
                 self.early_requests += 1
-            route, ids = _route(request.method, request.path)
-            if route == "create":
-                self.create_requests += 1
+            route, endpoint, ids = _route(request.method, request.path)
+            if counter := COUNTERS.get(endpoint or ""):
+                setattr(self, counter, getattr(self, counter) + 1)
             if request.bearer != self.token:
                 return _error(401, "Not Authorized")
             if (limited := self._rate_limit(key, now)) is not None:
                 return limited
-            if route is None:
+            if route is None or endpoint is None:
                 return _error(404, f"No matching route for request: {request.method} {request.path}")
+            self._settle(now)
             # `*_after_create` faults let a create take effect, then spoil the answer; elsewhere they act
             # like their plain kind (`slow_after_create` still answers correctly, only late).
             fault = self._take_fault(route)
-            late = fault and (fault[0] == "slow_after_create" or (route == "create" and "_after" in fault[0]))
+            late = fault and (fault[0] == "slow_after_create" or (endpoint in CREATES and "_after" in fault[0]))
             if fault and not late:
                 return self._fault_response(fault, key, now, 200)
-            if route == "create":
-                response = self._create(ids, request)
-            elif route == "list":
-                response = self._list(ids, request, now)
-            elif "project" in ids:
-                project = self._by_gid.get(ids["project"])
-                if project is None:
-                    return _error(404, f"project: Unknown object: {ids['project']}")
-                response = Response(200, {"data": self._render(project, _fields(request), True)})
-            else:
-                response = self._get_object(ids)
+            response: Response = getattr(self, f"_{endpoint}")(ids, request, now)
             if fault and response.status < 300:
                 if fault[0] == "slow_after_create":
                     response.delay = float(fault[1].get("delay", 2.0))
                 else:
                     response = self._fault_response(fault, key, now, response.status)
             return response
-
-    def _get_object(self, ids: dict[str, str]) -> Response:
-        """GET /users/me, /workspaces/{gid}, /teams/{gid}: what a client checks its configuration with."""
-        ((kind, gid),) = ids.items()
-        if kind == "user" and gid in ("me", self._user["gid"]):
-            return Response(
-                200, {"data": {**self._user, "email": "sandbox@example.com", "workspaces": [self._workspace]}}
-            )
-        if kind == "workspace" and gid == self.workspace:
-            return Response(200, {"data": {**self._workspace, "is_organization": True}})
-        if kind == "team" and gid == self.team:
-            return Response(200, {"data": {**self._team, "organization": self._workspace}})
-        return _error(404, f"{kind}: Unknown object: {gid}")
 
     def _rate_limit(self, key: str, now: float) -> Response | None:
         if self.rate_per_minute is None:
@@ -267,22 +418,103 @@ class FakeAsana(FakeServer):
             return _error(500, SERVER_ERRORS[500], phrase=f"{self._phrases.randint(2, 99)} {words}")
         return _error(status, SERVER_ERRORS[status])
 
-    # -- endpoints ---------------------------------------------------------------------------------
-    def _create(self, ids: dict[str, str], request: Request) -> Response:
-        try:
-            body = request.json()
-        except ValueError:
-            return _error(400, "Could not parse request data, invalid JSON")
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict):
-            return _error(400, "data: Missing input")
-        data = {**data, **ids}
+    # -- shared machinery --------------------------------------------------------------------------
+    def _gid(self) -> str:
+        gid, self._next_gid = str(self._next_gid), self._next_gid + 1
+        return gid
+
+    def _render(self, obj: dict[str, Any], fields: list[str] | None, full: bool = False) -> dict:
+        """opt_fields lists the exact fields to return; gid and resource_type always come along.
+
+        Keys starting with `_` are the fake's bookkeeping and never leave it; a task's `external` is only
+        returned when it is set or asked for, as documented.
+        """
+        if fields is None:
+            if full:
+                keys = [k for k in obj if k not in OPT_IN and not k.startswith("_")]
+                keys = [k for k in keys if not (k == "external" and obj[k] is None)]
+            else:
+                keys = [k for k in ("gid", "resource_type", "name") if k in obj]
+        else:
+            keys = ["gid", "resource_type", *(f for f in fields if f in obj and not f.startswith("_"))]
+        return {k: obj[k] for k in dict.fromkeys(keys)}
+
+    def _paginate(
+        self,
+        request: Request,
+        matching: list[dict[str, Any]],
+        where: list[Any],
+        now: float,
+        headers: dict[str, str] | None = None,
+        full: bool = False,
+    ) -> Response:
+        """Asana's offset pagination over `matching` (in gid order); `where` tells queries apart."""
+        query, headers = request.query, headers or {}
+        fields, limit = _fields(request), query.get("limit")
+        signature = zlib.crc32(json.dumps([request.path.removeprefix(API_PREFIX), *where]).encode())
+        start = 0
+        if query.get("offset"):
+            try:
+                raw = query["offset"] + "=" * (-len(query["offset"]) % 4)
+                token = json.loads(base64.urlsafe_b64decode(raw.encode()))
+                if token["q"] != signature or now - token["t"] > self.offset_ttl:
+                    raise ValueError("stale or foreign token")
+                start = sum(1 for p in matching if int(p["gid"]) <= int(token["after"]))
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                return _error(400, "offset: Your pagination token is invalid or has expired.")
+        if limit is None:  # not paginated: every match, and no next_page at all
+            if len(matching) - start > 1000:
+                return _error(400, TOO_LARGE)
+            return Response(200, {"data": [self._render(p, fields, full) for p in matching[start:]]}, headers)
+        if not (re.fullmatch(r"\d{1,3}", limit) and 1 <= int(limit) <= 100):
+            return _error(400, f"limit: Value {limit} is not in the range [1, 100]")
+        page = matching[start : start + int(limit)]
+        body = {"data": [self._render(p, fields, full) for p in page], "next_page": None}
+        if start + len(page) < len(matching):
+            token = {"after": page[-1]["gid"], "q": signature, "t": now}
+            offset = base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+            path = request.path.removeprefix(API_PREFIX) + "?"
+            path += urlencode({**query, "offset": offset}, safe=",")
+            base = self.url + (API_PREFIX if request.path.startswith(API_PREFIX) else "")
+            body["next_page"] = {"offset": offset, "path": path, "uri": base + path}
+        return Response(200, body, headers)
+
+    def _visible(self, items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """What a listing shows: objects created more than `list_lag` seconds ago."""
+        horizon = now - self.list_lag
+        return [item for item in items if self._born[item["gid"]] <= horizon]
+
+    def _resolve_user(self, value: Any) -> dict[str, Any] | None:
+        """A user given as "me", a gid or an email; unknown gids become bare compact users."""
+        if value is None:
+            return None
+        if value in ("me", self._user["gid"], self._email):
+            return self._user
+        return {"gid": str(value), "resource_type": "user", "name": None}
+
+    # -- projects ----------------------------------------------------------------------------------
+    def _object_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """GET /users/me, /workspaces/{gid}, /teams/{gid}: what a client checks its configuration with."""
+        ((kind, gid),) = ids.items()
+        if kind == "user" and gid in ("me", self._user["gid"]):
+            return Response(200, {"data": {**self._user, "email": self._email, "workspaces": [self._workspace]}})
+        if kind == "workspace" and gid == self.workspace:
+            return Response(200, {"data": {**self._workspace, "is_organization": True}})
+        if kind == "team" and gid == self.team:
+            return Response(200, {"data": {**self._team, "organization": self._workspace}})
+        return _error(404, f"{kind}: Unknown object: {gid}")
+
+    def _project_create(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        data = _read_data(request)
+        if isinstance(data, Response):
+            return data
+        given, data = data, {**data, **ids}
         if "team" in ids and not data.get("workspace"):
             data["workspace"] = self.workspace  # a team belongs to exactly one workspace
         result = self._new_project(data)
         if isinstance(result, Response):
             return result
-        deprecated = "team" in body["data"] or data.get("privacy_setting") == "private_to_team"
+        deprecated = "team" in given or data.get("privacy_setting") == "private_to_team"
         headers = {"Asana-Change": CHANGE} if deprecated else {}
         return Response(201, {"data": self._render(result, _fields(request), True)}, headers)
 
@@ -295,37 +527,12 @@ class FakeAsana(FakeServer):
             return _error(400, TEAM_REQUIRED)
         if data["team"] != self.team:
             return _error(404, f"team: Unknown object: {data['team']}")
-        if (color := data.get("color")) is not None and color not in COLORS:
-            return _error(400, f"color: Invalid value: {color}")
+        if (error := _check_project(data)) is not None:
+            return error
         privacy = data.get("privacy_setting", "public_to_workspace")
-        if privacy not in PRIVACY:
-            return _error(400, f"privacy_setting: Invalid value: {privacy}")
-        for name in ("due_on", "start_on"):
-            if (value := data.get(name)) is not None and not _is_date(value):
-                return _error(400, f"{name}: Invalid date: {value}")
-        if data.get("start_on") and not data.get("due_on"):
-            return _error(400, "start_on: due_on or due_at must be present when setting start_on")
-        if data.get("start_on") and data.get("start_on") == data.get("due_on"):
-            return _error(400, "start_on: start_on and due_on cannot be the same date")
-        custom = data.get("custom_fields") or {}
-        if not isinstance(custom, dict):
-            return _error(400, "custom_fields: Value is not an object")
-        notes, html_notes = data.get("notes"), data.get("html_notes")
-        if notes is None:
-            notes = html.unescape(re.sub(r"<[^>]+>", "", html_notes or ""))
-        if html_notes is None:
-            html_notes = f"<body>{html.escape(notes)}</body>"
-        owner = data.get("owner", "me")
-        if owner in ("me", self._user["gid"]):
-            owner = self._user
-        elif owner is not None:
-            owner = {"gid": str(owner), "resource_type": "user", "name": None}
-        values = [
-            {"gid": str(k), "resource_type": "custom_field", "display_value": None if v is None else str(v)}
-            for k, v in custom.items()
-        ]
+        notes, html_notes = _notes(data.get("notes"), data.get("html_notes"))
         now = self.now()
-        gid, self._next_gid = str(self._next_gid), self._next_gid + 1
+        gid = self._gid()
         # fmt: off
         project = {
             "gid": gid, "resource_type": "project", "name": data.get("name", ""), "notes": notes,
@@ -333,8 +540,9 @@ class FakeAsana(FakeServer):
             "permalink_url": f"https://app.asana.com/1/{self.workspace}/project/{gid}",
             "workspace": self._workspace, "team": self._team, "color": data.get("color"), "icon": "list",
             "due_on": data.get("due_on"), "due_date": data.get("due_on"), "start_on": data.get("start_on"),
-            "privacy_setting": privacy, "public": privacy == "public_to_workspace", "owner": owner,
-            "custom_fields": values, "custom_field_settings": [],
+            "privacy_setting": privacy, "public": privacy == "public_to_workspace",
+            "owner": self._resolve_user(data.get("owner", "me")),
+            "custom_fields": self._custom_values({}, data.get("custom_fields") or {}), "custom_field_settings": [],
             "default_view": data.get("default_view", "list"), "default_access_level": "editor",
             "minimum_access_level_for_customization": "admin", "minimum_access_level_for_sharing": "admin",
             "current_status": None, "current_status_update": None,
@@ -346,15 +554,54 @@ class FakeAsana(FakeServer):
         self._by_gid[gid], self._born[gid] = project, now
         return project
 
-    def _render(self, project: dict[str, Any], fields: list[str] | None, full: bool = False) -> dict:
-        """opt_fields lists the exact fields to return; gid and resource_type always come along."""
-        if fields is None:
-            keys = [k for k in project if k not in OPT_IN] if full else ["gid", "resource_type", "name"]
-        else:
-            keys = ["gid", "resource_type", *(f for f in fields if f in project)]
-        return {k: project[k] for k in dict.fromkeys(keys)}
+    @staticmethod
+    def _custom_values(current: list[dict[str, Any]], given: dict[str, Any]) -> list[dict[str, Any]]:
+        values = {v["gid"]: v for v in current}
+        for k, v in given.items():
+            display = None if v is None else str(v)
+            values[str(k)] = {"gid": str(k), "resource_type": "custom_field", "display_value": display}
+        return list(values.values())
 
-    def _list(self, ids: dict[str, str], request: Request, now: float) -> Response:
+    def _project_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        project = self._by_gid.get(ids["project"])
+        if project is None:
+            return _error(404, f"project: Unknown object: {ids['project']}")
+        return Response(200, {"data": self._render(project, _fields(request), True)})
+
+    def _project_update(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """PUT /projects/{gid}: only the fields given change; returns the complete updated project."""
+        project = self._by_gid.get(ids["project"])
+        if project is None:
+            return _error(404, f"project: Unknown object: {ids['project']}")
+        data = _read_data(request)
+        if isinstance(data, Response):
+            return data
+        current = {k: project[k] for k in ("color", "privacy_setting", "due_on", "start_on")}
+        if (error := _check_project({**current, **data})) is not None:
+            return error
+        if "archived" in data and not isinstance(data["archived"], bool):
+            return _error(400, f"archived: Value is not a boolean: {data['archived']}")
+        if data.get("team") not in (None, self.team):
+            return _error(404, f"team: Unknown object: {data['team']}")
+        if "notes" in data or "html_notes" in data:
+            project["notes"], project["html_notes"] = _notes(data.get("notes"), data.get("html_notes"))
+        for name in ("name", "color", "due_on", "start_on", "archived", "default_view"):
+            if name in data:
+                project[name] = data[name]
+        project["due_date"] = project["due_on"]
+        if "privacy_setting" in data:
+            project["privacy_setting"] = data["privacy_setting"]
+            project["public"] = data["privacy_setting"] == "public_to_workspace"
+        if "owner" in data:
+            project["owner"] = self._resolve_user(data["owner"])
+        if data.get("custom_fields"):
+            project["custom_fields"] = self._custom_values(project["custom_fields"], data["custom_fields"])
+        project["modified_at"] = _iso(now)
+        deprecated = "team" in data or data.get("privacy_setting") == "private_to_team"
+        headers = {"Asana-Change": CHANGE} if deprecated else {}
+        return Response(200, {"data": self._render(project, _fields(request), True)}, headers)
+
+    def _project_list(self, ids: dict[str, str], request: Request, now: float) -> Response:
         query = request.query
         workspace, team = ids.get("workspace", query.get("workspace")), ids.get("team", query.get("team"))
         if workspace is not None and workspace != self.workspace:
@@ -364,37 +611,368 @@ class FakeAsana(FakeServer):
         archived = query.get("archived")
         if archived not in (None, "true", "false"):
             return _error(400, f"archived: Value is not a boolean: {archived}")
-        horizon = now - self.list_lag
-        matching = [p for p in self.projects if self._born[p["gid"]] <= horizon]
+        matching = self._visible(self.projects, now)
         if archived is not None:
             matching = [p for p in matching if p["archived"] == (archived == "true")]
-        fields, limit = _fields(request), query.get("limit")
-        where = [request.path.removeprefix(API_PREFIX), workspace, team, archived]
-        signature = zlib.crc32(json.dumps(where).encode())
-        start = 0
-        if query.get("offset"):
-            try:
-                raw = query["offset"] + "=" * (-len(query["offset"]) % 4)
-                token = json.loads(base64.urlsafe_b64decode(raw.encode()))
-                if token["q"] != signature or now - token["t"] > self.offset_ttl:
-                    raise ValueError("stale or foreign token")
-                start = sum(1 for p in matching if int(p["gid"]) <= int(token["after"]))
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                return _error(400, "offset: Your pagination token is invalid or has expired.")
         headers = {"Asana-Change": CHANGE} if "team" in query else {}  # the team filter is deprecated
-        if limit is None:  # not paginated: every match, and no next_page at all
-            if len(matching) - start > 1000:
-                return _error(400, TOO_LARGE)
-            return Response(200, {"data": [self._render(p, fields) for p in matching[start:]]}, headers)
-        if not (re.fullmatch(r"\d{1,3}", limit) and 1 <= int(limit) <= 100):
-            return _error(400, f"limit: Value {limit} is not in the range [1, 100]")
-        page = matching[start : start + int(limit)]
-        body = {"data": [self._render(p, fields) for p in page], "next_page": None}
-        if start + len(page) < len(matching):
-            token = {"after": page[-1]["gid"], "q": signature, "t": now}
-            offset = base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
-            path = request.path.removeprefix(API_PREFIX) + "?"
-            path += urlencode({**query, "offset": offset}, safe=",")
-            base = self.url + (API_PREFIX if request.path.startswith(API_PREFIX) else "")
-            body["next_page"] = {"offset": offset, "path": path, "uri": base + path}
-        return Response(200, body, headers)
+        return self._paginate(request, matching, [workspace, team, archived], now, headers)
+
+    def _remove_project(self, project: dict[str, Any]) -> None:
+        """Take a project away, with the tasks that were only in it and its memberships."""
+        gid = project["gid"]
+        self.projects.remove(project)
+        del self._by_gid[gid]
+        for task in list(self.tasks):
+            if [p["gid"] for p in task["projects"]] == [gid]:
+                self.tasks.remove(task)
+                del self._tasks_by_gid[task["gid"]]
+        self.memberships = [m for m in self.memberships if m["parent"]["gid"] != gid]
+
+    # -- project templates and jobs ----------------------------------------------------------------
+    def _template_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        template = self.templates.get(ids["project_template"])
+        if template is None:
+            return _error(404, f"project_template: Unknown object: {ids['project_template']}")
+        return Response(200, {"data": self._render(template, _fields(request), True)})
+
+    def _template_list(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """GET /project_templates?workspace=|team=, GET /teams/{gid}/project_templates (no listing lag)."""
+        query = request.query
+        workspace, team = query.get("workspace"), ids.get("team", query.get("team"))
+        if workspace is None and team is None:
+            return _error(400, "workspace: Missing input")  # (guess) the spec asks for a team or workspace
+        if workspace is not None and workspace != self.workspace:
+            return _error(404, f"workspace: Unknown object: {workspace}")
+        if team is not None and team != self.team:
+            return _error(404, f"team: Unknown object: {team}")
+        return self._paginate(request, list(self.templates.values()), [workspace, team], now)
+
+    def _instantiate(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """POST /project_templates/{gid}/instantiateProject: 201 with a job; the project exists at once.
+
+        The body cannot set the project's notes: they come from the template's description (any `notes` in
+        the body is ignored). Half the template's tasks are copied when the job starts, the rest when it
+        succeeds; a failed job stops there (or, with `failed_jobs_keep_project = False`, takes its project
+        away again).
+        """
+        template = self.templates.get(ids["project_template"])
+        if template is None:
+            return _error(404, f"project_template: Unknown object: {ids['project_template']}")
+        data = _read_data(request)
+        if isinstance(data, Response):
+            return data
+        if not data.get("name") or not isinstance(data["name"], str):
+            return _error(400, "name: Missing input")
+        team = data.get("team") or template["team"]["gid"]
+        if team != self.team:
+            return _error(404, f"team: Unknown object: {team}")
+        privacy = data.get("privacy_setting", "public_to_workspace")
+        if privacy not in PRIVACY:
+            return _error(400, f"privacy_setting: Invalid value: {privacy}")
+        strict = data.get("is_strict", False)
+        if not isinstance(strict, bool):
+            return _error(400, f"is_strict: Value is not a boolean: {strict}")
+        dates = self._requested_dates(template, data.get("requested_dates"), strict, now)
+        if isinstance(dates, Response):
+            return dates
+        roles = self._requested_roles(template, data.get("requested_roles"))
+        if isinstance(roles, Response):
+            return roles
+        project = self._new_project(
+            {"workspace": self.workspace, "team": team, "name": data["name"], "privacy_setting": privacy,
+             "notes": template["description"], "html_notes": template["html_description"],
+             "color": template["color"]}
+        )  # fmt: skip
+        assert not isinstance(project, Response)
+        project["start_on"], project["due_on"] = dates.get("1"), dates.get("2")
+        project["due_date"] = project["due_on"]
+        project["created_from_template"] = _compact(template)
+        tasks = [{**spec, "assignee": roles.get(spec.get("role", ""))} for spec in template["_tasks"]]
+        half = len(tasks) // 2
+        for spec in tasks[:half]:
+            self._copy_task(project, spec)
+        gid = self._gid()
+        # fmt: off
+        self.jobs[gid] = {
+            "gid": gid, "resource_type": "job", "resource_subtype": "instantiate_project",
+            "status": "in_progress", "new_project": _compact(project), "new_task": None,
+            "new_project_template": None,
+            "_ends": now + template["_duration"], "_fails": template["_fails"], "_pending": tasks[half:],
+        }
+        # fmt: on
+        self._settle(now)
+        headers = {"Asana-Change": CHANGE} if privacy == "private_to_team" else {}
+        return Response(201, {"data": self._render(self.jobs[gid], _fields(request), True)}, headers)
+
+    def _requested_dates(
+        self, template: dict[str, Any], given: Any, strict: bool, now: float
+    ) -> dict[str, str] | Response:
+        """Date variables' values; unfulfilled ones default to today, or are an error when strict."""
+        if given is None:
+            given = []
+        if not isinstance(given, list):
+            return _error(400, "requested_dates: Value is not an array")
+        known = {d["gid"]: d for d in template["requested_dates"]}
+        values: dict[str, str] = {}
+        for item in given:
+            gid = item.get("gid") if isinstance(item, dict) else None
+            if gid not in known:
+                return _error(400, f"requested_dates: Unknown date variable: {gid}")
+            value = item.get("value")
+            if value is not None and not _is_date(value):
+                return _error(400, f"requested_dates: Invalid date: {value}")
+            if value is not None:
+                values[gid] = value
+        missing = [gid for gid in known if gid not in values]
+        if missing and strict:
+            name = known[missing[0]]["name"]
+            return _error(self.strict_status, f"requested_dates: No value given for date variable {name}")
+        today = datetime.fromtimestamp(now, UTC).date().isoformat()
+        return {**dict.fromkeys(missing, today), **values}
+
+    def _requested_roles(self, template: dict[str, Any], given: Any) -> dict[str, str] | Response:
+        """{role name: user gid} from `requested_roles`."""
+        if given is None:
+            given = []
+        if not isinstance(given, list):
+            return _error(400, "requested_roles: Value is not an array")
+        known = {r["gid"]: r["name"] for r in template["requested_roles"]}
+        roles: dict[str, str] = {}
+        for item in given:
+            gid = item.get("gid") if isinstance(item, dict) else None
+            if gid not in known:
+                return _error(400, f"requested_roles: Unknown template role: {gid}")
+            value = item.get("value")
+            if value not in ("me", self._user["gid"], self._email):
+                return _error(404, f"user: Unknown object: {value}")
+            roles[known[gid]] = self._user["gid"]
+        return roles
+
+    def _copy_task(self, project: dict[str, Any], spec: dict[str, Any]) -> None:
+        data = {"name": spec.get("name", ""), "notes": spec.get("notes", ""), "projects": [project["gid"]]}
+        task = self._new_task({**data, "assignee": spec.get("assignee")})
+        assert not isinstance(task, Response)
+
+    def _settle(self, now: float) -> None:
+        """Finish the jobs whose time has come: succeeded (rest of the tasks copied) or failed."""
+        for job in self.jobs.values():
+            if job["status"] != "in_progress" or now < job["_ends"]:
+                continue
+            project = self._by_gid.get(job["new_project"]["gid"])
+            if job["_fails"]:
+                job["status"] = "failed"
+                if project is not None and not self.failed_jobs_keep_project:
+                    self._remove_project(project)
+            else:
+                job["status"] = "succeeded"
+                for spec in job["_pending"] if project is not None else []:
+                    self._copy_task(project, spec)
+            job["_pending"] = []
+
+    def _job_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        job = self.jobs.get(ids["job"])
+        if job is None:
+            return _error(404, f"job: Unknown object: {ids['job']}")
+        return Response(200, {"data": self._render(job, _fields(request), True)})
+
+    # -- tasks -------------------------------------------------------------------------------------
+    @staticmethod
+    def _external_gid(task: dict[str, Any]) -> str:
+        return str((task.get("external") or {}).get("gid") or "")
+
+    def _find_task(self, gid: str) -> dict[str, Any] | None:
+        """By gid, or by `external:<external gid>` (the oldest such task, if several share it)."""
+        if gid.startswith("external:"):
+            external = gid.removeprefix("external:")
+            return next((t for t in self.tasks if external and self._external_gid(t) == external), None)
+        return self._tasks_by_gid.get(gid)
+
+    def _check_external(self, value: Any, task: dict[str, Any] | None = None) -> Response | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not set(value) <= {"gid", "data"}:
+            return _error(400, "external: Value is not an object with gid and data")
+        gid, blob = value.get("gid"), value.get("data")
+        if gid is not None and not (isinstance(gid, str) and len(gid) <= 1024):
+            return _error(400, "external.gid: Value is not a string of at most 1024 characters")
+        if blob is not None and not (isinstance(blob, str) and len(blob) <= 32768):
+            return _error(400, "external.data: Value is not a string of at most 32768 characters")
+        if gid and self.unique_external_gids:
+            for other in self.tasks:
+                if other is not task and self._external_gid(other) == gid:
+                    # (guess) undocumented; our wording
+                    return _error(400, f"external.gid: {gid} is already used by another task: {other['gid']}")
+        return None
+
+    def _new_task(self, data: dict[str, Any]) -> dict[str, Any] | Response:
+        projects = data.get("projects") or []
+        if isinstance(projects, str):
+            projects = [p for p in projects.split(",") if p]
+        if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
+            return _error(400, "projects: Value is not an array of gids")
+        for gid in projects:
+            if gid not in self._by_gid:
+                return _error(404, f"project: Unknown object: {gid}")
+        workspace = data.get("workspace")
+        if not workspace and not projects:
+            return _error(400, "workspace: Missing input")
+        if workspace and workspace != self.workspace:
+            return _error(404, f"workspace: Unknown object: {workspace}")
+        if (error := _check_dates(data)) is not None:
+            return error
+        if not isinstance(data.get("completed", False), bool):
+            return _error(400, f"completed: Value is not a boolean: {data['completed']}")
+        if (error := self._check_external(data.get("external"))) is not None:
+            return error
+        notes, html_notes = _notes(data.get("notes"), data.get("html_notes"))
+        now, gid, completed = self.now(), self._gid(), data.get("completed", False)
+        external = data.get("external")
+        # fmt: off
+        task = {
+            "gid": gid, "resource_type": "task", "resource_subtype": "default_task", "name": data.get("name", ""),
+            "notes": notes, "html_notes": html_notes, "completed": completed,
+            "completed_at": _iso(now) if completed else None, "created_at": _iso(now), "modified_at": _iso(now),
+            "due_on": data.get("due_on"), "due_at": None, "start_on": data.get("start_on"),
+            "assignee": self._resolve_user(data.get("assignee")),
+            "projects": [_compact(self._by_gid[p]) for p in dict.fromkeys(projects)],
+            "workspace": self._workspace, "parent": None, "followers": [self._user], "tags": [],
+            "permalink_url": f"https://app.asana.com/1/{self.workspace}/task/{gid}",
+            "external": None if external is None else {"gid": None, "data": None, **external},
+        }
+        # fmt: on
+        self.tasks.append(task)
+        self._tasks_by_gid[gid], self._born[gid] = task, now
+        return task
+
+    def _task_create(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        data = _read_data(request)
+        if isinstance(data, Response):
+            return data
+        task = self._new_task(data)
+        if isinstance(task, Response):
+            return task
+        return Response(201, {"data": self._render(task, _fields(request), True)})
+
+    def _task_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        task = self._find_task(ids["task"])
+        if task is None:
+            return _error(404, f"task: Unknown object: {ids['task']}")
+        return Response(200, {"data": self._render(task, _fields(request), True)})
+
+    def _task_update(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """PUT /tasks/{gid}: only the fields given change; `projects` and `workspace` are create-only."""
+        task = self._find_task(ids["task"])
+        if task is None:
+            return _error(404, f"task: Unknown object: {ids['task']}")
+        data = _read_data(request)
+        if isinstance(data, Response):
+            return data
+        if (error := _check_dates({"due_on": task["due_on"], "start_on": task["start_on"], **data})) is not None:
+            return error
+        if not isinstance(data.get("completed", False), bool):
+            return _error(400, f"completed: Value is not a boolean: {data['completed']}")
+        if (error := self._check_external(data.get("external"), task)) is not None:
+            return error
+        if "notes" in data or "html_notes" in data:
+            task["notes"], task["html_notes"] = _notes(data.get("notes"), data.get("html_notes"))
+        for name in ("name", "due_on", "start_on"):
+            if name in data:
+                task[name] = data[name]
+        if "assignee" in data:
+            task["assignee"] = self._resolve_user(data["assignee"])
+        if "external" in data:
+            task["external"] = None if data["external"] is None else {**(task["external"] or {}), **data["external"]}
+        if "completed" in data and data["completed"] != task["completed"]:
+            task["completed"], task["completed_at"] = data["completed"], _iso(now) if data["completed"] else None
+        task["modified_at"] = _iso(now)
+        return Response(200, {"data": self._render(task, _fields(request), True)})
+
+    def _task_list(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """GET /projects/{gid}/tasks, GET /tasks?project= | ?assignee=&workspace= (compact, paginated)."""
+        query = request.query
+        project = ids.get("project", query.get("project"))
+        assignee, workspace = query.get("assignee"), query.get("workspace")
+        if project is not None:
+            if project not in self._by_gid:
+                return _error(404, f"project: Unknown object: {project}")
+            matching = [t for t in self.tasks if project in (p["gid"] for p in t["projects"])]
+        elif assignee and workspace:
+            if workspace != self.workspace:
+                return _error(404, f"workspace: Unknown object: {workspace}")
+            user = self._resolve_user(assignee) or {}
+            matching = [t for t in self.tasks if (t["assignee"] or {}).get("gid") == user.get("gid")]
+        else:
+            return _error(400, TASK_FILTER)
+        if (since := query.get("completed_since")) is not None:
+            if since == "now":
+                matching = [t for t in matching if not t["completed"]]
+            else:
+                try:
+                    cutoff = datetime.fromisoformat(since.replace("Z", "+00:00"))
+                    if cutoff.tzinfo is None:
+                        cutoff = cutoff.replace(tzinfo=UTC)
+                except ValueError:
+                    return _error(400, f"completed_since: Invalid date-time: {since}")
+                matching = [t for t in matching if not t["completed"] or self._completed(t) >= cutoff]
+        where = [project, assignee, workspace, since]
+        return self._paginate(request, self._visible(matching, now), where, now)
+
+    @staticmethod
+    def _completed(task: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(task["completed_at"].replace("Z", "+00:00"))
+
+    # -- memberships -------------------------------------------------------------------------------
+    def _membership_create(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """POST /memberships {parent: project, member: team or user, access_level?} → 201 membership."""
+        data = _read_data(request)
+        if isinstance(data, Response):
+            return data
+        if not data.get("parent"):
+            return _error(400, "parent: Missing input")
+        project = self._by_gid.get(data["parent"])
+        if project is None:  # goals, portfolios, custom fields: not in this fake
+            return _error(404, f"parent: Unknown object: {data['parent']}")
+        if not data.get("member"):
+            return _error(400, "member: Missing input")
+        if data["member"] == self.team:
+            member = self._team
+        elif data["member"] in ("me", self._user["gid"]):
+            member = self._user
+        else:
+            return _error(404, f"member: Unknown object: {data['member']}")
+        given = data.get("access_level", data.get("role"))  # `role` is the deprecated name
+        access = given or project["default_access_level"]
+        if access not in ACCESS_LEVELS:
+            return _error(400, f"access_level: Invalid value: {access}")
+        for membership in self.memberships:
+            if membership["parent"]["gid"] == project["gid"] and membership["member"]["gid"] == member["gid"]:
+                if self.duplicate_memberships == "reject":
+                    return _error(400, f"member: {member['gid']} is already a member of {project['gid']}")
+                if given:
+                    membership["access_level"] = access
+                return Response(201, {"data": self._render(membership, _fields(request), True)})
+        gid = self._gid()
+        membership = {
+            "gid": gid, "resource_type": "membership", "resource_subtype": "project_membership",
+            "parent": _compact(project), "member": dict(member), "access_level": access,
+        }  # fmt: skip
+        self.memberships.append(membership)
+        self._born[gid] = now
+        if member is self._user and self._user not in project["members"]:
+            project["members"].append(self._user)
+        return Response(201, {"data": self._render(membership, _fields(request), True)})
+
+    def _membership_list(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """GET /memberships?parent=[&member=] or ?member=<team>&resource_subtype=project_membership."""
+        query = request.query
+        parent, member, subtype = query.get("parent"), query.get("member"), query.get("resource_subtype")
+        if parent is None and not (member and subtype):
+            return _error(400, "parent: Missing input")
+        if subtype not in (None, "project_membership"):
+            return _error(400, f"resource_subtype: Invalid value: {subtype}")
+        matching = [
+            m
+            for m in self.memberships
+            if (parent is None or m["parent"]["gid"] == parent) and (member is None or m["member"]["gid"] == member)
+        ]
+        return self._paginate(request, matching, [parent, member, subtype], now, full=True)

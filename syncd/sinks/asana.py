@@ -1,4 +1,5 @@
-"""Asana: create a project, and find projects by the marker syncd writes into their notes.
+"""Asana: create a project (directly or from a template), its tasks, and find projects by the marker syncd
+writes into their notes (or, for templates, their name).
 
 Asana has no idempotency key for `POST /projects`, so the marker is how syncd learns what happened to a POST
 whose answer it never saw. `projects_by_marker` is evidence of absence only because it is complete: it lists
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from syncd.errors import TransientError
+from syncd.errors import RejectedError, TransientError
 from syncd.http import HttpClient
 from syncd.models import Project
 
@@ -35,6 +36,58 @@ class AsanaSink:
                 sent=True,
             )
         return _project(data)
+
+    def instantiate(self, body: dict[str, Any]) -> tuple[Project, str | None]:
+        """POST instantiateProject once (never retried here): the job creates the project asynchronously.
+        Returns the new project (gid known at once) and the job gid to follow."""
+        data = {k: v for k, v in body.items() if k != "template"}
+        reply = self.http.call(
+            "POST", f"/project_templates/{body['template']}/instantiateProject", json={"data": data}, idempotent=False
+        )
+        job = reply.data.get("data") if isinstance(reply.data, dict) else None
+        project = job.get("new_project") if isinstance(job, dict) else None
+        if not isinstance(project, dict) or not isinstance(project.get("gid"), str):
+            raise TransientError(
+                f"asana: instantiateProject answered {reply.status} without new_project; the project may exist",
+                service="asana",
+                status=reply.status,
+                sent=True,
+            )
+        return _project(project), job.get("gid") if isinstance(job.get("gid"), str) else None
+
+    def job_status(self, job_gid: str) -> str:
+        reply = self.http.call("GET", f"/jobs/{job_gid}", params={"opt_fields": "status"})
+        data = reply.data.get("data") if isinstance(reply.data, dict) else None
+        return str(data.get("status")) if isinstance(data, dict) else "unknown"
+
+    def update_project(self, gid: str, fields: dict[str, Any]) -> Project:
+        """PUT is idempotent (the same fields set twice are the same project), so it retries like a read."""
+        reply = self.http.call("PUT", f"/projects/{gid}", json={"data": fields}, params={"opt_fields": LIST_FIELDS})
+        return _project(reply.data["data"])
+
+    def create_task(self, project_gid: str, body: dict[str, Any]) -> str:
+        """POST once (never retried here). The task's external gid is how reconcile finds it afterwards."""
+        reply = self.http.call("POST", "/tasks", json={"data": {**body, "projects": [project_gid]}}, idempotent=False)
+        data = reply.data.get("data") if isinstance(reply.data, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("gid"), str):
+            raise TransientError(
+                "asana: POST /tasks answered without a task gid; the task may exist",
+                service="asana",
+                status=reply.status,
+                sent=True,
+            )
+        return data["gid"]
+
+    def find_task(self, external_gid: str) -> str | None:
+        """The task carrying this external gid, or None when Asana says there is none (404)."""
+        try:
+            reply = self.http.call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
+        except RejectedError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = reply.data.get("data") if isinstance(reply.data, dict) else None
+        return data.get("gid") if isinstance(data, dict) else None
 
     def check(self) -> list[str]:
         """`syncd check`: who the token is, and that the workspace and team exist and are visible to it.
@@ -62,7 +115,7 @@ class AsanaSink:
                 for raw in data["data"]:
                     if isinstance(raw, dict) and isinstance(raw.get("gid"), str):
                         project = _project(raw)
-                        for marker in set(MARKER.findall(project.notes or "")):
+                        for marker in set(MARKER.findall(f"{project.name or ''}\n{project.notes or ''}")):
                             found.setdefault(marker, {})[project.gid] = project
                 next_page = data.get("next_page")
                 offset = next_page.get("offset") if isinstance(next_page, dict) else None

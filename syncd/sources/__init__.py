@@ -22,6 +22,10 @@ class Source(Protocol):
     kind: str
     http: HttpClient
 
+    def write_back(self, deal_id: str, prop: str, value: str) -> None:
+        """Set one property of one deal (the project URL, for [flow.writeback]); idempotent."""
+        ...
+
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         """Yield pages of deals modified at or after `since_ms` (everything when None) and at or before the
         CRM's own clock minus `delay_ms`. Each page's `cursor_ms` is safe to store once the page is recorded;

@@ -94,6 +94,11 @@ class HubSpotSource:
                 yield Page(in_window, quarantined, cursor_ms=anchor)
                 tie_after = max(ids)
 
+    def write_back(self, deal_id: str, prop: str, value: str) -> None:
+        """Set one deal property (e.g. the project URL). Idempotent, so retried like a read. HubSpot bumps
+        hs_lastmodifieddate; the next poll sees a version whose rule result did not change: no new op."""
+        self.http.call("PATCH", f"/crm/v3/objects/deals/{deal_id}", json={"properties": {prop: value}})
+
     def _search(self, anchor: int, upper: int | None, tie_after: int | None) -> tuple[dict[str, Any], float | None]:
         if tie_after is None:
             filters = [{"propertyName": MODIFIED, "operator": "GTE", "value": str(anchor)}]

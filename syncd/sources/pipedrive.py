@@ -84,6 +84,21 @@ class PipedriveSource:
                 cursor_ms = max([cursor_ms, *(d.updated_at_ms for d in in_window)])
                 yield Page(in_window, quarantined, cursor_ms=cursor_ms)
 
+    def write_back(self, deal_id: str, prop: str, value: str) -> None:
+        """Set one deal field (a custom field by its friendly name, or a standard field) to `value`. A PATCH of
+        the same value is idempotent, so it is retried like a read."""
+        code = None
+        for reply in self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}):
+            for item in reply.data["data"]:
+                if (
+                    isinstance(item, dict)
+                    and item.get("is_custom_field") is True
+                    and prop in (item.get("field_code"), friendly_name(str(item.get("field_name", ""))))
+                ):
+                    code = item["field_code"]
+        body = {"custom_fields": {code: value}} if code else {prop: value}
+        self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_envelope_problem)
+
     def _custom_fields(self) -> tuple[dict[str, Field], float | None]:
         """Read every deal field; return the custom fields the flows use, by field code, and the server time."""
         by_name: dict[str, list[Field]] = {}

@@ -101,6 +101,19 @@ class SalesforceSource:
             self._check_usage()
             reply = self._get(str(next_url), None)
 
+    def write_back(self, deal_id: str, prop: str, value: str) -> None:
+        """Set one Opportunity field (e.g. Asana_Project__c). Idempotent, so retried like a read."""
+        if self.token is None:
+            self._refresh()
+        path = f"/services/data/{self.api_version}/sobjects/Opportunity/{deal_id}"
+        try:
+            self.http.call("PATCH", path, json={prop: value})
+        except AuthError as exc:
+            if exc.status != 401:
+                raise
+            self._refresh()
+            self.http.call("PATCH", path, json={prop: value})
+
     # -- requests ------------------------------------------------------------------------------------
     def _get(self, path: str, params: dict[str, str] | None) -> Reply:
         for attempt in (1, 2):

@@ -72,14 +72,21 @@ def config_text(hubspot: FakeHubSpot, asana: FakeAsana, /, **sections: Any) -> s
         lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
     for flow in flows:
         lines.append("[[flow]]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in flow.items() if key != "project"]
-        lines.append("[flow.project]")
-        project = flow.get("project", {"name": "Onboarding: {name}", "notes": "From deal {id}."})
-        lines += [f"{key} = {toml_value(value)}" for key, value in project.items()]
+        tables = {"project": flow.get("project", {"name": "Onboarding: {name}", "notes": "From deal {id}."})}
+        tables |= {k: v for k, v in flow.items() if isinstance(v, dict)}
+        lines += [f"{key} = {toml_value(value)}" for key, value in flow.items() if key not in tables and key != "tasks"]
+        for name, table in tables.items():
+            lines.append(f"[flow.{name}]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
+        for task in flow.get("tasks", []):
+            lines.append("[[flow.tasks]]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in task.items()]
     return "\n".join(lines) + "\n"
 
 
 def toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, bool):

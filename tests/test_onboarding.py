@@ -1,0 +1,129 @@
+"""Richer onboarding: project fields, the CRM write-back, the Slack message, the re-fire policy, tasks and
+templates; every side effect exactly once, and the write-back never loops."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from syncd.sandbox.webhook import FakeWebhook
+
+from conftest import FAST, Syncd, win
+
+RULE = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+
+
+@pytest.fixture
+def slack():
+    fake = FakeWebhook().start()
+    yield fake
+    fake.stop()
+
+
+def seed(syncd: Syncd, n: int = 1) -> list[str]:
+    ids = [
+        syncd.hubspot.add_deal(
+            dealname=f"Deal {i}",
+            dealstage="contractsent",
+            amount="50000",
+            tier="Enterprise",
+            closedate="2026-12-01",
+            updated_at=syncd.ago(60),
+        )
+        for i in range(n)
+    ]
+    syncd.ok("once")
+    return ids
+
+
+def flow(**extra: object) -> dict:
+    return {"name": "onboarding", "when": RULE, **extra}
+
+
+def test_project_fields_come_from_the_flow_and_the_deal(syncd: Syncd) -> None:
+    syncd.config(
+        flows=[
+            flow(
+                project={
+                    "name": "Onboarding: {name}",
+                    "notes": "Tier {tier}",
+                    "color": "dark-green",
+                    "privacy": "private",
+                    "due_days_after_close": 30,
+                }
+            )
+        ]
+    )
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.ok("once")
+    (project,) = syncd.asana.projects
+    assert project["color"] == "dark-green" and project["due_on"] == "2026-12-31"
+    assert project["privacy_setting"] == "private"
+
+
+def test_writeback_puts_the_url_on_the_deal_once_and_does_not_loop(syncd: Syncd) -> None:
+    syncd.config(http=FAST["http"], asana=FAST["asana"], flows=[flow(writeback={"property": "asana_project_url"})])
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.hubspot.inject("503", route="patch")  # the first write-back attempt fails: retried
+    syncd.ok("once")
+    for _ in range(3):
+        time.sleep(1.1)  # the write-back bumped the deal: let the next cycles see that version
+        syncd.ok("once")
+    url = syncd.hubspot.deals[deal]["properties"]["asana_project_url"]
+    assert url == syncd.asana.projects[0]["permalink_url"]
+    patches = [r for r in syncd.hubspot.requests if r.method == "PATCH"]
+    assert len(patches) == 2  # one failed (503), one landed; never again
+    assert len(syncd.asana.projects) == 1 and syncd.asana.create_requests == 1
+    assert syncd.query("SELECT state FROM effects") == [("done",)]
+
+
+def test_a_slack_message_per_created_project_exactly_once(syncd: Syncd, slack: FakeWebhook) -> None:
+    syncd.config(
+        flows=[
+            flow(notify={"slack_webhook_env": "SLACK_WEBHOOK_URL", "text": "New onboarding for {name}: {project_url}"})
+        ]
+    )
+    env_file = syncd.workdir / ".env"
+    env_file.write_text(f"SLACK_WEBHOOK_URL={slack.url}/services/T000/B000/secretpart\n")
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    first = syncd("-v", "once")
+    syncd.ok("once")
+    assert slack.texts() == [f"New onboarding for Deal 0: {syncd.asana.projects[0]['permalink_url']}"]
+    assert "POST" in first.stderr and "secretpart" not in first.stdout + first.stderr
+    env_file.unlink()
+    assert syncd("once").returncode == 78  # the variable is required once a flow names it
+
+
+def test_a_lost_slack_answer_is_not_resent(syncd: Syncd, slack: FakeWebhook) -> None:
+    syncd.config(
+        http=FAST["http"], asana=FAST["asana"], flows=[flow(notify={"slack_webhook_env": "SLACK_WEBHOOK_URL"})]
+    )
+    (syncd.workdir / ".env").write_text(f"SLACK_WEBHOOK_URL={slack.url}/services/T/B/x\n")
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    slack.inject("drop")
+    syncd("once")
+    time.sleep(0.7)
+    syncd("once")
+    assert len(slack.received) == 1
+    assert syncd.query("SELECT state FROM effects") == [("dead",)]
+
+
+def test_per_entry_refire_creates_one_project_per_entry(syncd: Syncd) -> None:
+    syncd.config(flows=[flow(refire="per_entry")])
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.ok("once")
+    time.sleep(1.0)
+    syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2))
+    syncd.ok("once")
+    time.sleep(1.0)
+    win(syncd, deal)
+    syncd.ok("once")
+    syncd.ok("once")
+    notes = sorted(p["notes"].splitlines()[-1] for p in syncd.asana.projects)
+    assert notes == [f"[syncd:hubspot:default:{deal}:onboarding#2]", f"[syncd:hubspot:default:{deal}:onboarding]"]

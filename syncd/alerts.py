@@ -23,7 +23,6 @@ never raises into the daemon. Every message passes through `redact()`; the webho
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from syncd.config import is_loopback
 from syncd.errors import ConfigError, RejectedError, SyncdError, TransientError
 from syncd.http import HttpClient, RetryPolicy
 from syncd.models import iso_s
@@ -234,7 +234,7 @@ def check_url(url: str, where: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise ConfigError(f"{where}: the webhook URL must not contain a user name or password.")
     host = parts.hostname
-    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))):
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
         raise ConfigError(
             f"{where}: the webhook URL must be an https:// URL (http:// is allowed only for 127.0.0.1/localhost, "
             "e.g. the sandbox). The value is not shown because it is a secret."
@@ -245,7 +245,9 @@ def check_url(url: str, where: str) -> str:
 def webhook_client(service: str, origin: str) -> HttpClient:
     """The default client for one webhook: short timeouts, no HTTP-level retries (see the module docstring)."""
     bucket = TokenBucket(rate=1.0, capacity=5.0, tokens=5.0)  # Slack: about one message a second per webhook
-    return HttpClient(service, origin, {}, {"default": bucket}, timeout=(3.0, 10.0), retry=RetryPolicy(max_tries=1))
+    retry = RetryPolicy(max_tries=1)
+    # max_wait: a long Retry-After ends the call (the alert waits in the backlog) instead of stalling the cycle
+    return HttpClient(service, origin, {}, {"default": bucket}, timeout=(3.0, 10.0), retry=retry, max_wait=5.0)
 
 
 @dataclass
@@ -358,7 +360,7 @@ def _post(client: HttpClient, path: str, body: dict[str, Any]) -> None:
         client.call("POST", path, json=body, idempotent=False)
     except TransientError as exc:
         if exc.status is not None and 200 <= exc.status < 300:
-            return  # delivered; the answer was not JSON (Slack answers "ok" as text)
+            return  # delivered: a receiver that labels a plain answer as JSON still took the alert
         raise
 
 
@@ -366,12 +368,3 @@ def evaluate(state: AlertState, facts: Facts, notifier: Notifier | None) -> Aler
     """The whole step after a cycle: conditions, deduplication, delivery. Returns the state to save."""
     state, alerts = decide(state, conditions(facts), facts.now)
     return notifier.deliver(state, alerts) if notifier else replace(state, backlog={})
-
-
-def _is_loopback(host: str) -> bool:  # as in config.py, which imports this module
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

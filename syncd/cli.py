@@ -72,6 +72,7 @@ def once(app: App, dry_run: bool) -> None:
         parts = compose.build(cfg)  # a missing token fails here, before the database is touched
         with compose.locked_store(cfg, fd) as store:
             report = compose.one_cycle(cfg, store, parts, dry_run=dry_run)
+            compose.after_cycle(cfg, store, parts, report)
             dead = compose.dead_ops(store)
     click.echo(report.summary())
     if dry_run:
@@ -89,12 +90,14 @@ def run(app: App) -> None:
     with holding_lock(cfg) as fd:
         from syncd import compose
         from syncd.daemon import run_forever
+        from syncd.store import read_status
 
         parts = compose.build(cfg)
         with compose.locked_store(cfg, fd) as store:
 
             def cycle(stopping: threading.Event) -> CycleReport:
                 report = compose.one_cycle(cfg, store, parts, stopping=stopping.is_set)
+                compose.after_cycle(cfg, store, parts, report)
                 logging.getLogger("syncd").info("cycle finished:\n%s", report.summary())
                 return report
 
@@ -116,7 +119,18 @@ def run(app: App) -> None:
                     )
                 cfg, parts = new, new_parts
 
-            run_forever(cycle, cfg.interval_seconds, reload=reload)
+            server = None
+            if parts.metrics and cfg.metrics_listen:
+                parts.metrics.observe_status(read_status(cfg.state_path, time.time()))
+                server, _ = parts.metrics.serve(cfg.metrics_listen)
+            try:
+                run_forever(cycle, cfg.interval_seconds, reload=reload)
+            finally:
+                if server:
+                    server.shutdown()
+                    server.server_close()
+                if parts.notifier:
+                    parts.notifier.close()
 
 
 @cli.command()
@@ -136,6 +150,7 @@ def retry(app: App, deal_id: str) -> None:
                 sys.exit(1)
             click.echo(f"Reconciling {len(keys)} op(s) of deal {deal_id}: {', '.join(keys)}")
             report = compose.one_cycle(cfg, store, parts)
+            compose.after_cycle(cfg, store, parts, report)
     click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
 
@@ -199,6 +214,7 @@ def backfill(app: App, since: str, dry_run: bool) -> None:
             if dry_run or not names:
                 return
             report = compose.one_cycle(cfg, store, parts)
+            compose.after_cycle(cfg, store, parts, report)
     click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
 
@@ -341,7 +357,15 @@ def format_status(s: dict) -> str:
         f"  deals        {s['deals']}",
         "  ops          " + " · ".join(f"{state} {count}" for state, count in ops.items()),
         f"  quarantine   {s['quarantine']} record(s)",
+        f"  asana calls  {s['breaker']}" + (" (paused after repeated failures)" if s["breaker"] == "open" else ""),
     ]
+    if s["effects"]:
+        lines.append("  follow-ups   " + " · ".join(f"{state} {count}" for state, count in s["effects"].items()))
+    for service, q in s["quota"].items():
+        lines.append(f"  {service} quota  {q['remaining']:,} of {q['limit']:,} daily calls left")
+    if s["next_run_at"]:
+        lines.append(f"  next run     {s['next_run_at']} (if syncd run is running)")
+    lines += [f"  ALERT: {key}" for key in s["alerts_firing"]]
     lines += [f"  dead: deal {d['deal_id']} (flow {d['flow']}): {d['reason']}" for d in s["dead_ops"]]
     lines += [f"  quarantined: record {q['record_id']}: {q['reason']}" for q in s["quarantined_records"]]
     return "\n".join(lines)

@@ -7,25 +7,27 @@ without paying for the HTTP stack's imports.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
+from syncd import alerts, engine
 from syncd import config as configuration
-from syncd import engine
 from syncd.breaker import Breaker
-from syncd.errors import RejectedError
 from syncd.http import HttpClient, RetryPolicy
+from syncd.metrics import Metrics
 from syncd.models import CycleReport
 from syncd.ratelimit import TokenBucket
 from syncd.redact import register_secret
 from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
-from syncd.store import Store
+from syncd.store import Store, read_status
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Parts:
     settings: engine.Settings
     breaker: Breaker
     post: Callable[[str, dict], None] = lambda env, payload: None
+    watch: alerts.ApiWatch = field(default_factory=alerts.ApiWatch)
+    notifier: alerts.Notifier | None = None
+    metrics: Metrics | None = None
+    started_at: float = field(default_factory=time.time)
 
 
 def build(cfg: configuration.Config) -> Parts:
@@ -46,8 +52,18 @@ def build(cfg: configuration.Config) -> Parts:
     )
     timeout = (cfg.http.connect_timeout, cfg.http.read_timeout)
 
+    watch = alerts.ApiWatch()
+    metrics = Metrics(stale_after_seconds=cfg.alerts.stale_after_seconds) if cfg.metrics_listen else None
+
+    def observe(service: str, status: int | None, headers: Mapping[str, str]) -> None:
+        watch.observe(service, status, headers)
+        if metrics:
+            metrics.observe_request(service, status)
+
     def crm_client(auth_headers: dict[str, str], buckets: dict[str, TokenBucket]) -> HttpClient:
-        return HttpClient(cfg.crm.kind, cfg.crm.base_url, auth_headers, buckets, timeout=timeout, retry=retry)
+        return HttpClient(
+            cfg.crm.kind, cfg.crm.base_url, auth_headers, buckets, timeout=timeout, retry=retry, on_response=observe
+        )
 
     source: Source = importlib.import_module(f"syncd.sources.{cfg.crm.kind}").from_config(cfg, crm_client)
     asana_http = HttpClient(
@@ -57,6 +73,7 @@ def build(cfg: configuration.Config) -> Parts:
         buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
         timeout=timeout,
         retry=retry,
+        on_response=observe,
     )
     settings = engine.Settings(
         account=cfg.crm.account,
@@ -77,32 +94,74 @@ def build(cfg: configuration.Config) -> Parts:
         sink=AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team),
         settings=settings,
         breaker=Breaker(threshold=3, cooldown=max(cfg.interval_seconds, 30.0)),
-        post=webhook_poster(timeout, retry),
+        post=webhook_poster(),
+        watch=watch,
+        notifier=build_notifier(cfg),
+        metrics=metrics,
     )
 
 
-def webhook_poster(timeout: tuple[float, float], retry: RetryPolicy) -> Callable[[str, dict], None]:
-    """`post(env_name, payload)`: POST JSON once to the webhook URL held in that variable (a secret)."""
+def webhook_poster() -> Callable[[str, dict], None]:
+    """`post(env_name, payload)`: POST JSON once to the webhook URL held in that variable (a secret), for a
+    flow's [flow.notify]. The same checks and client as the alert channels (`syncd.alerts`)."""
     clients: dict[str, tuple[HttpClient, str]] = {}
 
     def post(env: str, payload: dict) -> None:
         if env not in clients:
-            url = configuration.read_secret(env)
+            url = alerts.check_url(configuration.read_secret(env), f"[flow.notify] slack_webhook_env = {env}")
             parts = urlsplit(url)
-            if parts.scheme != "https" and not (
-                parts.scheme == "http" and configuration.is_loopback(parts.hostname or "")
-            ):
-                raise RejectedError(f"the webhook URL in {env} is not https; not sending", service="webhook")
-            base = f"{parts.scheme}://{parts.netloc}"
-            bucket = {"default": TokenBucket.for_limit(1, 1.0)}  # Slack: about one message per second
-            client = HttpClient("webhook", base, {}, bucket, timeout=timeout, retry=retry)
-            path = url[len(base) :] or "/"
+            origin = f"{parts.scheme}://{parts.netloc}"
+            path = url[len(origin) :] or "/"
             register_secret(path)  # the path of a Slack webhook is the secret: never logged
-            clients[env] = (client, path)
+            clients[env] = (alerts.webhook_client("webhook", origin), path)
         client, path = clients[env]
         client.call("POST", path, json=payload, idempotent=False)
 
     return post
+
+
+def build_notifier(cfg: configuration.Config) -> alerts.Notifier | None:
+    urls = {}
+    for key, name, env in (
+        ("slack_url", "slack_webhook_env", cfg.alerts.slack_webhook_env),
+        ("webhook_url", "webhook_url_env", cfg.alerts.webhook_url_env),
+    ):
+        if env:
+            urls[key] = alerts.check_url(configuration.read_secret(env), f"{cfg.path} [alerts] {name} = {env}")
+    return alerts.Notifier(**urls, instance=f"{cfg.crm.kind}/{cfg.crm.account}") if urls else None
+
+
+def after_cycle(cfg: configuration.Config, store: Store, parts: Parts, report: CycleReport) -> None:
+    """Metrics, alerts and the health facts `syncd status` shows, after every cycle (never for a dry run)."""
+    if report.dry_run:
+        return
+    now = time.time()
+    status = read_status(cfg.state_path, now)
+    for service, sentence in report.auth_failures.items():
+        parts.watch.rejected(service, sentence)
+    if parts.metrics:
+        parts.metrics.observe_cycle(report, status)
+    last = status["last_success_at"]
+    facts = alerts.Facts(
+        now=now,
+        dead_ops=[(d["op_key"], d["reason"] or "no reason recorded") for d in status["dead_ops"]],
+        duplicates=report.duplicates,
+        auth_failures=parts.watch.auth_failures(),
+        last_success_at=datetime.fromisoformat(last).timestamp() if last else None,
+        stale_after_seconds=cfg.alerts.stale_after_seconds,
+        quota=parts.watch.quota(),
+        quota_warn_fraction=cfg.alerts.quota_warn_fraction,
+        started_at=parts.started_at,
+    )
+    state = alerts.evaluate(alerts.AlertState.from_json(store.get_meta("alerts")), facts, parts.notifier)
+    store.set_meta("alerts", state.to_json())
+    health = {
+        "breaker": parts.breaker.state(now),
+        "quota": {service: {"remaining": r, "limit": lim} for service, (r, lim) in parts.watch.quota().items()},
+        "next_run_at": now + cfg.interval_seconds,
+        "alerts_firing": sorted(state.active),
+    }
+    store.set_meta("health", json.dumps(health))
 
 
 def crash_hook() -> Callable[[str], None]:

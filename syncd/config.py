@@ -34,7 +34,9 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "pipedrive": {"base_url": None, "token_env": "PIPEDRIVE_TOKEN", "page": (500, 500), "burst": 100},
 }
 ALLOWED: dict[str, set[str]] = {
-    "": {"state", "crm", "asana", "http", "schedule", "flow"},
+    "": {"state", "crm", "asana", "http", "schedule", "flow", "alerts", "metrics"},
+    "alerts": {"slack_webhook_env", "webhook_url_env", "stale_after_minutes", "quota_warn_percent"},
+    "metrics": {"listen"},
     "state": {"path"},
     "crm": {
         "kind",
@@ -129,6 +131,14 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    slack_webhook_env: str | None = None  # variable names; the URLs are secrets
+    webhook_url_env: str | None = None
+    stale_after_seconds: float = 900.0
+    quota_warn_fraction: float = 0.8
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     state_path: Path
@@ -137,6 +147,8 @@ class Config:
     http: HttpConfig
     interval_seconds: float
     flows: tuple[Flow, ...]
+    alerts: AlertsConfig = AlertsConfig()
+    metrics_listen: str | None = None
 
     @property
     def crm_properties(self) -> frozenset[str]:
@@ -197,6 +209,28 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             f"{http_cfg.read_timeout:g}, or a project created by a slow request could be missed by reconcile "
             "and created twice. Raise settle_seconds or lower read_timeout."
         )
+    alerts_t, metrics_t = t.table("alerts"), t.table("metrics")
+    interval = t.number(schedule, "schedule", "interval_seconds", 60, minimum=1)
+    stale = 60 * t.number(alerts_t, "alerts", "stale_after_minutes", max(15.0, 3 * interval / 60), minimum=1)
+    if stale <= interval:
+        raise ConfigError(
+            f"{path} [alerts]: stale_after_minutes = {stale / 60:g} must be longer than [schedule] "
+            f"interval_seconds = {interval:g}, or every wait between cycles would alert."
+        )
+    alerts_cfg = AlertsConfig(
+        slack_webhook_env=t.get(alerts_t, "alerts", "slack_webhook_env", str)
+        if "slack_webhook_env" in alerts_t
+        else None,
+        webhook_url_env=t.get(alerts_t, "alerts", "webhook_url_env", str) if "webhook_url_env" in alerts_t else None,
+        stale_after_seconds=stale,
+        quota_warn_fraction=t.number(alerts_t, "alerts", "quota_warn_percent", 80, minimum=1, maximum=100) / 100,
+    )
+    listen = None
+    if "listen" in metrics_t:
+        from syncd.metrics import parse_listen  # cheap: prometheus_client is imported only when serving
+
+        listen = t.get(metrics_t, "metrics", "listen", str)
+        parse_listen(listen, f"{path} [metrics] listen")
     flows = tuple(t.flow(i, f) for i, f in enumerate(t.flows()))
     names = [f.name for f in flows]
     if dupes := sorted({n for n in names if names.count(n) > 1}):
@@ -233,8 +267,10 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
             max_attempts=int(t.number(asana, "asana", "max_attempts", 10, minimum=1)),
         ),
         http=http_cfg,
-        interval_seconds=t.number(schedule, "schedule", "interval_seconds", 60, minimum=1),
+        interval_seconds=interval,
         flows=flows,
+        alerts=alerts_cfg,
+        metrics_listen=listen,
     )
 
 

@@ -96,10 +96,12 @@ def run_once(
             after_page=drain,
         )
     except AuthError as exc:
-        report.errors.append(
+        sentence = (
             f"{exc.service} rejected the credentials ({exc.status}): check the variable named by [crm] token_env "
             f"(Salesforce: client_id_env, client_secret_env, refresh_token_env) and its read access to deals. {exc}"
         )
+        report.errors.append(sentence)
+        report.auth_failures[exc.service] = sentence
     except RemoteError as exc:
         report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
     if not dry_run:
@@ -120,6 +122,8 @@ def run_once(
             )
         except RemoteError as exc:
             report.errors.append(str(exc))
+            if isinstance(exc, AuthError):
+                report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
         store.finish_cycle(
             cycle or 0,
@@ -250,6 +254,7 @@ def reconcile(
                 others = ", ".join(p.gid for p in found[1:])
                 detail += f"; DUPLICATES found too ({others}): keep the oldest and check the others by hand"
                 log.error("duplicate projects for %s: %s and %s", op.marker, project.gid, others)
+                report.duplicates.append(op.marker)
             store.transition(op.op_key, "created", now, detail, asana_gid=project.gid, asana_url=project.url)
             report.created.append(f"{op.body.get('name')} (found by reconcile)")
         elif op.attempts >= settings.max_attempts:

@@ -69,7 +69,10 @@ class HttpClient:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     max_wait: float = 60.0  # longest rate-limit wait taken inside a call
-    on_pause: Callable[[float], None] | None = None  # told the wall-clock end of a server-ordered pause
+    on_pause: Callable[[float], None] | None = None
+    on_response: Callable[[str, int | None, Mapping[str, str]], None] | None = (
+        None  # every call; None = no answer  # told the wall-clock end of a server-ordered pause
+    )
     requests_sent: int = 0
 
     def __post_init__(self) -> None:
@@ -176,6 +179,7 @@ class HttpClient:
             self.sleep(wait)
         started = self.clock()
         shown = redact_url(url)
+        response: requests.Response | None = None
         try:
             self.requests_sent += 1
             response = self.session.request(
@@ -198,6 +202,13 @@ class HttpClient:
             raise self._transient(f"{what} ({shown})", sent) from exc
         except requests.RequestException as exc:
             raise self._transient(f"request to {shown} failed: {type(exc).__name__}", True) from exc
+        finally:
+            if self.on_response is not None:
+                self.on_response(
+                    self.service,
+                    None if response is None else response.status_code,
+                    {} if response is None else response.headers,
+                )
         ms = (self.clock() - started) * 1000
         log.info("%s %s %s -> %d in %.0f ms", self.service, method, shown, response.status_code, ms)
         self._observe_quota(response, limiter)

@@ -31,8 +31,6 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, make_wsgi_app
-
 from syncd.errors import ConfigError
 from syncd.models import OP_STATES, CycleReport
 from syncd.redact import redact
@@ -43,6 +41,9 @@ StartResponse = Callable[..., Any]
 
 class Metrics:
     def __init__(self, *, stale_after_seconds: float = 900.0, clock: Callable[[], float] = time.time) -> None:
+        # Imported here so that config.py can check `listen` with `parse_listen` without loading it.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
+
         self.stale_after_seconds, self.clock = stale_after_seconds, clock
         self.started_at = clock()
         self._lock = threading.Lock()
@@ -112,6 +113,8 @@ class Metrics:
         return False, reason + (f"; last error: {error}" if error else "")
 
     def text(self) -> str:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry).decode()
 
     def _cursor_age(self) -> float:

@@ -152,6 +152,8 @@ class CycleReport:
     errors: list[str] = field(default_factory=list)
     cursor_ms: int | None = None
     dry_run: bool = False
+    duplicates: list[str] = field(default_factory=list)  # markers reconcile found on more than one project
+    auth_failures: dict[str, str] = field(default_factory=dict)  # service -> sentence naming the variable
 
     @property
     def ok(self) -> bool:

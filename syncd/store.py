@@ -189,6 +189,17 @@ class Store:
             raise
         self.conn.execute("COMMIT")
 
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     # -- cursor, baseline ----------------------------------------------------------------------------
     def cursor(self) -> int | None:
         row = self.conn.execute("SELECT value_ms FROM cursors WHERE name = 'crm'").fetchone()
@@ -510,12 +521,15 @@ def read_status(path: Path, now: float) -> dict[str, Any]:
             for r in one("SELECT record_id, reason, seen_at FROM quarantine ORDER BY id DESC LIMIT 20")
         ]
         quarantined = one("SELECT count(*) FROM quarantine").fetchone()[0]
+        effects = {r[0]: r[1] for r in one("SELECT state, count(*) FROM effects GROUP BY state")}
         deals = one("SELECT count(*) FROM deals").fetchone()[0]
         baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'").fetchone()
+        health_row = one("SELECT value FROM meta WHERE key = 'health'").fetchone()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"Could not read {path} ({exc}). Is it a syncd database?") from None
     finally:
         conn.close()
+    health = json.loads(health_row[0]) if health_row else {}
     last_cycle = None
     if last is not None:
         last_cycle = {
@@ -545,4 +559,9 @@ def read_status(path: Path, now: float) -> dict[str, Any]:
         "quarantined_records": quarantine,
         "healthy": not problems,
         "problems": problems,
+        "breaker": health.get("breaker", "closed"),
+        "quota": health.get("quota", {}),
+        "next_run_at": iso_s(health.get("next_run_at")),
+        "alerts_firing": health.get("alerts_firing", []),
+        "effects": effects,
     }

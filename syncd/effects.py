@@ -45,16 +45,21 @@ def run(
     settle_seconds: float,
     breaker: Breaker,
     stopping: Callable[[], bool],
+    step: Callable[[str], None] = lambda name: None,
 ) -> None:
     for effect in store.due_effects(clock(), settle_seconds):
         if stopping() or not breaker.allows(clock()):
             return
+        key = effect["effect_key"]
         try:
-            _run_one(store, sink, crm, post, effect, report, clock=clock, breaker=breaker)
+            _run_one(store, sink, crm, post, effect, report, clock=clock, breaker=breaker, step=step)
         except AuthError:
             raise
+        except RejectedError as exc:  # a follow-up call (job status, notes, task lookup) refused: needs a human
+            store.effect_transition(key, "dead", clock(), str(exc))
+            report.dead.append(f"{key}: {exc}")
         except RemoteError as exc:
-            report.errors.append(f"{effect['effect_key']}: {exc}")
+            report.errors.append(f"{key}: {exc}")
 
 
 def _run_one(
@@ -67,6 +72,7 @@ def _run_one(
     *,
     clock: Callable[[], float],
     breaker: Breaker,
+    step: Callable[[str], None],
 ) -> None:
     key, kind, body, gid = effect["effect_key"], effect["kind"], effect["body"], effect["asana_gid"]
     if kind == "template":
@@ -119,6 +125,7 @@ def _run_one(
         return
     if not store.begin_effect(key, clock()):
         return
+    step("after_effect_inflight_commit")
     try:
         if kind == "task":
             result = sink.create_task(gid, body)
@@ -145,4 +152,5 @@ def _run_one(
         report.dead.append(f"{key}: {exc}")
         return
     breaker.success()
+    step("after_effect_post")
     store.effect_transition(key, "done", clock(), None, result=result)

@@ -119,6 +119,7 @@ def run_once(
                 settle_seconds=settings.settle_seconds,
                 breaker=breaker,
                 stopping=stopping,
+                step=step,
             )
         except RemoteError as exc:
             report.errors.append(str(exc))

@@ -127,3 +127,46 @@ def test_per_entry_refire_creates_one_project_per_entry(syncd: Syncd) -> None:
     syncd.ok("once")
     notes = sorted(p["notes"].splitlines()[-1] for p in syncd.asana.projects)
     assert notes == [f"[syncd:hubspot:default:{deal}:onboarding#2]", f"[syncd:hubspot:default:{deal}:onboarding]"]
+
+
+def test_tasks_are_created_once_each_even_when_an_answer_is_lost(syncd: Syncd) -> None:
+    tasks = [
+        {"name": "Kickoff with {name}", "notes": "Deal {id}", "due_days_after_close": 7},
+        {"name": "Send welcome pack"},
+    ]
+    syncd.config(http=FAST["http"], asana=FAST["asana"], flows=[flow(tasks=tasks)])
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.asana.inject("drop_after_create", route="task_create")  # the first task exists, its answer is lost
+    syncd("once")
+    for _ in range(4):
+        time.sleep(0.7)
+        syncd("once")
+    (project,) = syncd.asana.projects
+    made = syncd.asana.tasks_with_marker(f"[syncd-task:onboarding:hubspot:default:{deal}/")
+    assert sorted(t["name"] for t in made) == ["Kickoff with Deal 0", "Send welcome pack"]
+    assert all(t["projects"][0]["gid"] == project["gid"] for t in made)
+    assert next(t for t in made if t["name"].startswith("Kickoff"))["due_on"] == "2026-12-08"
+    assert syncd.asana.duplicates() == {}
+    assert syncd.query("SELECT state, count(*) FROM effects GROUP BY state") == [("done", 2)]
+
+
+def test_a_template_project_is_instantiated_once_and_gets_its_marker(syncd: Syncd) -> None:
+    template = syncd.asana.add_template("Onboarding template", duration=0.0)
+    syncd.config(
+        http=FAST["http"],
+        asana=FAST["asana"],
+        flows=[flow(project={"name": "Onboarding: {name}", "template": template}, tasks=[{"name": "Extra task"}])],
+    )
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.asana.inject("drop_after_create", route="instantiate")  # made, answer lost: reconcile by name
+    syncd("once")
+    for _ in range(4):
+        time.sleep(0.7)
+        syncd("once")
+    (project,) = syncd.asana.projects
+    marker = f"[syncd:hubspot:default:{deal}:onboarding]"
+    assert project["name"] == "Onboarding: Deal 0" and marker in project["notes"]
+    assert syncd.asana.instantiate_requests == 1
+    assert [t["name"] for t in syncd.asana.tasks_with_marker("[syncd-task:")] == ["Extra task"]

@@ -22,7 +22,7 @@ from syncd.breaker import Breaker
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import Flow, new_op
 from syncd.models import CycleReport, Deal, Op, iso_ms
-from syncd.sinks.asana import AsanaSink
+from syncd.sinks.asana import MARKER, AsanaSink
 from syncd.sources import Source
 from syncd.store import Store
 
@@ -137,6 +137,11 @@ def run_once(
     return report
 
 
+def title(body: dict) -> str:
+    """A project's name for people: without the marker a template instantiation carries in its name."""
+    return MARKER.sub("", str(body.get("name", ""))).strip()
+
+
 def poll(
     source: Source,
     store: Store,
@@ -175,7 +180,7 @@ def poll(
             for name in change.newly
         ]
         if dry_run:
-            report.would_create += [op.body["name"] for op in ops]
+            report.would_create += [title(op.body) for op in ops]
             continue
         step("before_page_commit")
         report.ops_queued += store.record_page(changes, ops, page.quarantined, page.cursor_ms, clock())
@@ -257,7 +262,7 @@ def reconcile(
                 log.error("duplicate projects for %s: %s and %s", op.marker, project.gid, others)
                 report.duplicates.append(op.marker)
             store.transition(op.op_key, "created", now, detail, asana_gid=project.gid, asana_url=project.url)
-            report.created.append(f"{op.body.get('name')} (found by reconcile)")
+            report.created.append(f"{title(op.body)} (found by reconcile)")
         elif op.attempts >= settings.max_attempts:
             detail = f"no project after {op.attempts} attempts; check Asana, then 'syncd retry'"
             store.transition(op.op_key, "dead", now, detail)
@@ -328,7 +333,7 @@ def attempt(
     store.transition(
         op.op_key, "created", clock(), detail, asana_gid=project.gid, asana_url=project.url, job_gid=job_gid
     )
-    report.created.append(f"{op.body.get('name')} -> {project.url or project.gid}")
+    report.created.append(f"{title(op.body)} -> {project.url or project.gid}")
     step("after_created_commit")
 
 
@@ -374,4 +379,4 @@ def backfill(
     ]
     if not dry_run:
         store.queue_ops(ops, now, f"backfill: qualified before syncd watched (since {iso_ms(since_ms)})")
-    return [f"{op.body['name']} (deal {op.deal_id}, flow {op.flow})" for op in ops]
+    return [f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops]

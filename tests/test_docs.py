@@ -29,7 +29,9 @@ def test_syncd_demo_shows_exactly_once_through_a_lost_response() -> None:
     assert result.returncode == 0, result.stderr
     assert "Created: Onboarding: Umbrella" in result.stdout
     assert "Created: Onboarding: Acme (found by reconcile)" in result.stdout
-    assert "2 project(s) from 2 create request(s); duplicates: none" in result.stdout
+    assert "2 project(s) from 2 create request(s), 8 task(s); duplicates: none" in result.stdout
+    assert "Acme: asana_project_url = https://app.asana.com/" in result.stdout
+    assert "task: Kickoff call with Umbrella (due 2026-12-22)" in result.stdout
     assert "healthy      yes" in result.stdout
 
 

@@ -48,7 +48,15 @@ name = "onboarding"
 when = "{rule}"
 [flow.project]
 name = "Onboarding: {{name}}"
-notes = "Auto-created from CRM deal {{id}} ({{amount:,.0f}} USD)."
+template = "{template}"                 # the project starts from an Asana project template
+[[flow.tasks]]
+name = "Kickoff call with {{name}}"
+notes = "Deal {{id}}, {{amount:,.0f}} USD"
+due_days_after_close = 7
+[[flow.tasks]]
+name = "Send the welcome pack to {{name}}"
+[flow.writeback]
+property = "{writeback}"                # the project URL goes back onto the deal
 """
 
 
@@ -61,6 +69,7 @@ class DemoCrm:
     crm_extra = ""
     won_stage: Any
     open_stage: Any
+    writeback: str
 
     def __init__(self) -> None:
         self.fake: Any = None
@@ -74,12 +83,16 @@ class DemoCrm:
     def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
         raise NotImplementedError
 
+    def written_back(self, deal: Any) -> Any:
+        raise NotImplementedError
+
 
 class HubSpotDemo(DemoCrm):
     title, kind = "HubSpot", "hubspot"
     rule = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
     crm_extra = 'token_env = "HUBSPOT_TOKEN"'
     won_stage, open_stage = "closedwon", "contractsent"
+    writeback = "asana_project_url"
 
     def __init__(self) -> None:
         self.fake = FakeHubSpot()
@@ -88,10 +101,15 @@ class HubSpotDemo(DemoCrm):
         return f"HUBSPOT_TOKEN={self.fake.token}\n"
 
     def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
-        return self.fake.add_deal(dealname=name, dealstage=stage, amount=str(amount), tier=tier, updated_at=at)
+        return self.fake.add_deal(
+            dealname=name, dealstage=stage, amount=str(amount), tier=tier, closedate="2026-12-15", updated_at=at
+        )
 
     def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
         self.fake.update_deal(deal, dealstage=stage, updated_at=at, **{k: str(v) for k, v in changes.items()})
+
+    def written_back(self, deal: Any) -> Any:
+        return self.fake.deals[deal]["properties"].get(self.writeback)
 
 
 class SalesforceDemo(DemoCrm):
@@ -99,10 +117,15 @@ class SalesforceDemo(DemoCrm):
     rule = "stage == 'Closed Won' and amount > 10000 and Tier__c == 'Enterprise'"
     crm_extra = 'fields = ["Account.Name"]'
     won_stage, open_stage = "Closed Won", "Negotiation/Review"
+    writeback = "Asana_Project__c"
 
     def __init__(self) -> None:
         self.fake = FakeSalesforce()
         self.fake.add_field("Tier__c")
+        self.fake.add_field(self.writeback)
+
+    def written_back(self, deal: Any) -> Any:
+        return self.fake.opportunities[deal].get(self.writeback)
 
     def env(self) -> str:
         f = self.fake
@@ -125,16 +148,28 @@ class PipedriveDemo(DemoCrm):
     rule = "status == 'won' and amount > 10000 and tier == 'Enterprise'"
     crm_extra = 'token_env = "PIPEDRIVE_TOKEN"'
     won_stage, open_stage = "won", "open"
+    writeback = "asana_project"
 
     def __init__(self) -> None:
         self.fake = FakePipedrive()
         self.fake.add_custom_field("Tier", "enum", ["Enterprise", "Mid-Market"])
+        self.key = self.fake.add_custom_field("Asana project", "varchar")
+
+    def written_back(self, deal: Any) -> Any:
+        return self.fake.deals[deal].get("custom_fields", {}).get(self.key)
 
     def env(self) -> str:
         return f"PIPEDRIVE_TOKEN={self.fake.token}\n"
 
     def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
-        return self.fake.add_deal(title=name, status=stage, value=amount, custom={"Tier": tier}, update_time=at)
+        return self.fake.add_deal(
+            title=name,
+            status=stage,
+            value=amount,
+            custom={"Tier": tier},
+            expected_close_date="2026-12-15",
+            update_time=at,
+        )
 
     def move(self, deal: Any, stage: Any, at: float, **changes: Any) -> None:
         self.fake.update_deal(deal, status=stage, update_time=at, **_renamed(changes, amount="value"))
@@ -160,6 +195,7 @@ def run_demo(
     crm = CRMS[crm_kind]()
     crm.fake.start()
     asana = FakeAsana().start()
+    template = asana.add_template("Customer onboarding", tasks=("Set up the customer's workspace", "Plan training"))
     try:
         config = folder / "config.toml"
         config.write_text(
@@ -172,6 +208,8 @@ def run_demo(
                 asana=asana.url,
                 workspace=asana.workspace,
                 team=asana.team,
+                template=template,
+                writeback=crm.writeback,
             )
         )
         (folder / ".env").write_text(crm.env() + f"ASANA_TOKEN={asana.token}\n")
@@ -203,8 +241,8 @@ def run_demo(
         for name in ("Acme", "Globex", "Initech", "Umbrella"):
             crm.move(ids[name], won, ago())
         echo("\nSales wins Acme, Globex, Initech and Umbrella. Only Acme and Umbrella qualify.")
-        echo("Fault injected: Asana creates the first project but the connection drops before the answer.")
-        asana.inject("drop_after_create", route="create")
+        echo("Fault injected: Asana instantiates the first project but the connection drops before the answer.")
+        asana.inject("drop_after_create", route="instantiate")
         run("Cycle 2: one project created; the other's outcome is unknown (it exists, but syncd never saw a 201)")
 
         echo("\nWaiting 2.6 s for the settle delay, so a complete listing is trustworthy evidence...")
@@ -219,10 +257,18 @@ def run_demo(
 
         echo("\n== Asana now holds:")
         for project in asana.projects:
-            echo(f"   {project['gid']}  {project['name']}")
+            marker = project["notes"].split()[-1]
+            echo(f"   {project['gid']}  {project['name']}  (from the template; its notes end with {marker})")
+            for task in asana.tasks:
+                if any(p["gid"] == project["gid"] for p in task["projects"]):
+                    echo(f"       task: {task['name']}" + (f" (due {task['due_on']})" if task.get("due_on") else ""))
+        echo("\n== Written back to the CRM:")
+        for name in ("Acme", "Umbrella"):
+            echo(f"   {name}: {crm.writeback} = {crm.written_back(ids[name])}")
         duplicates = asana.duplicates()
         echo(
-            f"   {len(asana.projects)} project(s) from {asana.create_requests} create request(s); "
+            f"   {len(asana.projects)} project(s) from {asana.create_requests + asana.instantiate_requests} create "
+            f"request(s), {len(asana.tasks)} task(s); "
             f"duplicates: {duplicates or 'none'}"
         )
         echo("\n== syncd status")

@@ -97,7 +97,7 @@ class PipedriveSource:
                 ):
                     code = item["field_code"]
         body = {"custom_fields": {code: value}} if code else {prop: value}
-        self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_envelope_problem)
+        self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_write_problem)
 
     def _custom_fields(self) -> tuple[dict[str, Field], float | None]:
         """Read every deal field; return the custom fields the flows use, by field code, and the server time."""
@@ -202,6 +202,12 @@ def _envelope_problem(data: Any) -> str | None:
     extra = data.get("additional_data")
     if extra is not None and (not isinstance(extra, dict) or not isinstance(extra.get("next_cursor"), str | None)):
         return "an 'additional_data' without a readable 'next_cursor' (the page will be read again)"
+    return None
+
+
+def _write_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or data.get("success") is not True:
+        return "a body without 'success': true (the write will be tried again)"
     return None
 
 

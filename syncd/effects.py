@@ -53,31 +53,16 @@ def run(
             seen.add((effect["effect_key"], effect["state"]))
             if stopping() or not breaker.allows(clock()):
                 return
-            _run_guarded(store, sink, crm, post, effect, report, clock=clock, breaker=breaker, step=step)
-
-
-def _run_guarded(
-    store: Store,
-    sink: AsanaSink,
-    crm: WriteBack,
-    post: Callable[[str, dict[str, Any]], None],
-    effect: dict[str, Any],
-    report: CycleReport,
-    *,
-    clock: Callable[[], float],
-    breaker: Breaker,
-    step: Callable[[str], None],
-) -> None:
-    key = effect["effect_key"]
-    try:
-        _run_one(store, sink, crm, post, effect, report, clock=clock, breaker=breaker, step=step)
-    except AuthError:
-        raise
-    except RejectedError as exc:  # a follow-up call (job status, notes, task lookup) refused: needs a human
-        store.effect_transition(key, "dead", clock(), str(exc))
-        report.dead.append(f"{key}: {exc}")
-    except RemoteError as exc:
-        report.errors.append(f"{key}: {exc}")
+            key = effect["effect_key"]
+            try:
+                _run_one(store, sink, crm, post, effect, report, clock=clock, breaker=breaker, step=step)
+            except AuthError:
+                raise
+            except RejectedError as exc:  # a follow-up call (job status, notes, task lookup) refused
+                store.effect_transition(key, "dead", clock(), str(exc))
+                report.dead.append(f"{key}: {exc}")
+            except RemoteError as exc:
+                report.errors.append(f"{key}: {exc}")
 
 
 def _run_one(

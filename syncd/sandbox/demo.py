@@ -33,7 +33,7 @@ delay_seconds = 1
 
 [asana]
 base_url = "{asana}"
-token_env = "ASANA_TOKEN"
+token_env = "SYNCD_DEMO_ASANA_TOKEN"     # sandbox-only names: a real token in your shell is never used
 workspace = "{workspace}"
 team = "{team}"
 settle_seconds = 2.5        # > read_timeout: how long a lost answer may still turn into a project
@@ -90,7 +90,7 @@ class DemoCrm:
 class HubSpotDemo(DemoCrm):
     title, kind = "HubSpot", "hubspot"
     rule = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
-    crm_extra = 'token_env = "HUBSPOT_TOKEN"'
+    crm_extra = 'token_env = "SYNCD_DEMO_HUBSPOT_TOKEN"'
     won_stage, open_stage = "closedwon", "contractsent"
     writeback = "asana_project_url"
 
@@ -98,7 +98,7 @@ class HubSpotDemo(DemoCrm):
         self.fake = FakeHubSpot()
 
     def env(self) -> str:
-        return f"HUBSPOT_TOKEN={self.fake.token}\n"
+        return f"SYNCD_DEMO_HUBSPOT_TOKEN={self.fake.token}\n"
 
     def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
         return self.fake.add_deal(
@@ -115,7 +115,10 @@ class HubSpotDemo(DemoCrm):
 class SalesforceDemo(DemoCrm):
     title, kind = "Salesforce", "salesforce"
     rule = "stage == 'Closed Won' and amount > 10000 and Tier__c == 'Enterprise'"
-    crm_extra = 'fields = ["Account.Name"]'
+    crm_extra = (
+        'fields = ["Account.Name"]\nclient_id_env = "SYNCD_DEMO_SF_CLIENT_ID"\n'
+        'client_secret_env = "SYNCD_DEMO_SF_CLIENT_SECRET"\nrefresh_token_env = "SYNCD_DEMO_SF_REFRESH_TOKEN"'
+    )
     won_stage, open_stage = "Closed Won", "Negotiation/Review"
     writeback = "Asana_Project__c"
 
@@ -130,8 +133,8 @@ class SalesforceDemo(DemoCrm):
     def env(self) -> str:
         f = self.fake
         return (
-            f"SALESFORCE_CLIENT_ID={f.client_id}\nSALESFORCE_CLIENT_SECRET={f.client_secret}\n"
-            f"SALESFORCE_REFRESH_TOKEN={f.refresh_token}\n"
+            f"SYNCD_DEMO_SF_CLIENT_ID={f.client_id}\nSYNCD_DEMO_SF_CLIENT_SECRET={f.client_secret}\n"
+            f"SYNCD_DEMO_SF_REFRESH_TOKEN={f.refresh_token}\n"
         )
 
     def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
@@ -146,7 +149,7 @@ class SalesforceDemo(DemoCrm):
 class PipedriveDemo(DemoCrm):
     title, kind = "Pipedrive", "pipedrive"
     rule = "status == 'won' and amount > 10000 and tier == 'Enterprise'"
-    crm_extra = 'token_env = "PIPEDRIVE_TOKEN"'
+    crm_extra = 'token_env = "SYNCD_DEMO_PIPEDRIVE_TOKEN"'
     won_stage, open_stage = "won", "open"
     writeback = "asana_project"
 
@@ -159,7 +162,7 @@ class PipedriveDemo(DemoCrm):
         return self.fake.deals[deal].get("custom_fields", {}).get(self.key)
 
     def env(self) -> str:
-        return f"PIPEDRIVE_TOKEN={self.fake.token}\n"
+        return f"SYNCD_DEMO_PIPEDRIVE_TOKEN={self.fake.token}\n"
 
     def add(self, name: str, stage: Any, amount: int, tier: str, at: float) -> Any:
         return self.fake.add_deal(
@@ -212,7 +215,7 @@ def run_demo(
                 writeback=crm.writeback,
             )
         )
-        (folder / ".env").write_text(crm.env() + f"ASANA_TOKEN={asana.token}\n")
+        (folder / ".env").write_text(crm.env() + f"SYNCD_DEMO_ASANA_TOKEN={asana.token}\n")
 
         def ago(seconds: float = 2.0) -> float:
             return crm.fake.now() - seconds

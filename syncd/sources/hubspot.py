@@ -14,12 +14,10 @@ page boundary never races writes still in flight and the local clock does not ma
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Config, read_secret
@@ -28,6 +26,7 @@ from syncd.http import HttpClient
 from syncd.models import Deal, Page, Quarantined
 from syncd.ratelimit import TokenBucket
 from syncd.sources import ClientFactory
+from syncd.sources.records import excerpt, iso_ms, text
 
 SEARCH = "/crm/v3/objects/deals/search"
 PROPERTY_OF = {
@@ -42,7 +41,6 @@ PROPERTY_OF = {
 MODIFIED = "hs_lastmodifieddate"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_VALUE_CHARS = 100_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class HubSpotSource:
@@ -141,7 +139,7 @@ def parse_results(data: dict[str, Any]) -> tuple[list[Deal], list[Quarantined]]:
             deals.append(parse_deal(record))
         except ValueError as exc:
             record_id = record.get("id") if isinstance(record, dict) else None
-            quarantined.append(Quarantined(_short_id(record_id), str(exc), _excerpt(record)))
+            quarantined.append(Quarantined(_short_id(record_id), str(exc), excerpt(record)))
     return deals, quarantined
 
 
@@ -169,12 +167,12 @@ def parse_deal(record: Any) -> Deal:
     return Deal(
         id=deal_id,
         updated_at_ms=updated_at_ms,
-        name=_text(props.get("dealname")),
-        stage=_text(props.get("dealstage")),
+        name=text(props.get("dealname")),
+        stage=text(props.get("dealstage")),
         amount=parse_amount(props.get("amount")),
-        close_date=_text(props.get("closedate")),
-        pipeline=_text(props.get("pipeline")),
-        owner=_text(props.get("hubspot_owner_id")),
+        close_date=text(props.get("closedate")),
+        pipeline=text(props.get("pipeline")),
+        owner=text(props.get("hubspot_owner_id")),
         properties=props,
     )
 
@@ -194,40 +192,16 @@ def parse_amount(value: Any) -> float | None:
 
 
 def parse_timestamp_ms(value: Any) -> int | None:
-    """HubSpot timestamps: ISO 8601 in responses ('2024-09-13T20:23:03.333Z'), epoch ms in filters. Exact to
-    the millisecond (no float rounding)."""
+    """HubSpot timestamps: ISO 8601 in responses ('2024-09-13T20:23:03.333Z'), epoch ms in filters."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value >= 0 else None
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    delta = parsed - EPOCH
-    ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
-    return ms if ms >= 0 else None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return iso_ms(value)
 
 
 def _short_id(value: Any) -> str | None:
     return None if value is None else str(value)[:64]
-
-
-def _excerpt(record: Any) -> str:
-    try:
-        text = json.dumps(record, ensure_ascii=True, default=str)
-    except (TypeError, ValueError):
-        text = repr(record)
-    return text[:2000]
 
 
 def from_config(cfg: Config, client: ClientFactory) -> HubSpotSource:

@@ -21,7 +21,6 @@ Standard deal fields win over a custom field with the same friendly name; the no
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -35,6 +34,7 @@ from syncd.http import HttpClient, Reply
 from syncd.models import Deal, Page, Quarantined
 from syncd.ratelimit import TokenBucket
 from syncd.sources import ClientFactory
+from syncd.sources.records import excerpt
 
 DEALS = "/api/v2/deals"
 DEAL_FIELDS = "/api/v2/dealFields"
@@ -225,7 +225,7 @@ def parse_deals(
         except ValueError as exc:
             record_id = record.get("id") if isinstance(record, dict) else None
             quarantined.append(
-                Quarantined(None if record_id is None else str(record_id)[:64], str(exc), _excerpt(record))
+                Quarantined(None if record_id is None else str(record_id)[:64], str(exc), excerpt(record))
             )
     return deals, quarantined
 
@@ -316,14 +316,6 @@ def _ident(value: Any, name: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | str) or len(str(value)) > 64:
         raise ValueError(f"{name} {str(value)[:40]!r} is not an id")
     return str(value)
-
-
-def _excerpt(record: Any) -> str:
-    try:
-        text = json.dumps(record, ensure_ascii=True, default=str)
-    except (TypeError, ValueError):
-        text = repr(record)
-    return text[:2000]
 
 
 def from_config(cfg: Config, client: ClientFactory) -> PipedriveSource:

@@ -13,7 +13,6 @@ sentence saying so, so syncd never spends the org's last API calls.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -28,6 +27,7 @@ from syncd.http import Form, HttpClient, Reply
 from syncd.models import Deal, Page, Quarantined
 from syncd.ratelimit import TokenBucket
 from syncd.sources import ClientFactory
+from syncd.sources.records import excerpt, iso_ms, text
 
 FIELD_OF = {
     "name": "Name",
@@ -40,7 +40,6 @@ FIELD_OF = {
 BASE_FIELDS = ("Id", "SystemModstamp")
 SAFE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SalesforceSource:
@@ -188,7 +187,7 @@ class SalesforceSource:
                 deals.append(self.parse_record(record))
             except ValueError as exc:
                 rid = record.get("Id") if isinstance(record, dict) else None
-                quarantined.append(Quarantined(None if rid is None else str(rid)[:64], str(exc), _excerpt(record)))
+                quarantined.append(Quarantined(None if rid is None else str(rid)[:64], str(exc), excerpt(record)))
         return deals, quarantined
 
     def parse_record(self, record: Any) -> Deal:
@@ -220,12 +219,12 @@ class SalesforceSource:
         return Deal(
             id=rid,
             updated_at_ms=modstamp,
-            name=_text(props.get("Name")),
-            stage=_text(props.get("StageName")),
+            name=text(props.get("Name")),
+            stage=text(props.get("StageName")),
             amount=None if amount is None else float(amount),
-            close_date=_text(props.get("CloseDate")),
+            close_date=text(props.get("CloseDate")),
             pipeline=None,
-            owner=_text(props.get("OwnerId")),
+            owner=text(props.get("OwnerId")),
             properties=props,
         )
 
@@ -237,17 +236,7 @@ def soql_datetime(ms: int) -> str:
 
 def parse_datetime_ms(value: Any) -> int | None:
     """Salesforce datetimes: '2024-09-13T20:23:03.000+0000' (also Z and +00:00 forms), exact to the ms."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    delta = parsed - EPOCH
-    ms = delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
-    return ms if ms >= 0 else None
+    return iso_ms(value)
 
 
 def _query_problem(data: Any) -> str | None:
@@ -260,17 +249,6 @@ def _token_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not data.get("access_token") or not data.get("instance_url"):
         return "a token answer without access_token and instance_url"
     return None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _excerpt(record: Any) -> str:
-    try:
-        return json.dumps(record, ensure_ascii=True, default=str)[:2000]
-    except (TypeError, ValueError):
-        return repr(record)[:2000]
 
 
 def from_config(cfg: Config, client: ClientFactory) -> SalesforceSource:

@@ -25,7 +25,8 @@ class Crash(BaseException):
 
 class World:
     def __init__(self, **sections: object) -> None:
-        os.environ["HUBSPOT_TOKEN"], os.environ["ASANA_TOKEN"] = HUBSPOT_TOKEN, ASANA_TOKEN
+        self._saved_env = {k: os.environ.get(k) for k in ("HUBSPOT_TOKEN", "ASANA_TOKEN")}
+        os.environ["HUBSPOT_TOKEN"], os.environ["ASANA_TOKEN"] = HUBSPOT_TOKEN, ASANA_TOKEN  # restored by close()
         self.hubspot = FakeHubSpot(token=HUBSPOT_TOKEN).start()
         self.asana = FakeAsana(token=ASANA_TOKEN).start()
         self.dir = Path(tempfile.mkdtemp(prefix="syncd-world-"))
@@ -66,6 +67,11 @@ class World:
         self.now += seconds
 
     def close(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         self.store.close()
         self.hubspot.stop()
         self.asana.stop()

@@ -88,7 +88,9 @@ def test_malformed_records_are_quarantined_and_good_deals_created_once(data, goo
             )
             for i in range(good)
         ]
-        bad_records = [data.draw(malformed_record(stamp)) for _ in range(bad)]
+        drawn = [data.draw(malformed_record(stamp)) for _ in range(bad)]
+        by_id = {str(r["id"]) if r.get("id") else f"auto-{i}": r for i, r in enumerate(drawn)}  # the CRM has one per id
+        bad_records = list(by_id.values())
         for record in bad_records:
             world.hubspot.add_raw_deal(record)
         cursor_before = world.store.cursor()
@@ -100,7 +102,7 @@ def test_malformed_records_are_quarantined_and_good_deals_created_once(data, goo
         world.cycle()
         assert world.store.cursor() >= int(stamp), "the cursor moves past quarantined records"
         quarantined = world.store.conn.execute("SELECT record_id, reason FROM quarantine").fetchall()
-        assert len(quarantined) >= bad  # every bad record, at least once, each with a reason
+        assert len(quarantined) >= len(bad_records)  # every bad record, at least once, each with a reason
         assert all(reason for _, reason in quarantined)
         for record in bad_records:
             rid = record.get("id")

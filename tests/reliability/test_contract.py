@@ -33,3 +33,33 @@ def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
     kinds = sorted({f"{r.method} {operation(r.method, r.path)[0]}" for r in syncd.asana.requests})
     print(f"{len(syncd.asana.requests)} Asana requests checked against the spec ({', '.join(kinds)})")
     assert problems == []
+
+
+def test_template_task_and_update_requests_match_the_spec_too(syncd: Syncd) -> None:
+    template = syncd.asana.add_template("Onboarding template", duration=0.0)
+    rule = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+    syncd.config(
+        **FAST,
+        flows=[
+            {
+                "name": "onboarding",
+                "when": rule,
+                "project": {"name": "Onboarding: {name}", "template": template},
+                "tasks": [{"name": "Kickoff {name}", "due_days_after_close": 3}],
+            }
+        ],
+    )
+    qualify(syncd, 3)
+    syncd.asana.inject("drop_after_create", route="task_create")
+    syncd("once")
+    time.sleep(0.7)
+    settle_until_done(syncd)
+    syncd("once")
+    problems = []
+    for request in syncd.asana.requests:
+        body = request.json() if request.body else None
+        problems += violations(request.method, request.path, request.query, body)
+    kinds = sorted({f"{r.method} {operation(r.method, r.path)[0]}" for r in syncd.asana.requests})
+    print(f"{len(syncd.asana.requests)} Asana requests checked against the spec ({', '.join(kinds)})")
+    assert any("instantiateProject" in k for k in kinds) and any("/tasks" in k for k in kinds)
+    assert problems == []

@@ -316,7 +316,7 @@ def format_explain(history: dict, cfg: configuration.Config) -> str:
     flows = {flow.name: flow for flow in cfg.flows}
     for v in history["versions"]:
         verdicts = ", ".join(
-            f"{name} {'TRUE' if ok else 'false'}{' (newly: project queued)' if name in v['newly'] else ''}"
+            f"{name} {'TRUE' if ok else 'false'}{' (entered the rule)' if name in v['newly'] else ''}"
             for name, ok in v["matches"].items()
         )
         lines.append(

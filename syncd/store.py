@@ -438,7 +438,7 @@ class Store:
                 (now, now, op_key),
             )
             if cur.rowcount == 1:
-                self._event(c, op_key, now, "in_flight", "POST /projects")
+                self._event(c, op_key, now, "in_flight", "committed before the create request")
             return cur.rowcount == 1
 
     def transition(self, op_key: str, state: str, now: float, detail: str, **fields: Any) -> None:

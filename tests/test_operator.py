@@ -20,9 +20,9 @@ def test_explain_tells_why_a_deal_did_and_did_not_get_a_project(syncd: Syncd) ->
     win(syncd, won_later)
     syncd.ok("once")
     text = syncd.ok("explain", won_later).stdout
-    assert "2 version(s) recorded" in text and "onboarding TRUE (newly: project queued)" in text
+    assert "2 version(s) recorded" in text and "onboarding TRUE (entered the rule)" in text
     assert "stage == 'closedwon'  [stage='closedwon'] -> true" in text
-    assert "created project" in text and "in_flight" in text
+    assert "created project" in text and "in_flight" in text and "committed before the create request" in text
     text = syncd.ok("explain", already).stdout
     assert "already matching during the baseline gets no project" in text
     data = json.loads(syncd.ok("explain", won_later, "--json").stdout)

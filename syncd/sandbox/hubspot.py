@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import random
 import re
 import time
 import uuid
@@ -137,10 +136,12 @@ _vkey = attrgetter("mod", "idn", "seq")
 
 
 class FakeHubSpot(FakeServer):
+    FAULT_KINDS = FAULT_KINDS
+    FAULT_ROUTES = ("search", "list", "get", "patch")
     service = "hubspot"
 
     def __init__(self, token: str = "sandbox-hubspot-token", *, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.token = token
         self.deals: dict[str, dict] = {}
         self.index_lag = 0.0
@@ -150,11 +151,7 @@ class FakeHubSpot(FakeServer):
         self.daily_limit = 250_000
         self.daily_used = 0
         self.rate_limited = 0
-        self.faults_injected = 0
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = ["500", "502", "503", "504", "429", "drop"]
-        self._rng = random.Random(seed)
-        self._faults: list[list] = []  # [kind, times_left, route, params]
+        self.fault_kinds = ["500", "502", "503", "504", "429", "drop"]
         self._windows: dict[tuple, deque] = {}
         self._search_count = 0
         self._next_id = 1000
@@ -223,20 +220,6 @@ class FakeHubSpot(FakeServer):
                 insort(self._by_id, (_idn(deal_id), deal_id))
             return deal_id
 
-    def reseed(self, seed: int) -> None:
-        """Restart the random fault schedule from `seed`, so a failing test's run can be replayed."""
-        with self.lock:
-            self._rng.seed(seed)
-
-    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
-        """Apply `kind` to the next `times` requests on `route` (search|list|get|patch|None=any).
-        `delay=` sets the wait for "slow"; `apply=True` runs the request before failing it."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}")
-        with self.lock:
-            self._faults.append([kind, times, route, params])
-
-    # -- state internals ---------------------------------------------------------------------------
     def _ms(self, at: float | None) -> int:
         return round((self.now() if at is None else at) * 1000)
 
@@ -337,19 +320,6 @@ class FakeHubSpot(FakeServer):
             return False
         q.append(now)
         return True
-
-    def _next_fault(self, route: str) -> tuple[str, dict] | None:
-        for fault in self._faults:
-            if fault[2] in (None, route):
-                fault[1] -= 1
-                if fault[1] <= 0:
-                    self._faults.remove(fault)
-                self.faults_injected += 1
-                return fault[0], fault[3]
-        if self.fault_rate and self.fault_kinds and self._rng.random() < self.fault_rate:
-            self.faults_injected += 1
-            return self._rng.choice(self.fault_kinds), {}
-        return None
 
     def _fault(self, kind: str, params: dict, response: Response | None = None) -> Response:
         if kind == "slow" and response is not None:

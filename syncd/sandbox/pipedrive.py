@@ -21,7 +21,6 @@ import binascii
 import copy
 import json
 import math
-import random
 import re
 import time
 import zlib
@@ -107,10 +106,12 @@ def _decode(cursor: str) -> Any:
 
 
 class FakePipedrive(FakeServer):
+    FAULT_KINDS = FAULT_KINDS
+    FAULT_ROUTES = ROUTES
     service = "pipedrive"
 
     def __init__(self, token: str = "sandbox-pipedrive-token", *, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.token = token
         self.deals: dict[int, dict] = {}
         self.fields: list[dict] = [self._field_def(code, name, kind, None, False) for code, name, kind in STANDARD]
@@ -123,11 +124,8 @@ class FakePipedrive(FakeServer):
         self.daily_writes_limit = 10_000  # POST/PUT/PATCH fair use, reported in x-daily-requests-left
         self.writes_today = 0
         self.deals_requests = self.rate_limited = self.early_requests = 0
-        self.tokens_in_query = self.faults_injected = 0
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = ["500", "502", "503", "429", "drop"]
-        self._rng = random.Random(seed)
-        self._faults: list[list] = []
+        self.tokens_in_query = 0
+        self.fault_kinds = ["500", "502", "503", "429", "drop"]
         self._windows: dict[str, deque[float]] = {}
         self._penalty: dict[str, float] = {}
         self._not_before: dict[str, float] = {}
@@ -198,15 +196,6 @@ class FakePipedrive(FakeServer):
             self._raw.add(deal_id)
             return deal_id
 
-    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
-        """Apply `kind` to the next `times` requests on `route` (deals|deal|patch|fields|None=any).
-        `delay=` for "slow", `retry_after=` for "429", `apply=True` runs the request before spoiling it."""
-        if kind not in FAULT_KINDS or route not in (None, *ROUTES):
-            raise ValueError(f"unknown fault kind {kind!r} or route {route!r}")
-        with self.lock:
-            self._faults.append([kind, times, route, params])
-
-    # -- state internals ---------------------------------------------------------------------------
     @staticmethod
     def _field_def(code: str, name: str, kind: str, options: list | None, custom: bool) -> dict:
         field = {"field_name": name, "field_code": code, "description": None, "field_type": kind, "options": options}
@@ -351,19 +340,6 @@ class FakePipedrive(FakeServer):
             response.headers["Retry-After"] = str(retry_after)
             self._not_before[key] = max(self._not_before.get(key, -math.inf), now + retry_after)
         return response
-
-    def _next_fault(self, route: str) -> tuple[str, dict] | None:
-        for fault in self._faults:
-            if fault[2] in (None, route):
-                fault[1] -= 1
-                if fault[1] <= 0:
-                    self._faults.remove(fault)
-                self.faults_injected += 1
-                return fault[0], fault[3]
-        if self.fault_rate and self.fault_kinds and self._rng.random() < self.fault_rate:
-            self.faults_injected += 1
-            return self._rng.choice(self.fault_kinds), {}
-        return None
 
     def _fault(self, kind: str, params: dict, response: Response | None = None, *, key: str, now: float) -> Response:
         if kind == "slow" and response is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import random
 import re
 import string
 import time
@@ -217,6 +216,8 @@ class _Soql:
 
 
 class FakeSalesforce(FakeServer):
+    FAULT_KINDS = FAULT_KINDS
+    FAULT_ROUTES = ("token", "query", "patch")
     service = "salesforce"
 
     def __init__(
@@ -228,7 +229,7 @@ class FakeSalesforce(FakeServer):
         api_version: str = "v60.0",
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
         self.api_version = api_version
         self.opportunities: dict[str, dict] = {}
@@ -241,11 +242,8 @@ class FakeSalesforce(FakeServer):
         self.batch_cap: int | None = None  # serve at most this many rows per batch ("not guaranteed")
         self.rotate_refresh_token = False
         self.token_requests = self.query_requests = self.patch_requests = 0
-        self.rate_limited = self.faults_injected = 0
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = ["500", "503", "drop"]
-        self._rng = random.Random(seed)
-        self._faults: list[list] = []
+        self.rate_limited = 0
+        self.fault_kinds = ["500", "503", "drop"]
         self._tokens: set[str] = set()
         self._locators: dict[str, tuple[list[dict], float, int]] = {}
         self._raw: dict[str, dict] = {}
@@ -301,15 +299,6 @@ class FakeSalesforce(FakeServer):
         with self.lock:
             self._locators.clear()
 
-    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
-        """Apply `kind` to the next `times` requests on `route` (token|query|patch|None=any).
-        `delay=` sets the wait for "slow"; `apply=True` runs the request before spoiling the answer."""
-        if kind not in FAULT_KINDS or route not in (None, "token", "query", "patch"):
-            raise ValueError(f"unknown fault kind {kind!r} or route {route!r}")
-        with self.lock:
-            self._faults.append([kind, times, route, params])
-
-    # -- state internals ---------------------------------------------------------------------------
     def _ms(self, at: float | str | None) -> int:
         ms = parse_datetime(at) if isinstance(at, str) else round((self.now() if at is None else at) * 1000)
         if ms is None:
@@ -420,19 +409,6 @@ class FakeSalesforce(FakeServer):
 
     def _limit_header(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}
-
-    def _next_fault(self, route: str) -> tuple[str, dict] | None:
-        for fault in self._faults:
-            if fault[2] in (None, route):
-                fault[1] -= 1
-                if fault[1] <= 0:
-                    self._faults.remove(fault)
-                self.faults_injected += 1
-                return fault[0], fault[3]
-        if self.fault_rate and self.fault_kinds and self._rng.random() < self.fault_rate:
-            self.faults_injected += 1
-            return self._rng.choice(self.fault_kinds), {}
-        return None
 
     def _fault(self, kind: str, params: dict, response: Response | None = None, bearer: str | None = None) -> Response:
         if kind == "slow" and response is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,16 +66,52 @@ class FakeServer:
 
     service = "fake"
 
-    def __init__(self) -> None:
+    FAULT_KINDS: tuple[str, ...] = ()
+    FAULT_ROUTES: tuple[str, ...] = ()
+
+    def __init__(self, seed: int = 0) -> None:
         self.lock = threading.RLock()
         self.requests: list[Request] = []
         self.clock_offset = 0.0
+        self.fault_rate = 0.0
+        self.fault_kinds: list[str] = list(self.FAULT_KINDS)
+        self.faults_injected = 0
+        self._rng = random.Random(seed)
+        self._faults: list[list[Any]] = []  # [kind, times left, route, params]
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- to override -------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         raise NotImplementedError
+
+    # -- faults ------------------------------------------------------------------------------------------
+    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
+        """Apply fault `kind` to the next `times` requests on `route` (None: any). Each fake documents its kinds,
+        routes and params (`delay=` for "slow", `apply=True` to run the request before spoiling the answer...)."""
+        if kind not in self.FAULT_KINDS or route not in (None, *self.FAULT_ROUTES):
+            raise ValueError(f"unknown fault kind {kind!r} or route {route!r}")
+        with self.lock:
+            self._faults.append([kind, times, route, params])
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random fault schedule from `seed`, so a failing test's run can be replayed."""
+        with self.lock:
+            self._rng.seed(seed)
+
+    def _next_fault(self, route: str) -> tuple[str, dict] | None:
+        """The fault for this request: a queued one first, else one drawn at `fault_rate`."""
+        for fault in self._faults:
+            if fault[2] in (None, route):
+                fault[1] -= 1
+                if fault[1] <= 0:
+                    self._faults.remove(fault)
+                self.faults_injected += 1
+                return fault[0], fault[3]
+        if self.fault_rate and self.fault_kinds and self._rng.random() < self.fault_rate:
+            self.faults_injected += 1
+            return self._rng.choice(self.fault_kinds), {}
+        return None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def now(self) -> float:

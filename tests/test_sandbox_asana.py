@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 import time
@@ -14,7 +15,10 @@ import requests
 from syncd.sandbox import server
 from syncd.sandbox.asana import CHANGE, FakeAsana
 
-SPEC = Path("/work/shared/specs/asana/asana_oas.yaml")
+SPEC = Path(
+    os.environ.get("SYNCD_ASANA_SPEC")
+    or Path(__file__).resolve().parents[2] / "shared" / "specs" / "asana" / "asana_oas.yaml"
+)
 HELP = (
     "For more information on API status codes and how to handle them, "
     "read the docs on errors: https://developers.asana.com/docs/errors"

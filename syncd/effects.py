@@ -112,7 +112,8 @@ def _run_one(
         store.effect_transition(key, "done", clock(), None)
         return
     if kind == "task" and effect["state"] == "unknown":
-        found = sink.find_task(body["external"]["gid"])
+        marker = body["notes"].rsplit("\n", 1)[-1]
+        found = sink.find_task(body["external"]["gid"], gid, marker)
         if found:
             store.effect_transition(key, "done", clock(), None, result=found)
             return

@@ -151,6 +151,21 @@ def test_tasks_are_created_once_each_even_when_an_answer_is_lost(syncd: Syncd) -
     assert syncd.query("SELECT state, count(*) FROM effects GROUP BY state") == [("done", 2)]
 
 
+def test_a_lost_task_answer_is_reconciled_by_marker_when_external_ids_are_ignored(syncd: Syncd) -> None:
+    syncd.config(http=FAST["http"], asana=FAST["asana"], flows=[flow(tasks=[{"name": "Kickoff {name}"}])])
+    syncd.asana.ignore_external = True  # a personal access token: Asana keeps no external id
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.asana.inject("drop_after_create", route="task_create")
+    syncd("once")
+    for _ in range(3):
+        time.sleep(0.7)
+        syncd("once")
+    assert [t["name"] for t in syncd.asana.tasks] == ["Kickoff Deal 0"]
+    assert syncd.asana.task_create_requests == 1
+    assert syncd.query("SELECT state FROM effects") == [("done",)]
+
+
 def test_a_template_project_is_instantiated_once_and_gets_its_marker(syncd: Syncd) -> None:
     template = syncd.asana.add_template("Onboarding template", duration=0.0)
     syncd.config(

@@ -220,6 +220,7 @@ class FakeAsana(FakeServer):
         self.strict_status = 422  # is_strict without a date: "Unprocessable Entity" (guess: no code given)
         self.failed_jobs_keep_project = True  # a failed instantiation leaves its project half-made (guess)
         self.unique_external_gids = True  # a second task with the same external.gid is a 400 (guess)
+        self.ignore_external = False  # True: like a personal access token, `external` is silently dropped
         self.duplicate_memberships = "return_existing"  # or "reject": 400 (guess)
         self.create_requests = self.rate_limited = self.early_requests = self.faults_injected = 0
         self.instantiate_requests = self.task_create_requests = 0
@@ -840,7 +841,7 @@ class FakeAsana(FakeServer):
             "projects": [_compact(self._by_gid[p]) for p in dict.fromkeys(projects)],
             "workspace": self._workspace, "parent": None, "followers": [self._user], "tags": [],
             "permalink_url": f"https://app.asana.com/1/{self.workspace}/task/{gid}",
-            "external": None if external is None else {"gid": None, "data": None, **external},
+            "external": None if external is None or self.ignore_external else {"gid": None, "data": None, **external},
         }
         # fmt: on
         self.tasks.append(task)

@@ -78,16 +78,35 @@ class AsanaSink:
             )
         return data["gid"]
 
-    def find_task(self, external_gid: str) -> str | None:
-        """The task carrying this external gid, or None when Asana says there is none (404)."""
+    def find_task(self, external_gid: str, project_gid: str, marker: str) -> str | None:
+        """The task this effect created, or None when Asana proves there is none.
+
+        First by its external gid (`GET /tasks/external:<gid>`); external ids are an OAuth-app feature, so
+        when Asana has none under that id, a complete listing of the project's tasks is searched for the
+        marker in their notes. A listing that fails part-way raises: it proves nothing."""
         try:
             reply = self.http.call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
+            data = reply.data.get("data") if isinstance(reply.data, dict) else None
+            if isinstance(data, dict) and isinstance(data.get("gid"), str):
+                return data["gid"]
         except RejectedError as exc:
-            if exc.status == 404:
+            if exc.status != 404:
+                raise
+        offset: str | None = None
+        while True:
+            params = {"limit": 100, "opt_fields": "notes"} | ({"offset": offset} if offset else {})
+            reply = self.http.call("GET", f"/projects/{project_gid}/tasks", params=params, expect=_listing_problem)
+            for task in reply.data["data"]:
+                if (
+                    isinstance(task, dict)
+                    and marker in str(task.get("notes") or "")
+                    and isinstance(task.get("gid"), str)
+                ):
+                    return task["gid"]
+            next_page = reply.data.get("next_page")
+            offset = next_page.get("offset") if isinstance(next_page, dict) else None
+            if not offset:
                 return None
-            raise
-        data = reply.data.get("data") if isinstance(reply.data, dict) else None
-        return data.get("gid") if isinstance(data, dict) else None
 
     def check(self) -> list[str]:
         """`syncd check`: who the token is, and that the workspace and team exist and are visible to it.

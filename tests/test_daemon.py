@@ -4,6 +4,7 @@ against the fake HubSpot and Asana; a wedged cycle is a real HTTP call that HubS
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -86,6 +87,17 @@ def systemd(tmp_path: Path) -> Iterator[Systemd]:
     fake.close()
 
 
+@contextlib.contextmanager
+def reaped(daemon: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Whatever a test asserts, the daemon it started does not outlive it."""
+    try:
+        yield daemon
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+
+
 def stop(daemon: subprocess.Popen[str], timeout: float = 5.0) -> tuple[int, str]:
     """SIGTERM, then the exit code and stderr; SIGKILL if it does not stop in time (and fail)."""
     daemon.send_signal(signal.SIGTERM)
@@ -104,7 +116,7 @@ def test_run_reports_ready_status_watchdog_and_stops_cleanly(syncd: Syncd, syste
     )
     syncd.config(schedule={"interval_seconds": 1})
     daemon = syncd.start("run", **systemd.env())
-    try:
+    with reaped(daemon):
         systemd.wait_for("READY=1")
         systemd.wait_for("STATUS=baseline recorded", "1 deals")
         win(syncd, deal)
@@ -112,10 +124,6 @@ def test_run_reports_ready_status_watchdog_and_stops_cleanly(syncd: Syncd, syste
         assert status.endswith("0 dead; next in 1s") or status.endswith("0 dead; next in 0s"), status
         assert len(systemd.times("WATCHDOG=1")) >= 2
         code, err = stop(daemon)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
     assert code == 0, err
     assert "STOPPING=1" in systemd.lines()
     assert "syncd stopped" in err
@@ -130,7 +138,7 @@ def test_a_wedged_cycle_stops_the_watchdog_pings_until_it_moves_again(syncd: Syn
         asana={"settle_seconds": wedge + 6},
     )
     daemon = syncd.start("run", **systemd.env())
-    try:
+    with reaped(daemon):
         systemd.wait_for("STATUS=baseline recorded")
         healthy_until = time.monotonic() + 2 * WATCHDOG_SECONDS
         while time.monotonic() < healthy_until:
@@ -143,10 +151,6 @@ def test_a_wedged_cycle_stops_the_watchdog_pings_until_it_moves_again(syncd: Syn
         systemd.wait_for("STATUS=last cycle ok", timeout=wedge + 3, since=wedging_at)  # the slow answer came
         time.sleep(2 * WATCHDOG_SECONDS)
         code, err = stop(daemon)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
     assert code == 0, err
     pings = systemd.times("WATCHDOG=1")
     gap, start, end = max((b - a, a, b) for a, b in itertools.pairwise(pings))
@@ -205,13 +209,9 @@ def scripted_daemon(mode: str, systemd: Systemd, watchdog: float | None = None) 
 
 def test_a_long_cycle_that_keeps_asking_stopping_keeps_the_watchdog_fed(systemd: Systemd) -> None:
     daemon = scripted_daemon("long-cycle", systemd, watchdog=WATCHDOG_SECONDS)
-    try:
+    with reaped(daemon):
         systemd.wait_for("STATUS=last cycle ok", timeout=6)
         code, err = stop(daemon)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
     assert code == 0, err
     pings = systemd.times("WATCHDOG=1")
     gaps = [b - a for a, b in itertools.pairwise(pings)]
@@ -221,15 +221,11 @@ def test_a_long_cycle_that_keeps_asking_stopping_keeps_the_watchdog_fed(systemd:
 
 def test_sigterm_during_a_cycle_stops_at_its_next_check_and_exits_0(systemd: Systemd) -> None:
     daemon = scripted_daemon("long-cycle", systemd)
-    try:
+    with reaped(daemon):
         systemd.wait_for("READY=1")
         time.sleep(0.5)  # inside the first, 3-second cycle
         started = time.monotonic()
         code, err = stop(daemon, timeout=2)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
     assert code == 0, err
     assert time.monotonic() - started < 1.5
     assert "STOPPING=1" in systemd.lines() and "syncd stopped" in err
@@ -237,7 +233,7 @@ def test_sigterm_during_a_cycle_stops_at_its_next_check_and_exits_0(systemd: Sys
 
 def test_sighup_reloads_between_cycles_and_a_failed_reload_keeps_running(systemd: Systemd) -> None:
     daemon = scripted_daemon("with-reload", systemd)
-    try:
+    with reaped(daemon):
         systemd.wait_for("STATUS=last cycle ok")
         daemon.send_signal(signal.SIGHUP)
         systemd.wait_for("STATUS=config reloaded")
@@ -245,10 +241,6 @@ def test_sighup_reloads_between_cycles_and_a_failed_reload_keeps_running(systemd
         failed = systemd.wait_for("STATUS=reload failed")
         systemd.wait_for("STATUS=last cycle ok", "2 deals seen")  # still cycling after the failed reload
         code, err = stop(daemon)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
     assert code == 0, err
     assert "still running the previous config: config.toml [crm]: 'kind' is wrong" in failed
     assert systemd.lines("RELOADING=1") == ["RELOADING=1"] * 2
@@ -259,16 +251,12 @@ def test_sighup_reloads_between_cycles_and_a_failed_reload_keeps_running(systemd
 
 def test_sighup_without_reload_is_logged_not_fatal(systemd: Systemd) -> None:
     daemon = scripted_daemon("without-reload", systemd)
-    try:
+    with reaped(daemon):
         systemd.wait_for("READY=1")
         daemon.send_signal(signal.SIGHUP)
         time.sleep(0.3)
         assert daemon.poll() is None, "SIGHUP killed the daemon"
         code, err = stop(daemon)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
     assert code == 0, err
     assert "nothing to reload" in err
     assert systemd.lines("RELOADING=1") == []

@@ -136,6 +136,7 @@ _vkey = attrgetter("mod", "idn", "seq")
 
 
 class FakeHubSpot(FakeServer):
+    MALFORMED_BODY = b'{"results": [ {"id": '
     FAULT_KINDS = FAULT_KINDS
     FAULT_ROUTES = ("search", "list", "get", "patch")
     service = "hubspot"
@@ -322,15 +323,8 @@ class FakeHubSpot(FakeServer):
         return True
 
     def _fault(self, kind: str, params: dict, response: Response | None = None) -> Response:
-        if kind == "slow" and response is not None:
-            response.delay = float(params.get("delay", 2.0))
-            return response
-        if kind == "drop":
-            return Response(0, drop=True)
-        if kind == "malformed_json":
-            return Response(200, b'{"results": [ {"id": ')
-        if kind == "wrong_envelope":
-            return Response(200, {"unexpected": True})
+        if (common := self._transport_fault(kind, params, response)) is not None:
+            return common
         if kind == "429":
             msg, rid = "You have reached your ten_secondly_rolling limit.", str(uuid.uuid4())
             return self._error(429, msg, errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING", requestId=rid)

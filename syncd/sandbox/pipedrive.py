@@ -106,6 +106,7 @@ def _decode(cursor: str) -> Any:
 
 
 class FakePipedrive(FakeServer):
+    MALFORMED_BODY = b'{"success":true,"data":[{"id":'
     FAULT_KINDS = FAULT_KINDS
     FAULT_ROUTES = ROUTES
     service = "pipedrive"
@@ -342,15 +343,8 @@ class FakePipedrive(FakeServer):
         return response
 
     def _fault(self, kind: str, params: dict, response: Response | None = None, *, key: str, now: float) -> Response:
-        if kind == "slow" and response is not None:
-            response.delay = float(params.get("delay", 2.0))
-            return response
-        if kind == "drop":
-            return Response(0, drop=True)
-        if kind == "malformed_json":
-            return Response(200, b'{"success":true,"data":[{"id":')
-        if kind == "wrong_envelope":
-            return Response(200, {"unexpected": True})
+        if (common := self._transport_fault(kind, params, response)) is not None:
+            return common
         if kind == "429":
             return self._too_many(key, now, "Rate limit exceeded", int(params.get("retry_after", 2)))
         if kind == "502":  # served by Cloudflare in front of the API, as HTML

@@ -216,6 +216,7 @@ class _Soql:
 
 
 class FakeSalesforce(FakeServer):
+    MALFORMED_BODY = b'{"totalSize": 3, "done": fal'
     FAULT_KINDS = FAULT_KINDS
     FAULT_ROUTES = ("token", "query", "patch")
     service = "salesforce"
@@ -411,15 +412,8 @@ class FakeSalesforce(FakeServer):
         return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}
 
     def _fault(self, kind: str, params: dict, response: Response | None = None, bearer: str | None = None) -> Response:
-        if kind == "slow" and response is not None:
-            response.delay = float(params.get("delay", 2.0))
-            return response
-        if kind == "drop":
-            return Response(0, drop=True)
-        if kind == "malformed_json":
-            return Response(200, b'{"totalSize": 3, "done": fal')
-        if kind == "wrong_envelope":
-            return Response(200, {"unexpected": True})
+        if (common := self._transport_fault(kind, params, response)) is not None:
+            return common
         if kind == "request_limit":
             return Response(403, LIMIT_EXCEEDED, self._limit_header())
         if kind == "expired_session":

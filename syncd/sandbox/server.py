@@ -113,6 +113,21 @@ class FakeServer:
             return self._rng.choice(self.fault_kinds), {}
         return None
 
+    MALFORMED_BODY = b'{"data": ['  # each fake sets a truncated body in its own API's shape
+
+    def _transport_fault(self, kind: str, params: dict, response: Response | None) -> Response | None:
+        """The faults every API can suffer the same way; None for the vendor-specific kinds."""
+        if kind == "slow" and response is not None:
+            response.delay = float(params.get("delay", 2.0))
+            return response
+        if kind == "drop":
+            return Response(0, drop=True)
+        if kind == "malformed_json":
+            return Response(200, self.MALFORMED_BODY)
+        if kind == "wrong_envelope":
+            return Response(200, {"unexpected": True})
+        return None
+
     # -- lifecycle ---------------------------------------------------------------------------------
     def now(self) -> float:
         return time.time() + self.clock_offset

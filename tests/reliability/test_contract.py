@@ -14,6 +14,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def check_requests(syncd: Syncd) -> tuple[list[str], list[str]]:
+    """Every request the fake Asana received, checked against the spec; prints what was covered."""
+    problems = []
+    for request in syncd.asana.requests:
+        body = request.json() if request.body else None
+        problems += violations(request.method, request.path, request.query, body)
+    kinds = sorted({f"{r.method} {operation(r.method, r.path)[0]}" for r in syncd.asana.requests})
+    print(f"{len(syncd.asana.requests)} Asana requests checked against the spec ({', '.join(kinds)})")
+    return problems, kinds
+
+
 def test_the_checker_catches_a_bad_request() -> None:
     assert violations("POST", "/projects", {}, {"data": {"name": "x", "bogus_field": 1}}) == [
         "POST /projects: body field 'bogus_field' is not in the schema"
@@ -32,12 +43,7 @@ def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
     time.sleep(0.7)
     settle_until_done(syncd)
     assert_exactly_once(syncd, deals)
-    problems = []
-    for request in syncd.asana.requests:
-        body = request.json() if request.body else None
-        problems += violations(request.method, request.path, request.query, body)
-    kinds = sorted({f"{r.method} {operation(r.method, r.path)[0]}" for r in syncd.asana.requests})
-    print(f"{len(syncd.asana.requests)} Asana requests checked against the spec ({', '.join(kinds)})")
+    problems, kinds = check_requests(syncd)
     assert problems == []
 
 
@@ -61,11 +67,6 @@ def test_template_task_and_update_requests_match_the_spec_too(syncd: Syncd) -> N
     time.sleep(0.7)
     settle_until_done(syncd)
     syncd("once")
-    problems = []
-    for request in syncd.asana.requests:
-        body = request.json() if request.body else None
-        problems += violations(request.method, request.path, request.query, body)
-    kinds = sorted({f"{r.method} {operation(r.method, r.path)[0]}" for r in syncd.asana.requests})
-    print(f"{len(syncd.asana.requests)} Asana requests checked against the spec ({', '.join(kinds)})")
+    problems, kinds = check_requests(syncd)
     assert any("instantiateProject" in k for k in kinds) and any("/tasks" in k for k in kinds)
     assert problems == []

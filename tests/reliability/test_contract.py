@@ -44,6 +44,7 @@ def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
     settle_until_done(syncd)
     assert_exactly_once(syncd, deals)
     problems, kinds = check_requests(syncd)
+    assert "POST /projects" in kinds and "GET /teams/{team_gid}/projects" in kinds
     assert problems == []
 
 

@@ -545,6 +545,8 @@ def read_status(path: Path, now: float) -> dict[str, Any]:
         problems.append("the last cycle failed")
     if ops["dead"]:
         problems.append(f"{ops['dead']} dead op(s) need a human")
+    if effects.get("dead"):
+        problems.append(f"{effects['dead']} dead follow-up(s) (task, write-back, message) need a human")
     return {
         "database": str(path),
         "cursor": iso_ms(cursor["value_ms"]) if cursor else None,

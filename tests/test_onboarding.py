@@ -111,6 +111,8 @@ def test_a_lost_slack_answer_is_not_resent(syncd: Syncd, slack: FakeWebhook) -> 
     syncd("once")
     assert len(slack.received) == 1
     assert syncd.query("SELECT state FROM effects") == [("dead",)]
+    status = syncd("status")
+    assert status.returncode == 1 and "dead follow-up(s)" in status.stdout
 
 
 def test_per_entry_refire_creates_one_project_per_entry(syncd: Syncd) -> None:

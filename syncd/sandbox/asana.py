@@ -195,6 +195,8 @@ def _compact(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeAsana(FakeServer):
+    FAULT_KINDS = KINDS
+    FAULT_ROUTES = ROUTES
     service = "asana"
 
     def __init__(
@@ -205,7 +207,7 @@ class FakeAsana(FakeServer):
         team: str = "1200000000000002",
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.token, self.workspace, self.team = token, workspace, team
         self.projects: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
@@ -215,17 +217,14 @@ class FakeAsana(FakeServer):
         self.list_lag = 0.0
         self.rate_per_minute: int | None = None
         self.offset_ttl = 600.0  # pagination tokens expire (documented; the lifetime is our guess)
-        self.fault_rate = 0.0
-        self.fault_kinds: list[str] = list(KINDS)
         self.strict_status = 422  # is_strict without a date: "Unprocessable Entity" (guess: no code given)
         self.failed_jobs_keep_project = True  # a failed instantiation leaves its project half-made (guess)
         self.unique_external_gids = True  # a second task with the same external.gid is a 400 (guess)
         self.ignore_external = False  # True: like a personal access token, `external` is silently dropped
         self.duplicate_memberships = "return_existing"  # or "reject": 400 (guess)
-        self.create_requests = self.rate_limited = self.early_requests = self.faults_injected = 0
+        self.create_requests = self.rate_limited = self.early_requests = 0
         self.instantiate_requests = self.task_create_requests = 0
-        self._random, self._phrases = random.Random(seed), random.Random(seed + 1)
-        self._queued: list[list[Any]] = []  # [kind, times left, route, params]
+        self._phrases = random.Random(seed + 1)
         self._next_gid = 1210000000000001
         self._born: dict[str, float] = {}
         self._by_gid: dict[str, dict[str, Any]] = {}
@@ -238,18 +237,6 @@ class FakeAsana(FakeServer):
         self._email = "sandbox@example.com"
 
     # -- knobs and inspection ----------------------------------------------------------------------
-    def reseed(self, seed: int) -> None:
-        """Restart the random fault schedule from `seed`, so a failing test's run can be replayed."""
-        with self.lock:
-            self._random.seed(seed)
-
-    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
-        """Make the next `times` requests on `route` (one of ROUTES, None = any) misbehave."""
-        if kind not in KINDS or (route is not None and route not in ROUTES):
-            raise ValueError(f"unknown fault {kind!r} or route {route!r}")
-        with self.lock:
-            self._queued.append([kind, times, route, params])
-
     def archive(self, gid: str) -> None:
         with self.lock:
             project = self._by_gid[gid]
@@ -359,7 +346,7 @@ class FakeAsana(FakeServer):
             self._settle(now)
             # `*_after_create` faults let a create take effect, then spoil the answer; elsewhere they act
             # like their plain kind (`slow_after_create` still answers correctly, only late).
-            fault = self._take_fault(route)
+            fault = self._next_fault(route)
             late = fault and (fault[0] == "slow_after_create" or (endpoint in CREATES and "_after" in fault[0]))
             if fault and not late:
                 return self._fault_response(fault, key, now, 200)
@@ -391,19 +378,6 @@ class FakeAsana(FakeServer):
             response.headers["Retry-After"] = str(retry_after)
             self._not_before[key] = max(self._not_before.get(key, 0.0), now + float(retry_after))
         return response
-
-    def _take_fault(self, route: str) -> tuple[str, dict[str, Any]] | None:
-        for entry in self._queued:
-            if entry[2] in (None, route):
-                entry[1] -= 1
-                if entry[1] <= 0:
-                    self._queued.remove(entry)
-                self.faults_injected += 1
-                return entry[0], entry[3]
-        if self.fault_rate and self.fault_kinds and self._random.random() < self.fault_rate:
-            self.faults_injected += 1
-            return self._random.choice(self.fault_kinds), {}
-        return None
 
     def _fault_response(self, fault: tuple[str, dict[str, Any]], key: str, now: float, ok: int) -> Response:
         kind, params = fault[0].removesuffix("_after_create"), fault[1]

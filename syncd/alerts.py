@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +33,7 @@ from urllib.parse import urlsplit
 
 from syncd.config import is_loopback
 from syncd.errors import ConfigError, RejectedError, SyncdError, TransientError
-from syncd.http import HttpClient, RetryPolicy
+from syncd.http import HttpClient, RetryPolicy, daily_quota
 from syncd.models import iso_s
 from syncd.ratelimit import TokenBucket
 from syncd.redact import redact, register_secret
@@ -46,7 +45,6 @@ MAX_MESSAGE = 600  # characters of one alert's message
 MAX_BACKLOG = 200  # undelivered alerts kept per channel (the oldest are dropped)
 SLACK_LINES = 20  # alerts listed in one Slack message; the rest are counted
 REFUSED = (400, 413, 422)  # statuses that reject one message, not the webhook
-USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -176,21 +174,6 @@ def _clean(message: str) -> str:
 
 
 # -- what the HTTP layer saw ---------------------------------------------------------------------------------
-def daily_quota(headers: Mapping[str, str]) -> tuple[int, int] | None:
-    """(remaining, limit) of a daily allocation from a response's headers: HubSpot's
-    `X-HubSpot-RateLimit-Daily[-Remaining]`, Salesforce's `Sforce-Limit-Info: api-usage=used/limit`."""
-    h = {name.lower(): value for name, value in headers.items()}
-    try:
-        if "x-hubspot-ratelimit-daily" in h and "x-hubspot-ratelimit-daily-remaining" in h:
-            return int(h["x-hubspot-ratelimit-daily-remaining"]), int(h["x-hubspot-ratelimit-daily"])
-    except ValueError:
-        return None
-    if match := USAGE.search(h.get("sforce-limit-info", "")):
-        used, limit = int(match[1]), int(match[2])
-        return max(0, limit - used), limit
-    return None
-
-
 class ApiWatch:
     """Facts the HTTP hook sees, kept for the whole process: the latest daily quota per service, and which
     services' credentials were rejected and have not answered a call successfully since. Thread-safe."""

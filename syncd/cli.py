@@ -73,7 +73,7 @@ def once(app: App, dry_run: bool) -> None:
         with compose.locked_store(cfg, fd) as store:
             report = compose.one_cycle(cfg, store, parts, dry_run=dry_run)
             compose.after_cycle(cfg, store, parts, report)
-            dead = compose.dead_ops(store)
+            dead = store.op_count("dead")
     click.echo(report.summary())
     if dry_run:
         click.echo("Dry run: nothing was recorded or created.")

@@ -211,7 +211,3 @@ def locked_store(cfg: configuration.Config, lock_fd: int | None = None) -> Itera
         yield store
     finally:
         store.close()
-
-
-def dead_ops(store: Store) -> int:
-    return store.conn.execute("SELECT count(*) FROM ops WHERE state = 'dead'").fetchone()[0]

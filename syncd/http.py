@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +74,6 @@ class HttpClient:
     on_response: Callable[[str, int | None, Mapping[str, str]], None] | None = (
         None  # every call; None = no answer  # told the wall-clock end of a server-ordered pause
     )
-    requests_sent: int = 0
 
     def __post_init__(self) -> None:
         for value in self.auth_headers.values():
@@ -181,7 +181,6 @@ class HttpClient:
         shown = redact_url(url)
         response: requests.Response | None = None
         try:
-            self.requests_sent += 1
             response = self.session.request(
                 method,
                 url,
@@ -277,6 +276,24 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError):
         return None
+
+
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def daily_quota(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(remaining, limit) of a daily allocation from a response's headers: HubSpot's
+    `X-HubSpot-RateLimit-Daily[-Remaining]`, Salesforce's `Sforce-Limit-Info: api-usage=used/limit`."""
+    h = {name.lower(): value for name, value in headers.items()}
+    try:
+        if "x-hubspot-ratelimit-daily" in h and "x-hubspot-ratelimit-daily-remaining" in h:
+            return int(h["x-hubspot-ratelimit-daily-remaining"]), int(h["x-hubspot-ratelimit-daily"])
+    except ValueError:
+        return None
+    if match := USAGE.search(h.get("sforce-limit-info", "")):
+        used, limit = int(match[1]), int(match[2])
+        return max(0, limit - used), limit
+    return None
 
 
 def _seconds(value: str | None, default: float) -> float:

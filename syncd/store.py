@@ -425,6 +425,9 @@ class Store:
         with self.write() as c:
             c.execute(f"UPDATE effects SET {sets} WHERE effect_key = ?", (*columns.values(), key))
 
+    def op_count(self, state: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM ops WHERE state = ?", (state,)).fetchone()[0]
+
     def dead_ops(self, deal_id: str) -> list[Op]:
         rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
         return [_op(row) for row in rows]

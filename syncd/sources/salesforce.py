@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from syncd.config import Config, read_secret
 from syncd.errors import AuthError, RateLimited, RejectedError
-from syncd.http import Form, HttpClient, Reply
+from syncd.http import Form, HttpClient, Reply, daily_quota
 from syncd.models import Deal, Page, Quarantined
 from syncd.ratelimit import TokenBucket
 from syncd.sources import ClientFactory
@@ -39,7 +39,6 @@ FIELD_OF = {
 }
 BASE_FIELDS = ("Id", "SystemModstamp")
 SAFE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
-USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
 class SalesforceSource:
@@ -66,7 +65,7 @@ class SalesforceSource:
         self.clock = clock
         self.skew: float | None = None  # server clock - local clock, from Date headers
         self.token: str | None = None
-        self.usage: tuple[int, int] | None = None
+        self.quota: tuple[int, int] | None = None  # (remaining, limit) of the daily API allocation
         wanted = {FIELD_OF.get(n, n) for n in names if n not in ("id", "pipeline")} | set(fields)
         self.relationships = {f.replace(".", "_"): f for f in wanted | set(fields) if "." in f}
         wanted = {self.relationships.get(f, f) for f in wanted}
@@ -163,13 +162,11 @@ class SalesforceSource:
     def _observe(self, reply: Reply) -> None:
         if reply.server_time is not None:
             self.skew = reply.server_time - self.clock()
-        match = USAGE.search(reply.headers.get("Sforce-Limit-Info", ""))
-        if match:
-            self.usage = (int(match.group(1)), int(match.group(2)))
+        self.quota = daily_quota(reply.headers) or self.quota
 
     def _check_usage(self) -> None:
-        if self.usage and self.usage[1] and 100 * self.usage[0] / self.usage[1] >= self.stop_percent:
-            used, limit = self.usage
+        if self.quota and self.quota[1] and 100 * (self.quota[1] - self.quota[0]) / self.quota[1] >= self.stop_percent:
+            used, limit = self.quota[1] - self.quota[0], self.quota[1]
             raise RateLimited(
                 f"salesforce: API usage is {used}/{limit} ({100 * used / limit:.0f}%), past [crm] "
                 f"api_usage_stop_percent = {self.stop_percent:g}; this cycle stops early and the rest waits for "

@@ -1,0 +1,66 @@
+"""The Salesforce source against the fake Salesforce over HTTP: the daily allocation and the session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from syncd.errors import RateLimited
+from syncd.http import HttpClient, RetryPolicy
+from syncd.ratelimit import TokenBucket
+from syncd.sandbox.salesforce import FakeSalesforce
+from syncd.sources.salesforce import SalesforceSource
+
+
+@pytest.fixture
+def salesforce() -> Iterator[FakeSalesforce]:
+    fake = FakeSalesforce()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def source_for(fake: FakeSalesforce, stop_percent: float = 90.0) -> SalesforceSource:
+    http = HttpClient(
+        "salesforce",
+        fake.url,
+        {},
+        {"default": TokenBucket.for_limit(1e6, 1.0)},
+        timeout=(1.0, 2.0),
+        retry=RetryPolicy(max_tries=3, base=0.0),
+    )
+    creds = {"client_id": fake.client_id, "client_secret": fake.client_secret, "refresh_token": fake.refresh_token}
+    return SalesforceSource(
+        http, ("name", "stage", "amount"), credentials=lambda: creds, page_size=200, stop_percent=stop_percent
+    )
+
+
+def seed(fake: FakeSalesforce, n: int) -> None:
+    for i in range(n):
+        fake.add_opportunity(Name=f"Opp {i}", StageName="Prospecting", Amount=1000, modstamp=fake.now() - 60 + i / 100)
+
+
+def test_a_cycle_stops_early_near_the_daily_allocation_without_losing_its_place(salesforce: FakeSalesforce) -> None:
+    seed(salesforce, 450)  # three batches of 200
+    salesforce.daily_limit, salesforce.api_used = 100, 88
+    source = source_for(salesforce, stop_percent=90)
+    pages = []
+    with pytest.raises(RateLimited, match=r"API usage is 9\d/100"):
+        for page in source.pages(None, 1000):
+            pages.append(page)
+    assert pages and len(pages) < 3, "it stopped before spending the rest of the allocation"
+    assert pages[-1].cursor_ms < int((salesforce.now() - 1) * 1000), "the cursor stays at what was read"
+
+
+def test_request_limit_exceeded_is_a_rate_limit_and_an_expired_session_refreshes_once(
+    salesforce: FakeSalesforce,
+) -> None:
+    seed(salesforce, 3)
+    source = source_for(salesforce)
+    assert sum(len(p.deals) for p in source.pages(None, 1000)) == 3
+    tokens = salesforce.token_requests
+    salesforce.expire_tokens()
+    salesforce.inject("request_limit", route="query")  # 403 REQUEST_LIMIT_EXCEEDED: retried like a 429
+    assert sum(len(p.deals) for p in source.pages(None, 1000)) == 3
+    assert salesforce.token_requests == tokens + 1

@@ -203,14 +203,17 @@ def execute(
     stopping: Callable[[], bool],
     breaker: Breaker,
 ) -> None:
-    due = store.due_ops(clock(), settings.settle_seconds)
-    if not due:
-        return
-    if not breaker.allows(clock()):
+    def paused() -> bool:
+        if breaker.allows(clock()):
+            return False
         report.errors.append(
             f"asana: calls paused for {breaker.cooldown:g}s after {breaker.failures} failures in a row; "
-            f"{len(due)} op(s) wait without spending attempts"
+            "waiting ops spend no attempts"
         )
+        return True
+
+    due = store.due_ops(clock(), settings.settle_seconds)
+    if not due or paused():
         return
     unknown = [op for op in due if op.state == "unknown"]
     if unknown and settings.reconcile:
@@ -219,10 +222,7 @@ def execute(
         for op in unknown:
             store.transition(op.op_key, "pending", clock(), "UNSAFE: blind retry without reconcile")
     for op in store.due_ops(clock(), settings.settle_seconds):
-        if stopping():
-            return
-        if not breaker.allows(clock()):
-            report.errors.append(f"asana: {breaker.failures} failures in a row; calls paused for {breaker.cooldown:g}s")
+        if stopping() or paused():
             return
         if op.state == "pending":
             attempt(sink, store, op, settings, report, clock=clock, step=step, breaker=breaker)

@@ -18,143 +18,138 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
 
-from syncd.breaker import Breaker
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
-from syncd.models import CycleReport
-from syncd.sinks.asana import AsanaSink
-from syncd.store import Store
+from syncd.models import CycleReport, Effect, State
+from syncd.runtime import Runtime
 
 log = logging.getLogger("syncd.effects")
 JOB_POLL_SECONDS = 5.0
 
 
-class WriteBack(Protocol):
-    def write_back(self, deal_id: str, prop: str, value: str) -> None: ...
-
-
-def run(
-    store: Store,
-    sink: AsanaSink,
-    crm: WriteBack,
-    post: Callable[[str, dict[str, Any]], None],
-    report: CycleReport,
-    *,
-    clock: Callable[[], float],
-    settle_seconds: float,
-    breaker: Breaker,
-    stopping: Callable[[], bool],
-    step: Callable[[str], None] = lambda name: None,
-) -> None:
-    seen: set[tuple[str, str]] = set()
-    while batch := [e for e in store.due_effects(clock(), settle_seconds) if (e["effect_key"], e["state"]) not in seen]:
-        for effect in batch:  # each pass runs the next effect of every project; loop while that makes progress
-            seen.add((effect["effect_key"], effect["state"]))
-            if stopping() or not breaker.allows(clock()):
+def run(rt: Runtime, report: CycleReport, stopping: Callable[[], bool]) -> None:
+    """Run every due follow-up; each pass runs the next effect of every project, while that makes progress."""
+    seen: set[tuple[str, State]] = set()
+    settle = rt.settings.settle_seconds
+    while batch := [e for e in rt.store.due_effects(rt.clock(), settle) if (e.effect_key, e.state) not in seen]:
+        for effect in batch:
+            seen.add((effect.effect_key, effect.state))
+            if stopping() or not rt.breaker.allows(rt.clock()):
                 return
-            key = effect["effect_key"]
             try:
-                _run_one(store, sink, crm, post, effect, report, clock=clock, breaker=breaker, step=step)
+                FollowUp(rt, effect, report).run()
             except AuthError:
                 raise
             except RejectedError as exc:  # a follow-up call (job status, notes, task lookup) refused
-                store.effect_transition(key, "dead", clock(), str(exc))
-                report.dead.append(f"{key}: {exc}")
+                rt.store.effects.move(effect.effect_key, State.DEAD, rt.clock(), str(exc))
+                report.dead.append(f"{effect.effect_key}: {exc}")
             except RemoteError as exc:
-                report.errors.append(f"{key}: {exc}")
+                report.errors.append(f"{effect.effect_key}: {exc}")
 
 
-def _run_one(
-    store: Store,
-    sink: AsanaSink,
-    crm: WriteBack,
-    post: Callable[[str, dict[str, Any]], None],
-    effect: dict[str, Any],
-    report: CycleReport,
-    *,
-    clock: Callable[[], float],
-    breaker: Breaker,
-    step: Callable[[str], None],
-) -> None:
-    key, kind, body, gid = effect["effect_key"], effect["kind"], effect["body"], effect["asana_gid"]
-    if kind == "template":
-        status = sink.job_status(effect["job_gid"]) if effect["job_gid"] else "succeeded"
-        if status in ("not_started", "in_progress"):
-            store.effect_transition(
-                key, "pending", clock(), f"template job {status}", next_attempt_at=clock() + JOB_POLL_SECONDS
+class FollowUp:
+    """One due effect, driven one step through the ledger."""
+
+    def __init__(self, rt: Runtime, effect: Effect, report: CycleReport) -> None:
+        self.rt, self.effect, self.report = rt, effect, report
+        self.ledger, self.key = rt.store.effects, effect.effect_key
+
+    def move(self, state: State, detail: str, **fields: object) -> None:
+        self.ledger.move(self.key, state, self.rt.clock(), detail, **fields)
+
+    def dead(self, detail: str) -> None:
+        self.move(State.DEAD, detail)
+        self.report.dead.append(f"{self.key}: {detail}")
+
+    def run(self) -> None:
+        kind, state = self.effect.kind, self.effect.state
+        if kind == "template":
+            self.template()
+        elif kind == "writeback":
+            self.writeback()
+        elif kind == "notify" and state == State.UNKNOWN:
+            self.move(
+                State.DEAD,
+                "the Slack message may or may not have been delivered; it is not resent (Slack cannot be asked)",
             )
+        elif kind == "task" and state == State.UNKNOWN and self.task_found():
+            return
+        else:
+            self.send()
+
+    def template(self) -> None:
+        rt, effect = self.rt, self.effect
+        status = rt.sink.job_status(effect.job_gid) if effect.job_gid else "succeeded"
+        if status in ("not_started", "in_progress"):
+            self.move(State.PENDING, f"template job {status}", next_attempt_at=rt.clock() + JOB_POLL_SECONDS)
         elif status == "succeeded":
-            project = sink.update_project(gid, {"name": body["name"], "notes": body["notes"]})
-            store.transition(
-                effect["op_key"],
-                "created",
-                clock(),
+            project = rt.sink.update_project(
+                effect.asana_gid, {"name": effect.body["name"], "notes": effect.body["notes"]}
+            )
+            rt.store.ops.move(
+                effect.op_key,
+                State.CREATED,
+                rt.clock(),
                 "template job succeeded; notes written",
-                asana_gid=gid,
+                asana_gid=effect.asana_gid,
                 asana_url=project.url,
             )
-            store.effect_transition(key, "done", clock(), None)
+            self.move(State.DONE, "notes written")
         else:
-            store.effect_transition(key, "dead", clock(), f"template job {status}: project {gid} is half-made")
-            report.dead.append(f"{key}: template job {status}")
-        return
-    if kind == "writeback":
+            self.move(State.DEAD, f"template job {status}: project {effect.asana_gid} is half-made")
+            self.report.dead.append(f"{self.key}: template job {status}")
+
+    def writeback(self) -> None:
+        effect = self.effect
         try:
-            crm.write_back(effect["deal_id"], body["property"], effect["asana_url"] or gid)
+            self.rt.source.write_back(effect.deal_id, effect.body["property"], effect.asana_url or effect.asana_gid)
         except RejectedError as exc:
-            store.effect_transition(key, "dead", clock(), f"the CRM refused the write-back: {exc}")
-            report.dead.append(f"{key}: {exc}")
+            self.move(State.DEAD, f"the CRM refused the write-back: {exc}")
+            self.report.dead.append(f"{self.key}: {exc}")
             return
         except TransientError as exc:
-            store.effect_transition(key, "pending", clock(), str(exc), next_attempt_at=clock() + 30)
+            self.move(State.PENDING, str(exc), next_attempt_at=self.rt.clock() + 30)
             return
-        store.effect_transition(key, "done", clock(), None)
-        return
-    if kind == "task" and effect["state"] == "unknown":
+        self.move(State.DONE, "written back to the CRM")
+
+    def task_found(self) -> bool:
+        """After an ambiguous task POST: Asana's word on whether the task exists (else it is pending again)."""
+        body = self.effect.body
         marker = body["notes"].rsplit("\n", 1)[-1]
-        found = sink.find_task(body["external"]["gid"], gid, marker)
+        found = self.rt.sink.find_task(body["external"]["gid"], self.effect.asana_gid, marker)
         if found:
-            store.effect_transition(key, "done", clock(), None, result=found)
+            self.move(State.DONE, f"reconcile found task {found}", result=found)
+            return True
+        self.move(State.PENDING, "reconcile: no task with this external gid")
+        return False
+
+    def send(self) -> None:
+        """A task POST or a Slack message: `in_flight` committed first, never retried blindly."""
+        rt, effect, kind = self.rt, self.effect, self.effect.kind
+        if not self.ledger.begin(self.key, rt.clock()):
             return
-        store.effect_transition(key, "pending", clock(), "reconcile: no task with this external gid")
-        effect = {**effect, "state": "pending"}
-    if kind == "notify" and effect["state"] == "unknown":
-        store.effect_transition(
-            key,
-            "dead",
-            clock(),
-            "the Slack message may or may not have been delivered; it is not resent (Slack cannot be asked)",
-        )
-        return
-    if not store.begin_effect(key, clock()):
-        return
-    step("after_effect_inflight_commit")
-    try:
-        if kind == "task":
-            result = sink.create_task(gid, body)
-        else:
-            text = body["text"].replace("{project_url}", effect["asana_url"] or gid)
-            post(body["webhook_env"], {"text": text})
-            result = None
-    except RateLimited as exc:
-        wait = exc.retry_after if exc.retry_after is not None else 30.0
-        store.effect_transition(
-            key, "pending", clock(), str(exc), next_attempt_at=clock() + wait, attempts=effect["attempts"]
-        )
-        return
-    except TransientError as exc:
-        breaker.failure(clock())
-        state = "unknown" if exc.sent else "pending"
-        store.effect_transition(key, state, clock(), str(exc), next_attempt_at=clock() + 30)
-        return
-    except (RejectedError, AuthError) as exc:
-        if isinstance(exc, AuthError) and kind == "task":
-            store.effect_transition(key, "pending", clock(), str(exc), attempts=effect["attempts"])
-            raise
-        store.effect_transition(key, "dead", clock(), str(exc))
-        report.dead.append(f"{key}: {exc}")
-        return
-    breaker.success()
-    step("after_effect_post")
-    store.effect_transition(key, "done", clock(), None, result=result)
+        rt.hooks.step("after_effect_inflight_commit")
+        try:
+            if kind == "task":
+                result: str | None = rt.sink.create_task(effect.asana_gid, effect.body)
+            else:
+                text = effect.body["text"].replace("{project_url}", effect.asana_url or effect.asana_gid)
+                rt.post(effect.body["webhook_env"], {"text": text})
+                result = None
+        except RateLimited as exc:
+            wait = exc.retry_after if exc.retry_after is not None else 30.0
+            self.move(State.PENDING, str(exc), next_attempt_at=rt.clock() + wait, attempts=effect.attempts)
+            return
+        except TransientError as exc:
+            rt.breaker.failure(rt.clock())
+            self.move(State.UNKNOWN if exc.sent else State.PENDING, str(exc), next_attempt_at=rt.clock() + 30)
+            return
+        except (RejectedError, AuthError) as exc:
+            if isinstance(exc, AuthError) and kind == "task":
+                self.move(State.PENDING, str(exc), attempts=effect.attempts)
+                raise
+            self.dead(str(exc))
+            return
+        rt.breaker.success()
+        rt.hooks.step("after_effect_post")
+        self.move(State.DONE, "sent", result=result)

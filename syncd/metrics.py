@@ -26,14 +26,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from syncd.errors import ConfigError
 from syncd.models import OP_STATES, CycleReport
 from syncd.redact import redact
+
+if TYPE_CHECKING:
+    from syncd.store.read import Status
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -81,20 +83,20 @@ class Metrics:
         if status == 429:
             self.rate_limited.labels(service).inc()
 
-    def observe_cycle(self, report: CycleReport, status: dict[str, Any]) -> None:
+    def observe_cycle(self, report: CycleReport, status: Status) -> None:
         self.cycles.labels("failed" if report.errors else "ok").inc()
         self.deals_seen.inc(report.deals_seen)
         self.observe_status(status)
 
-    def observe_status(self, status: dict[str, Any]) -> None:
-        """Take the gauges from a `read_status` dict (also at startup, before the first cycle)."""
-        for state, count in status.get("ops", {}).items():
-            self.ops.labels(state).set(count)
-        last = status.get("last_cycle") or {}
+    def observe_status(self, status: Status) -> None:
+        """Take the gauges from `read_status` (also at startup, before the first cycle)."""
+        for state, count in status.ops.items():
+            self.ops.labels(state.value).set(count)
+        last = status.last_cycle
         with self._lock:
-            self._last_success = _epoch(status.get("last_success_at"))
-            self._cursor_at = _epoch(status.get("cursor"))
-            self._last_error = None if last.get("ok", True) else redact(str(last.get("error")))[:300]
+            self._last_success = status.last_success_at
+            self._cursor_at = None if status.cursor_ms is None else status.cursor_ms / 1000
+            self._last_error = None if last is None or last.ok else redact(str(last.error))[:300]
 
     # -- reading ---------------------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
@@ -158,15 +160,6 @@ def parse_listen(value: str, where: str = "[metrics] listen") -> tuple[str, int]
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f'{where} = {value!r} must look like "127.0.0.1:9464" (host:port).')
     return host, int(port)
-
-
-def _epoch(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -9,9 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-OP_STATES = ("pending", "in_flight", "unknown", "created", "dead")
+
+class State(StrEnum):
+    """Where an op (a project) or an effect (a follow-up) stands in the exactly-once state machine
+    (DESIGN.md §3). An op ends `created`, an effect `done`; everything else is shared."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    UNKNOWN = "unknown"
+    CREATED = "created"
+    DONE = "done"
+    DEAD = "dead"
+
+
+OP_STATES = (State.PENDING, State.IN_FLIGHT, State.UNKNOWN, State.CREATED, State.DEAD)
+EFFECT_STATES = (State.PENDING, State.IN_FLIGHT, State.UNKNOWN, State.DONE, State.DEAD)
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -112,10 +127,12 @@ class NewOp:
 
 @dataclass(frozen=True)
 class Op:
+    """An op as the ledger holds it: one project for one (flow, account, deal[, entry])."""
+
     op_key: str
     flow: str
     deal_id: str
-    state: str
+    state: State
     marker: str
     body: dict[str, Any]
     attempts: int
@@ -124,6 +141,22 @@ class Op:
     asana_gid: str | None
     asana_url: str | None
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A due follow-up of a created project, with what it needs to know about that project."""
+
+    effect_key: str
+    op_key: str
+    kind: str
+    state: State
+    body: dict[str, Any]
+    attempts: int
+    deal_id: str
+    asana_gid: str
+    asana_url: str | None
+    job_gid: str | None
 
 
 @dataclass(frozen=True)

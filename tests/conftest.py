@@ -122,12 +122,27 @@ class Syncd:
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "syncd", "--config", str(self.config_path), *args]
+    def command(self, *args: str, crash_at: str | None = None, blind_retry: bool = False) -> list[str]:
+        """`python -m syncd ...`, or the hooked launcher (`tests/hooked.py`) when a test arms a hook."""
+        hooks = [*(["--crash-at", crash_at] if crash_at else []), *(["--blind-retry"] if blind_retry else [])]
+        launcher = [str(Path(__file__).with_name("hooked.py")), *hooks] if hooks else ["-m", "syncd"]
+        return [sys.executable, *launcher, "--config", str(self.config_path), *args]
 
-    def __call__(self, *args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self,
+        *args: str,
+        timeout: float = 60,
+        crash_at: str | None = None,
+        blind_retry: bool = False,
+        **env: str | None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.command(*args), env=self.env(**env), capture_output=True, text=True, timeout=timeout, check=False
+            self.command(*args, crash_at=crash_at, blind_retry=blind_retry),
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def start(self, *args: str, **env: str | None) -> subprocess.Popen[str]:

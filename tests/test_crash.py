@@ -30,7 +30,7 @@ POINTS = [
 def test_a_crash_at_each_step_then_reruns_keep_exactly_once(syncd: Syncd, point: str, hit: int) -> None:
     syncd.config(**FAST)
     deals = qualify(syncd, 4)
-    crashed = syncd("once", SYNCD_CRASH_AT=f"{point}:{hit}")
+    crashed = syncd("once", crash_at=f"{point}:{hit}")
     integrity_ok(syncd)
     if point.endswith("page_commit") and hit > 1:
         assert crashed.returncode == 0  # one page only: the n-th hit never comes
@@ -44,7 +44,7 @@ def test_a_crash_after_a_failed_post_is_reconciled(syncd: Syncd) -> None:
     syncd.config(**FAST)
     deals = qualify(syncd, 2)
     syncd.asana.inject("500_after_create", route="create")
-    crashed = syncd("once", SYNCD_CRASH_AT="after_failed_post")
+    crashed = syncd("once", crash_at="after_failed_post")
     assert crashed.returncode == -signal.SIGKILL
     settle_until_done(syncd)
     assert_exactly_once(syncd, deals)

@@ -90,7 +90,7 @@ def test_kill_9_mid_run_then_reruns_keep_exactly_once(crm_syncd: CrmSyncd) -> No
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=10)
         integrity_ok(s)
-    crashed = s("once", SYNCD_CRASH_AT="after_inflight_commit")
+    crashed = s("once", crash_at="after_inflight_commit")
     assert crashed.returncode in (-signal.SIGKILL, 0)
     time.sleep(0.7)
     settle_until_done(s)

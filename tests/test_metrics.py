@@ -7,15 +7,15 @@ import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from syncd.errors import ConfigError
 from syncd.metrics import Metrics, parse_listen
-from syncd.models import CycleReport, iso_s
-from syncd.store import Store, read_status
+from syncd.models import OP_STATES, CycleReport, State
+from syncd.store import SqliteStore, read_status
+from syncd.store.read import Health, LastCycle, Status
 
 T0 = 1_760_000_000.0
 
@@ -48,14 +48,23 @@ def served(metrics: Metrics) -> Iterator[str]:
     thread.join(timeout=2)
 
 
-def status(*, last_success: float | None, cursor: float | None = None, ok: bool = True, **ops: int) -> dict[str, Any]:
-    """The parts of `read_status` output that metrics read."""
-    return {
-        "ops": {"pending": 0, "in_flight": 0, "unknown": 0, "created": 0, "dead": 0, **ops},
-        "cursor": iso_s(cursor),
-        "last_success_at": iso_s(last_success),
-        "last_cycle": {"ok": ok, "error": None if ok else "hubspot: no response within 30s"},
-    }
+def status(*, last_success: float | None, cursor: float | None = None, ok: bool = True, **ops: int) -> Status:
+    """A `read_status` answer with the parts metrics read."""
+    return Status(
+        database=Path("syncd.db"),
+        now=T0,
+        cursor_ms=None if cursor is None else int(cursor * 1000),
+        baseline_recorded_at=None,
+        last_cycle=LastCycle(ok, T0 - 1, T0, None if ok else "hubspot: no response within 30s"),
+        last_success_at=last_success,
+        deals=0,
+        ops=dict.fromkeys(OP_STATES, 0) | {State(name): count for name, count in ops.items()},
+        dead_ops=(),
+        quarantine=0,
+        quarantined_records=(),
+        effects={},
+        health=Health(),
+    )
 
 
 def sample(metrics: Metrics, line_start: str) -> float:
@@ -95,7 +104,7 @@ def test_before_anything_is_known(metrics: Metrics) -> None:
 
 
 def test_gauges_from_a_real_status(tmp_path: Path, metrics: Metrics) -> None:
-    store = Store.open(tmp_path / "syncd.db")
+    store = SqliteStore.open(tmp_path / "syncd.db")
     try:
         cycle = store.start_cycle(T0 - 20)
         store.finish_cycle(cycle, T0 - 10, ok=True, error=None, deals_seen=4, created=0)

@@ -5,16 +5,19 @@ Hypothesis can run many examples."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 
-from syncd import config, engine
-from syncd.compose import Parts, build
+from syncd import compose, config
+from syncd.engine import Cycle
+from syncd.hooks import Hooks
 from syncd.models import CycleReport
+from syncd.runtime import Runtime
 from syncd.sandbox.asana import FakeAsana
 from syncd.sandbox.hubspot import FakeHubSpot
-from syncd.store import Store
+from syncd.store import open_store
 
 from conftest import ASANA_TOKEN, HUBSPOT_TOKEN, config_text
 
@@ -33,35 +36,34 @@ class World:
         path = self.dir / "config.toml"
         path.write_text(config_text(self.hubspot, self.asana, **sections))
         self.cfg = config.load(path)
-        self.parts: Parts = build(self.cfg)
         self.now = self.hubspot.now()
-        self.store = Store.open(self.cfg.state_path)
+        self.crash_at: str | None = None
+        self.rt = self._runtime()
 
-    def cycle(self, crash_at: str | None = None) -> CycleReport | None:
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        return self.rt.store
+
+    def _runtime(self) -> Runtime:
         def step(name: str) -> None:
-            if name == crash_at:
+            if name == self.crash_at:
                 raise Crash(name)
 
+        rt = compose.wire(self.cfg).runtime(self.cfg, open_store(self.cfg.state_path), Hooks(step=step))
+        return dataclasses.replace(rt, clock=lambda: self.now)
+
+    def cycle(self, crash_at: str | None = None) -> CycleReport | None:
+        self.crash_at = crash_at
         try:
-            return engine.run_once(
-                self.parts.source,
-                self.parts.sink,
-                self.store,
-                self.cfg.flows,
-                self.parts.settings,
-                clock=lambda: self.now,
-                step=step,
-                breaker=self.parts.breaker,
-            )
+            return Cycle(self.rt).run()
         except Crash:
             self.restart()
             return None
 
     def restart(self) -> None:
         """A new process: fresh clients and breaker, the same database."""
-        self.store.close()
-        self.parts = build(self.cfg)
-        self.store = Store.open(self.cfg.state_path)
+        self.rt.store.close()
+        self.rt = self._runtime()
 
     def tick(self, seconds: float) -> None:
         self.now += seconds
@@ -72,6 +74,6 @@ class World:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        self.store.close()
+        self.rt.store.close()
         self.hubspot.stop()
         self.asana.stop()

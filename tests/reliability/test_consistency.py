@@ -17,19 +17,20 @@ from conftest import Syncd, qualify
 LOST = 4  # creates whose answer is lost, per scenario
 
 
-def run_scenario(syncd: Syncd, *, lag: float, settle: float, **env: str) -> dict[str, int]:
+def run_scenario(syncd: Syncd, *, lag: float, settle: float, blind_retry: bool = False) -> dict[str, int]:
     syncd.config(http={"read_timeout": 0.5, "retry_base_seconds": 0}, asana={"settle_seconds": settle})
     deals = qualify(syncd, LOST)
     syncd.asana.list_lag = lag
     syncd.asana.inject("drop_after_create", times=LOST, route="create")
     deadline = time.time() + 30
     while time.time() < deadline:
-        syncd("once", **env)
+        syncd("once", blind_retry=blind_retry)
         if set(syncd.op_states()) <= {"created", "dead"}:
             break
         time.sleep(min(settle, 0.3) + 0.05)
     counts = {deal: len(syncd.asana.projects_with_marker(f":{deal}:onboarding]")) for deal in deals}
-    print(f"lag {lag}s settle {settle}s {env or ''}: projects per deal {sorted(counts.values())}")
+    control = " blind retry" if blind_retry else ""
+    print(f"lag {lag}s settle {settle}s{control}: projects per deal {sorted(counts.values())}")
     return counts
 
 
@@ -46,5 +47,5 @@ def test_negative_control_settle_below_the_lag_duplicates(syncd: Syncd) -> None:
 
 
 def test_negative_control_blind_retry_without_reconcile_duplicates(syncd: Syncd) -> None:
-    counts = run_scenario(syncd, lag=0.0, settle=0.6, SYNCD_UNSAFE_BLIND_RETRY="1")
+    counts = run_scenario(syncd, lag=0.0, settle=0.6, blind_retry=True)
     assert sum(counts.values()) == 2 * LOST, "every lost answer became a second project"

@@ -4,14 +4,14 @@ Retry-After the fake sent has elapsed."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from pathlib import Path
 
 import pytest
 
-from syncd import config, engine
-from syncd.compose import build
-from syncd.store import Store
+from syncd import compose, config
+from syncd.engine import Cycle
+from syncd.models import CycleReport
 
 from conftest import ASANA_TOKEN, FAST, HUBSPOT_TOKEN, Syncd, assert_exactly_once, qualify, settle_until_done
 
@@ -61,15 +61,13 @@ def test_a_ten_minute_asana_outage_makes_a_backlog_not_dead_ops(syncd: Syncd, mo
     syncd.config(**FAST)
     deals = qualify(syncd, 6)
     cfg = config.load(syncd.config_path)
-    parts = build(cfg)
     now = [time.time()]
-    store = Store.open(Path(cfg.state_path))
-    try:
+    with compose.runtime(cfg) as rt:
+        rt = dataclasses.replace(rt, clock=lambda: now[0])
+        store = rt.store
 
-        def cycle() -> engine.CycleReport:
-            return engine.run_once(
-                parts.source, parts.sink, store, cfg.flows, parts.settings, clock=lambda: now[0], breaker=parts.breaker
-            )
+        def cycle() -> CycleReport:
+            return Cycle(rt).run()
 
         syncd.asana.fault_rate, syncd.asana.fault_kinds = 1.0, ["503"]
         for _minute in range(10):
@@ -81,7 +79,7 @@ def test_a_ten_minute_asana_outage_makes_a_backlog_not_dead_ops(syncd: Syncd, mo
         attempts = dict(store.conn.execute("SELECT op_key, attempts FROM ops").fetchall())
         print(
             f"outage: 10 cycles, {during} create requests, {len(syncd.asana.requests)} Asana requests, "
-            f"states {states}, breaker {parts.breaker.state(now[0])}"
+            f"states {states}, breaker {rt.breaker.state(now[0])}"
         )
         assert during <= 10, "the breaker keeps an outage from spending attempts on every op"
         assert max(attempts.values()) <= cfg.asana.max_attempts // 2
@@ -89,6 +87,4 @@ def test_a_ten_minute_asana_outage_makes_a_backlog_not_dead_ops(syncd: Syncd, mo
         for _ in range(4):
             now[0] += 60
             cycle()
-    finally:
-        store.close()
     assert_exactly_once(syncd, deals)

@@ -17,7 +17,7 @@ def test_canary_tokens_never_leak(syncd: Syncd) -> None:
     syncd.asana.fault_rate, syncd.asana.fault_kinds = 0.5, ["500", "drop_after_create", "429", "503"]
     syncd.hubspot.fault_rate, syncd.hubspot.fault_kinds = 0.3, ["500", "429", "drop", "malformed_json"]
     syncd.hubspot.add_raw_deal({"id": "666", "properties": {"hs_lastmodifieddate": "nope", "note": HUBSPOT_TOKEN[:6]}})
-    outputs.append(syncd("-vv", "once", SYNCD_CRASH_AT="after_inflight_commit"))
+    outputs.append(syncd("-vv", "once", crash_at="after_inflight_commit"))
     outputs.append(syncd("-vv", "once"))
     outputs.append(syncd("-vv", "once", ASANA_TOKEN="2/not-the-canary"))  # a 401 names the variable, not the value
     outputs.append(syncd("-vv", "once", HUBSPOT_TOKEN="pat-wrong-canary-1234"))

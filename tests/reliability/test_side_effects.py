@@ -50,7 +50,7 @@ def assert_every_side_effect_once(syncd: Syncd, deals: list[str]) -> None:
 def test_a_crash_at_each_effect_step_keeps_every_side_effect_once(syncd: Syncd, point: str, hit: int) -> None:
     configure(syncd)
     deals = qualify(syncd, 2)
-    crashed = syncd("once", SYNCD_CRASH_AT=f"{point}:{hit}")
+    crashed = syncd("once", crash_at=f"{point}:{hit}")
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     integrity_ok(syncd)
     time.sleep(0.7)

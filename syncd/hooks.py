@@ -1,0 +1,35 @@
+"""Seams for the reliability tests, armed by the tests (never by the environment or the config).
+
+Light on purpose: the CLI imports it before it takes the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def _no_step(name: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Seams for the reliability tests. `step(name)` is called at each point where a crash is interesting
+    (see `STEPS`); `blind_retry=True` re-sends `unknown` ops without reconcile, which duplicates (the suite's
+    negative control proves that reconcile is what prevents it)."""
+
+    step: Callable[[str], None] = _no_step
+    blind_retry: bool = False
+
+
+STEPS = (
+    "before_page_commit",
+    "after_page_commit",
+    "after_inflight_commit",
+    "after_post",
+    "after_created_commit",
+    "after_failed_post",
+    "after_effect_inflight_commit",
+    "after_effect_post",
+)

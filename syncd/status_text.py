@@ -1,0 +1,134 @@
+"""What `syncd status` and `syncd explain` print: the read side's dataclasses as text or JSON. Times become
+ISO 8601 here, and only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncd.flows import Flow
+from syncd.models import iso_ms, iso_s
+from syncd.store.read import History, Status
+
+
+def status_json(s: Status) -> dict[str, Any]:
+    last = s.last_cycle
+    return {
+        "database": str(s.database),
+        "cursor": iso_ms(s.cursor_ms),
+        "cursor_age_seconds": s.cursor_age_seconds,
+        "baseline_recorded_at": iso_s(s.baseline_recorded_at),
+        "last_cycle": None
+        if last is None
+        else {
+            "ok": last.ok,
+            "started_at": iso_s(last.started_at),
+            "finished_at": iso_s(last.finished_at),
+            "error": last.error,
+        },
+        "last_success_at": iso_s(s.last_success_at),
+        "deals": s.deals,
+        "ops": {state.value: count for state, count in s.ops.items()},
+        "dead_ops": [
+            {"op_key": d.op_key, "deal_id": d.deal_id, "flow": d.flow, "reason": d.reason} for d in s.dead_ops
+        ],
+        "quarantine": s.quarantine,
+        "quarantined_records": [
+            {"record_id": q.record_id, "reason": q.reason, "seen_at": iso_s(q.seen_at)} for q in s.quarantined_records
+        ],
+        "healthy": s.healthy,
+        "problems": s.problems,
+        "breaker": s.health.breaker,
+        "quota": dict(s.health.quota),
+        "next_run_at": iso_s(s.health.next_run_at),
+        "alerts_firing": list(s.health.alerts_firing),
+        "effects": {state.value: count for state, count in s.effects.items()},
+    }
+
+
+def format_status(s: Status) -> str:
+    last = s.last_cycle
+    age = f" ({s.cursor_age_seconds:.0f}s ago)" if s.cursor_age_seconds is not None else ""
+    lines = [
+        f"syncd status: {s.database}",
+        f"  healthy      {'yes' if s.healthy else 'NO: ' + '; '.join(s.problems)}",
+        f"  cursor       {iso_ms(s.cursor_ms) or 'not set (no cycle has recorded a baseline yet)'}{age}",
+        f"  last cycle   {'none' if not last else ('ok' if last.ok else 'FAILED')}"
+        + (f", finished {iso_s(last.finished_at)}" if last else "")
+        + (f": {last.error}" if last and last.error else ""),
+        f"  last success {iso_s(s.last_success_at) or 'never'}",
+        f"  deals        {s.deals}",
+        "  ops          " + " · ".join(f"{state} {count}" for state, count in s.ops.items()),
+        f"  quarantine   {s.quarantine} record(s)",
+        f"  asana calls  {s.health.breaker}"
+        + (" (paused after repeated failures)" if s.health.breaker == "open" else ""),
+    ]
+    if s.effects:
+        lines.append("  follow-ups   " + " · ".join(f"{state} {count}" for state, count in s.effects.items()))
+    for service, q in s.health.quota.items():
+        lines.append(f"  {service} quota  {q['remaining']:,} of {q['limit']:,} daily calls left")
+    if s.health.next_run_at:
+        lines.append(f"  next run     {iso_s(s.health.next_run_at)} (if syncd run is running)")
+    lines += [f"  ALERT: {key}" for key in s.health.alerts_firing]
+    lines += [f"  dead: deal {d.deal_id} (flow {d.flow}): {d.reason}" for d in s.dead_ops]
+    lines += [f"  quarantined: record {q.record_id}: {q.reason}" for q in s.quarantined_records]
+    return "\n".join(lines)
+
+
+def history_json(h: History) -> dict[str, Any]:
+    return {
+        "deal_id": h.deal_id,
+        "versions": [
+            {
+                "updated_at": iso_ms(v.updated_at_ms),
+                "values": dict(v.values),
+                "matches": dict(v.matches),
+                "newly": list(v.newly),
+                "recorded_at": iso_s(v.recorded_at),
+            }
+            for v in h.versions
+        ],
+        "ops": [
+            {
+                "op_key": op.op_key,
+                "flow": op.flow,
+                "state": op.state.value,
+                "marker": op.marker,
+                "attempts": op.attempts,
+                "asana_gid": op.asana_gid,
+                "asana_url": op.asana_url,
+                "last_error": op.last_error,
+                "events": [{"at": iso_s(e.at), "state": e.state.value, "detail": e.detail} for e in op.events],
+            }
+            for op in h.ops
+        ],
+    }
+
+
+def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
+    lines = [f"Deal {h.deal_id}: {len(h.versions)} version(s) recorded"]
+    for v in h.versions:
+        verdicts = ", ".join(
+            f"{name} {'TRUE' if ok else 'false'}{' (entered the rule)' if name in v.newly else ''}"
+            for name, ok in v.matches.items()
+        )
+        lines.append(
+            f"  {iso_ms(v.updated_at_ms)}  stage={v.values.get('stage')!r} amount={v.values.get('amount')!r}"
+            f"  -> {verdicts}"
+        )
+    if h.versions:
+        latest = h.versions[-1].values
+        for flow in flows:
+            verdict = "true" if flow.rule.evaluate(latest) else "false"
+            lines.append(f"Flow {flow.name}: when {flow.rule.source}  -> {verdict} for the latest version")
+            lines += [f"    {line}" for line in flow.rule.explain(latest)]
+        if len(h.versions) == 1 and not h.ops:
+            lines.append(
+                "  (A deal first seen already matching during the baseline gets no project: see 'syncd backfill'.)"
+            )
+    for op in h.ops:
+        where = f" project {op.asana_gid} {op.asana_url or ''}" if op.asana_gid else ""
+        lines.append(f"Op {op.op_key}: {op.state}{where} (attempts: {op.attempts})")
+        lines += [f"    {iso_s(e.at)}  {e.state:<9} {e.detail}" for e in op.events]
+    if not h.ops:
+        lines.append("No op: no flow went from false to true for this deal after the baseline.")
+    return "\n".join(lines)

@@ -1,0 +1,231 @@
+"""The read side: what `syncd status`, `syncd explain`, metrics and alerts see, as frozen dataclasses.
+
+Read from a read-only connection that needs no lock and no token, so it works beside a running `syncd run`.
+Times inside are epoch seconds (or CRM milliseconds); text is made at the edges (`syncd.status_text`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from syncd.errors import StoreError
+from syncd.models import OP_STATES, State
+from syncd.store.schema import connect
+
+
+@dataclass(frozen=True)
+class LastCycle:
+    ok: bool
+    started_at: float
+    finished_at: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DeadOp:
+    op_key: str
+    deal_id: str
+    flow: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    record_id: str | None
+    reason: str
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class Health:
+    """Facts the last cycle's process saved for `status` (`compose.after_cycle`): what only it knew."""
+
+    breaker: str = "closed"
+    quota: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    next_run_at: float | None = None
+    alerts_firing: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Health:
+        raw = json.loads(text) if text else {}
+        return cls(
+            breaker=raw.get("breaker", "closed"),
+            quota=raw.get("quota", {}),
+            next_run_at=raw.get("next_run_at"),
+            alerts_firing=tuple(raw.get("alerts_firing", ())),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "breaker": self.breaker,
+                "quota": self.quota,
+                "next_run_at": self.next_run_at,
+                "alerts_firing": list(self.alerts_firing),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    database: Path
+    now: float
+    cursor_ms: int | None
+    baseline_recorded_at: float | None
+    last_cycle: LastCycle | None
+    last_success_at: float | None
+    deals: int
+    ops: Mapping[State, int]
+    dead_ops: tuple[DeadOp, ...]
+    quarantine: int
+    quarantined_records: tuple[QuarantinedRecord, ...]
+    effects: Mapping[State, int]
+    health: Health
+
+    @property
+    def cursor_age_seconds(self) -> float | None:
+        return None if self.cursor_ms is None else round(self.now - self.cursor_ms / 1000, 1)
+
+    @property
+    def problems(self) -> list[str]:
+        problems = []
+        if self.last_cycle is None:
+            problems.append("no cycle has finished yet")
+        elif not self.last_cycle.ok:
+            problems.append("the last cycle failed")
+        if self.ops[State.DEAD]:
+            problems.append(f"{self.ops[State.DEAD]} dead op(s) need a human")
+        if self.effects.get(State.DEAD):
+            problems.append(f"{self.effects[State.DEAD]} dead follow-up(s) (task, write-back, message) need a human")
+        return problems
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    state: State
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class OpHistory:
+    op_key: str
+    flow: str
+    state: State
+    marker: str
+    attempts: int
+    asana_gid: str | None
+    asana_url: str | None
+    last_error: str | None
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class Version:
+    updated_at_ms: int
+    values: Mapping[str, Any]
+    matches: Mapping[str, bool]
+    newly: tuple[str, ...]
+    recorded_at: float
+
+
+@dataclass(frozen=True)
+class History:
+    """Everything syncd knows about one deal: its versions, its ops and their state history."""
+
+    deal_id: str
+    versions: tuple[Version, ...]
+    ops: tuple[OpHistory, ...]
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection; a database that cannot be read is a `StoreError` with a sentence."""
+    if not path.exists():
+        raise StoreError(f"There is no syncd database at {path} yet. Run 'syncd once' to create it.")
+    conn = connect(path, readonly=True)
+    try:
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"Could not read {path} ({exc}). Is it a syncd database?") from None
+    finally:
+        conn.close()
+
+
+def read_status(path: Path, now: float) -> Status:
+    """What `syncd status` shows. Needs no lock and no token."""
+    with reading(path) as conn:
+        one = conn.execute
+        cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'").fetchone()
+        last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+        ops = dict.fromkeys(OP_STATES, 0) | {
+            State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops GROUP BY state")
+        }
+        dead = one("SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead' ORDER BY op_key")
+        recent = one("SELECT record_id, reason, seen_at FROM quarantine ORDER BY id DESC LIMIT 20")
+        baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'").fetchone()
+        return Status(
+            database=path,
+            now=now,
+            cursor_ms=cursor[0] if cursor else None,
+            baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
+            last_cycle=LastCycle(bool(last["ok"]), last["started_at"], last["finished_at"], last["error"])
+            if last
+            else None,
+            last_success_at=one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0],
+            deals=one("SELECT count(*) FROM deals").fetchone()[0],
+            ops=ops,
+            dead_ops=tuple(DeadOp(r[0], r[1], r[2], r[3]) for r in dead),
+            quarantine=one("SELECT count(*) FROM quarantine").fetchone()[0],
+            quarantined_records=tuple(QuarantinedRecord(r[0], r[1], r[2]) for r in recent),
+            effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects GROUP BY state")},
+            health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
+        )
+
+
+def read_history(path: Path, deal_id: str) -> History:
+    """`syncd explain`: every recorded version of one deal, and each of its ops with its events."""
+    with reading(path) as conn:
+        versions = tuple(
+            Version(
+                r["updated_at_ms"],
+                json.loads(r["properties"]),
+                json.loads(r["matches"]),
+                tuple(json.loads(r["newly"])),
+                r["recorded_at"],
+            )
+            for r in conn.execute(
+                "SELECT * FROM deal_versions WHERE deal_id = ? ORDER BY updated_at_ms, id", (deal_id,)
+            )
+        )
+        ops = tuple(
+            OpHistory(
+                op_key=op["op_key"],
+                flow=op["flow"],
+                state=State(op["state"]),
+                marker=op["marker"],
+                attempts=op["attempts"],
+                asana_gid=op["asana_gid"],
+                asana_url=op["asana_url"],
+                last_error=op["last_error"],
+                events=tuple(
+                    Event(e["at"], State(e["state"]), e["detail"])
+                    for e in conn.execute(
+                        "SELECT * FROM events WHERE ledger = 'ops' AND key = ? ORDER BY id", (op["op_key"],)
+                    )
+                ),
+            )
+            for op in conn.execute("SELECT * FROM ops WHERE deal_id = ? ORDER BY op_key", (deal_id,)).fetchall()
+        )
+    return History(deal_id, versions, ops)

@@ -1,0 +1,161 @@
+"""The SQLite schema: migrations as functions (sqlite-utils `Migrations`), applied in order on open, and the
+connection settings every writer and reader uses.
+
+Durability (DESIGN.md §4): WAL, `synchronous=FULL` (an `in_flight` commit must survive power loss),
+`busy_timeout`, `foreign_keys=ON`, and CHECK constraints that make impossible states impossible.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from syncd.models import OP_STATES
+
+migrations = Migrations("syncd")
+
+
+@migrations()
+def create_tables(db: Database) -> None:
+    states = ", ".join(f"'{s}'" for s in OP_STATES)
+    db.executescript(f"""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE cursors (
+            name TEXT PRIMARY KEY,
+            value_ms INTEGER NOT NULL CHECK (value_ms >= 0),
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE deals (
+            id TEXT PRIMARY KEY,
+            updated_at_ms INTEGER NOT NULL,
+            properties TEXT NOT NULL,
+            matches TEXT NOT NULL,
+            first_seen_at REAL NOT NULL,
+            recorded_at REAL NOT NULL
+        );
+        CREATE TABLE ops (
+            op_key TEXT PRIMARY KEY,
+            flow TEXT NOT NULL,
+            deal_id TEXT NOT NULL REFERENCES deals(id),
+            state TEXT NOT NULL CHECK (state IN ({states})),
+            marker TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            next_attempt_at REAL NOT NULL,
+            last_attempt_at REAL,
+            asana_gid TEXT UNIQUE,
+            asana_url TEXT,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            CHECK ((state = 'created') = (asana_gid IS NOT NULL)),
+            CHECK (state = 'pending' OR last_attempt_at IS NOT NULL OR state = 'dead')
+        );
+        CREATE INDEX ops_state_due ON ops (state, next_attempt_at);
+        CREATE TABLE op_events (
+            id INTEGER PRIMARY KEY,
+            op_key TEXT NOT NULL REFERENCES ops(op_key),
+            at REAL NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX op_events_op ON op_events (op_key, id);
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            record_id TEXT,
+            reason TEXT NOT NULL,
+            excerpt TEXT NOT NULL,
+            seen_at REAL NOT NULL
+        );
+        CREATE INDEX quarantine_record ON quarantine (record_id);
+        CREATE TABLE cycles (
+            id INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            ok INTEGER,
+            error TEXT,
+            deals_seen INTEGER NOT NULL DEFAULT 0,
+            created INTEGER NOT NULL DEFAULT 0
+        );
+    """)
+
+
+@migrations()
+def create_deal_versions(db: Database) -> None:
+    """Every version of a deal syncd recorded, for `syncd explain` ("why did / didn't this deal get a project?")."""
+    db.executescript("""
+        CREATE TABLE deal_versions (
+            id INTEGER PRIMARY KEY,
+            deal_id TEXT NOT NULL,
+            updated_at_ms INTEGER NOT NULL,
+            properties TEXT NOT NULL,
+            matches TEXT NOT NULL,
+            newly TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        );
+        CREATE INDEX deal_versions_deal ON deal_versions (deal_id, updated_at_ms);
+    """)
+
+
+@migrations()
+def create_effects(db: Database) -> None:
+    """Follow-up side effects of a project (template completion, tasks, CRM write-back, Slack message), each
+    exactly once, run in `seq` order once their project exists; and per-flow entry counts for re-firing."""
+    db.executescript("""
+        ALTER TABLE deals ADD COLUMN entries TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE ops ADD COLUMN job_gid TEXT;
+        CREATE TABLE effects (
+            effect_key TEXT PRIMARY KEY,
+            op_key TEXT NOT NULL REFERENCES ops(op_key),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('template', 'task', 'writeback', 'notify')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight', 'unknown', 'done', 'dead')),
+            body TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_attempt_at REAL,
+            result TEXT,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (op_key, seq)
+        );
+        CREATE INDEX effects_due ON effects (state, next_attempt_at);
+    """)
+
+
+@migrations()
+def one_event_log(db: Database) -> None:
+    """Ops and effects are one state machine (`syncd.store.ledger`), so they share one event log: every
+    transition of either is a row here. Before, only ops had events (`op_events`)."""
+    db.executescript("""
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            ledger TEXT NOT NULL CHECK (ledger IN ('ops', 'effects')),
+            key TEXT NOT NULL,
+            at REAL NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT
+        );
+        INSERT INTO events (id, ledger, key, at, state, detail)
+            SELECT id, 'ops', op_key, at, state, detail FROM op_events ORDER BY id;
+        DROP TABLE op_events;
+        CREATE INDEX events_key ON events (ledger, key, id);
+    """)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)
+    else:
+        # check_same_thread=False: `syncd run` opens the store once and cycles in one scheduler thread at a time.
+        conn = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.row_factory = sqlite3.Row
+    return conn

@@ -248,10 +248,10 @@ def setup_logging(verbose: int) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def main(hooks: Hooks | None = None) -> None:
-    """The `syncd` command. `hooks` are for the reliability tests' launcher (crash points), never the product."""
+def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:
+    """The `syncd` command (`args`: default `sys.argv[1:]`). `hooks` are armed by the tests only."""
     try:
-        cli.main(standalone_mode=False, obj=hooks)
+        cli.main(args, standalone_mode=False, obj=hooks)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

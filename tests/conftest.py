@@ -3,18 +3,23 @@ command in a subprocess (real SQLite files, real HTTP on 127.0.0.1, real exit co
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncd.cli import main
+from syncd.hooks import Hooks
 from syncd.sandbox.asana import FakeAsana
 from syncd.sandbox.hubspot import FakeHubSpot
 
@@ -122,10 +127,9 @@ class Syncd:
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
-    def command(self, *args: str, crash_at: str | None = None, blind_retry: bool = False) -> list[str]:
-        """`python -m syncd ...`, or the hooked launcher (`tests/hooked.py`) when a test arms a hook."""
-        hooks = [*(["--crash-at", crash_at] if crash_at else []), *(["--blind-retry"] if blind_retry else [])]
-        launcher = [str(Path(__file__).with_name("hooked.py")), *hooks] if hooks else ["-m", "syncd"]
+    def command(self, *args: str, crash_at: str | None = None) -> list[str]:
+        """`python -m syncd ...`, or the hooked launcher (`tests/hooked.py`) that SIGKILLs at a named step."""
+        launcher = [str(Path(__file__).with_name("hooked.py")), "--crash-at", crash_at] if crash_at else ["-m", "syncd"]
         return [sys.executable, *launcher, "--config", str(self.config_path), *args]
 
     def __call__(
@@ -136,14 +140,19 @@ class Syncd:
         blind_retry: bool = False,
         **env: str | None,
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(*args, crash_at=crash_at, blind_retry=blind_retry),
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """Run one command to its end: in this process (the real CLI, environment and streams swapped in), or
+        as a real process when it must die by SIGKILL at `crash_at`."""
+        if crash_at:
+            return subprocess.run(
+                self.command(*args, crash_at=crash_at),
+                env=self.env(**env),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        argv = ["--config", str(self.config_path), *args]
+        return in_process(argv, self.env(**env), Hooks(blind_retry=blind_retry))
 
     def start(self, *args: str, **env: str | None) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -168,6 +177,38 @@ class Syncd:
 
     def op_states(self) -> dict[str, int]:
         return dict(self.query("SELECT state, count(*) FROM ops GROUP BY state"))
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """`os.environ` is exactly `env` inside (a `.env` the command loads is forgotten afterwards)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def in_process(argv: list[str], env: dict[str, str], hooks: Hooks) -> subprocess.CompletedProcess[str]:
+    """The `syncd` command run by `syncd.cli.main` in this process, as a subprocess would see it: its own
+    environment, stdout and stderr, and its exit code. Logging is put back as pytest had it."""
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("apscheduler", "urllib3")})
+    code: int = 0
+    try:
+        with environment(env), redirect_stdout(out), redirect_stderr(err):
+            main(hooks, argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+    return subprocess.CompletedProcess(["syncd", *argv], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

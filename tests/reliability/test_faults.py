@@ -30,6 +30,7 @@ ASANA_FAULTS = [
 ]
 
 
+@pytest.mark.soak
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_fault_storm_on_both_sides_keeps_exactly_once(syncd: Syncd, seed: int) -> None:
     syncd.config(http={**FAST["http"], "max_tries": 6}, asana=FAST["asana"])

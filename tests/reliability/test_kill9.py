@@ -1,7 +1,8 @@
 """Random `kill -9` at random moments, across seeds, with 20-30 % injected Asana faults.
 
-CI profile: 8 seeds x 30 runs killed after U(0.05 s, 0.6 s) (>= 200 SIGKILLs). `SYNCD_SOAK=1`: 40 seeds x 40.
-Every failure prints its seed; replay one with SYNCD_TEST_SEED=<seed>.
+Behind the `soak` marker (`pytest -m soak`, which CI runs after the default suite): 8 seeds x 30 runs killed
+after U(0.05 s, 0.6 s) (>= 200 SIGKILLs). `SYNCD_SOAK=1`: 40 seeds x 40. Every failure prints its seed; replay
+one with SYNCD_TEST_SEED=<seed>.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ASANA_FAULTS = [
     "504_after_create",
     "429",
 ]
+pytestmark = pytest.mark.soak
 TOTALS = {"kills": 0, "faults": 0, "creates": 0, "projects": 0, "deals": 0}
 
 

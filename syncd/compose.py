@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 from syncd import alerts, engine
 from syncd import config as configuration
 from syncd.breaker import Breaker
-from syncd.http import HttpClient, RetryPolicy
+from syncd.http import HttpClient, Profile, RetryPolicy
 from syncd.metrics import Metrics
 from syncd.models import CycleReport
 from syncd.ratelimit import TokenBucket
 from syncd.redact import register_secret
+from syncd.sinks.asana import PROFILE as ASANA
 from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
 from syncd.store import Store, read_status
@@ -55,14 +56,21 @@ def build(cfg: configuration.Config) -> Parts:
     watch = alerts.ApiWatch()
     metrics = Metrics(stale_after_seconds=cfg.alerts.stale_after_seconds) if cfg.metrics_listen else None
 
-    def observe(service: str, status: int | None, headers: Mapping[str, str]) -> None:
-        watch.observe(service, status, headers)
+    def observe(service: str, status: int | None, quota: tuple[int, int] | None) -> None:
+        watch.observe(service, status, quota)
         if metrics:
             metrics.observe_request(service, status)
 
-    def crm_client(auth_headers: dict[str, str], buckets: dict[str, TokenBucket]) -> HttpClient:
+    def crm_client(auth_headers: dict[str, str], buckets: dict[str, TokenBucket], profile: Profile) -> HttpClient:
         return HttpClient(
-            cfg.crm.kind, cfg.crm.base_url, auth_headers, buckets, timeout=timeout, retry=retry, on_response=observe
+            cfg.crm.kind,
+            cfg.crm.base_url,
+            auth_headers,
+            buckets,
+            profile,
+            timeout=timeout,
+            retry=retry,
+            on_response=observe,
         )
 
     source: Source = importlib.import_module(f"syncd.sources.{cfg.crm.kind}").from_config(cfg, crm_client)
@@ -71,6 +79,7 @@ def build(cfg: configuration.Config) -> Parts:
         base_url=cfg.asana.base_url,
         auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.asana.token_env)}"},
         buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
+        profile=ASANA,
         timeout=timeout,
         retry=retry,
         on_response=observe,

@@ -12,7 +12,7 @@ from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.pipedrive import FakePipedrive, rfc3339
-from syncd.sources.pipedrive import PipedriveSource, friendly_name, parse_deal, parse_timestamp_ms
+from syncd.sources.pipedrive import PROFILE, PipedriveSource, friendly_name, parse_deal, parse_timestamp_ms
 
 TOKEN = "pd-canary-token-5e1f0c2a9b"
 NAMES = ("name", "stage", "amount", "status", "tier", "deal_size_band", "regions", "no_such_field")
@@ -32,6 +32,7 @@ def source_for(pipedrive: FakePipedrive, names: tuple[str, ...] = NAMES, page_si
         base_url=pipedrive.url,
         auth_headers={"x-api-token": TOKEN},
         buckets={"default": TokenBucket.for_limit(1e6, 1.0)},
+        profile=PROFILE,
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
     )

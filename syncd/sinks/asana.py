@@ -5,6 +5,9 @@ Asana has no idempotency key for `POST /projects`, so the marker is how syncd le
 whose answer it never saw. `projects_by_marker` is evidence of absence only because it is complete: it lists
 every page of the team's projects, archived and not, and any failure part-way raises instead of returning a
 partial answer.
+
+`PROFILE` is what Asana's answers mean to the HTTP layer: an error body is `{"errors": [{"message", "help"}]}`.
+Its rate limits are a standard 429 with `Retry-After`, which the HTTP layer handles itself.
 """
 
 from __future__ import annotations
@@ -13,11 +16,21 @@ import re
 from typing import Any
 
 from syncd.errors import RejectedError, TransientError
-from syncd.http import HttpClient
+from syncd.http import GENERIC, HttpClient, Profile
 from syncd.models import Project
 
 MARKER = re.compile(r"\[syncd:[^\]\s]+\]")
 LIST_FIELDS = "name,notes,created_at,permalink_url,archived"
+
+
+def error_text(status: int, body: Any) -> str:
+    """Asana's own words: every `errors[].message`."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"])
+    return GENERIC.error_text(status, body)
+
+
+PROFILE = Profile(error_text=error_text)
 
 
 class AsanaSink:

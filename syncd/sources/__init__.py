@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from syncd.http import HttpClient
+from syncd.http import HttpClient, Profile
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 
-ClientFactory = Callable[[dict[str, str], dict[str, TokenBucket]], HttpClient]
+ClientFactory = Callable[[dict[str, str], dict[str, TokenBucket], Profile], HttpClient]
 
 
 class Source(Protocol):

@@ -9,6 +9,10 @@ unquoted datetime literals to the second; pages follow `nextRecordsUrl`. The upp
 (the `Date` header seen last, minus the delay). `Sforce-Limit-Info: api-usage=n/m` is read on every answer:
 past `stop_percent` of the daily allocation the cycle stops early (cursor where it was recorded) with a
 sentence saying so, so syncd never spends the org's last API calls.
+
+`PROFILE` is what Salesforce's answers mean to the HTTP layer: `Sforce-Limit-Info` is the daily allocation, an
+error body is a list `[{"errorCode", "message"}]` (the OAuth endpoint answers RFC 6749's `error_description`),
+and a 403 `REQUEST_LIMIT_EXCEEDED` is a rate limit.
 """
 
 from __future__ import annotations
@@ -16,14 +20,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from syncd.config import Config, read_secret
 from syncd.errors import AuthError, RateLimited, RejectedError
-from syncd.http import Form, HttpClient, Reply, daily_quota
+from syncd.http import GENERIC, Form, HttpClient, Profile, Reply
 from syncd.models import Deal, Page, Quarantined
 from syncd.ratelimit import TokenBucket
 from syncd.sources import ClientFactory
@@ -38,6 +42,7 @@ FIELD_OF = {
     "updated_at": "SystemModstamp",
 }
 BASE_FIELDS = ("Id", "SystemModstamp")
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 
 
@@ -248,13 +253,38 @@ def _token_problem(data: Any) -> str | None:
     return None
 
 
+def daily_quota(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(remaining, limit) from `Sforce-Limit-Info: api-usage=used/limit`."""
+    h = {name.lower(): value for name, value in headers.items()}
+    if match := USAGE.search(h.get("sforce-limit-info", "")):
+        used, limit = int(match[1]), int(match[2])
+        return max(0, limit - used), limit
+    return None
+
+
+def error_text(status: int, body: Any) -> str:
+    """REST errors are a list of `{"errorCode", "message"}`; anything else (the OAuth endpoint's
+    `{"error", "error_description"}`) reads generically."""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return "; ".join(f"{e.get('errorCode', '')}: {e.get('message', '')}" for e in body if isinstance(e, dict))
+    return GENERIC.error_text(status, body)
+
+
+def is_rate_limit(status: int, text: str) -> bool:
+    """Salesforce answers 403 `REQUEST_LIMIT_EXCEEDED`, not 429, when the org's allocation is spent."""
+    return status == 403 and "REQUEST_LIMIT_EXCEEDED" in text
+
+
+PROFILE = Profile(daily_quota=daily_quota, error_text=error_text, is_rate_limit=is_rate_limit)
+
+
 def from_config(cfg: Config, client: ClientFactory) -> SalesforceSource:
     creds = {
         "client_id": read_secret(cfg.crm.client_id_env),
         "client_secret": read_secret(cfg.crm.client_secret_env),
         "refresh_token": read_secret(cfg.crm.refresh_token_env),
     }
-    http = client({}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)})
+    http = client({}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)}, PROFILE)
     return SalesforceSource(
         http,
         cfg.crm_properties,

@@ -97,8 +97,8 @@ def run_once(
         )
     except AuthError as exc:
         sentence = (
-            f"{exc.service} rejected the credentials ({exc.status}): check the variable named by [crm] token_env "
-            f"(Salesforce: client_id_env, client_secret_env, refresh_token_env) and its read access to deals. {exc}"
+            f"{exc.service} rejected the credentials ({exc.status}): check {source.credential_hint} and its read "
+            f"access to deals. {exc}"
         )
         report.errors.append(sentence)
         report.auth_failures[exc.service] = sentence

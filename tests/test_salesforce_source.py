@@ -31,9 +31,14 @@ def source_for(fake: FakeSalesforce, stop_percent: float = 90.0) -> SalesforceSo
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
     )
-    creds = {"client_id": fake.client_id, "client_secret": fake.client_secret, "refresh_token": fake.refresh_token}
     return SalesforceSource(
-        http, ("name", "stage", "amount"), credentials=lambda: creds, page_size=200, stop_percent=stop_percent
+        http,
+        ("name", "stage", "amount"),
+        client_id=fake.client_id,
+        client_secret=fake.client_secret,
+        refresh_token=fake.refresh_token,
+        page_size=200,
+        stop_percent=stop_percent,
     )
 
 

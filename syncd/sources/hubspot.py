@@ -24,12 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from syncd.config import Config, read_secret
 from syncd.errors import TransientError
 from syncd.http import GENERIC, HttpClient, Profile, parse_seconds
 from syncd.models import Deal, Page, Quarantined
-from syncd.ratelimit import TokenBucket
-from syncd.sources import ClientFactory
 from syncd.sources.records import excerpt, iso_ms, text
 
 SEARCH = "/crm/v3/objects/deals/search"
@@ -51,10 +48,17 @@ class HubSpotSource:
     kind = "hubspot"
 
     def __init__(
-        self, http: HttpClient, names: Iterable[str], *, page_size: int = 200, clock: Callable[[], float] = time.time
+        self,
+        http: HttpClient,
+        names: Iterable[str],
+        *,
+        page_size: int = 200,
+        credential_hint: str = "the HubSpot token",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.page_size = page_size
+        self.credential_hint = credential_hint
         self.clock = clock
         wanted = {PROPERTY_OF.get(name, name) for name in names if name != "id"}
         self.properties = sorted(wanted | {MODIFIED})
@@ -233,15 +237,3 @@ PROFILE = Profile(pause_seconds=pause_seconds, daily_quota=daily_quota, error_te
 
 def _short_id(value: Any) -> str | None:
     return None if value is None else str(value)[:64]
-
-
-def from_config(cfg: Config, client: ClientFactory) -> HubSpotSource:
-    http = client(
-        {"Authorization": f"Bearer {read_secret(cfg.crm.token_env)}"},
-        {
-            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
-            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
-        },
-        PROFILE,
-    )
-    return HubSpotSource(http, cfg.crm_properties, page_size=cfg.crm.page_size)

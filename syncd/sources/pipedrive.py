@@ -32,12 +32,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.config import Config, read_secret
 from syncd.errors import ConfigError, TransientError
 from syncd.http import GENERIC, HttpClient, Profile, Reply, parse_seconds
 from syncd.models import Deal, Page, Quarantined
-from syncd.ratelimit import TokenBucket
-from syncd.sources import ClientFactory
 from syncd.sources.records import excerpt
 
 DEALS = "/api/v2/deals"
@@ -57,10 +54,17 @@ class PipedriveSource:
     kind = "pipedrive"
 
     def __init__(
-        self, http: HttpClient, names: Iterable[str], *, page_size: int = 500, clock: Callable[[], float] = time.time
+        self,
+        http: HttpClient,
+        names: Iterable[str],
+        *,
+        page_size: int = 500,
+        credential_hint: str = "the Pipedrive API token",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.page_size = page_size
+        self.credential_hint = credential_hint
         self.clock = clock
         self.names = frozenset(names) - NORMALISED  # raw deal fields, or custom fields by friendly name
 
@@ -339,14 +343,3 @@ def error_text(status: int, body: Any) -> str:
 
 
 PROFILE = Profile(pause_seconds=pause_seconds, error_text=error_text)
-
-
-def from_config(cfg: Config, client: ClientFactory) -> PipedriveSource:
-    """The token goes in the `x-api-token` header, never the URL. Pipedrive's burst limit is per rolling 2 s
-    (Lite 20, Growth 40, …); `requests_per_10_seconds` = 5x that, and the bucket spaces requests evenly."""
-    http = client(
-        {"x-api-token": read_secret(cfg.crm.token_env)},
-        {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)},
-        PROFILE,
-    )
-    return PipedriveSource(http, cfg.crm_properties, page_size=cfg.crm.page_size)

@@ -25,12 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd.config import Config, read_secret
 from syncd.errors import AuthError, RateLimited, RejectedError
 from syncd.http import GENERIC, Form, HttpClient, Profile, Reply
 from syncd.models import Deal, Page, Quarantined
-from syncd.ratelimit import TokenBucket
-from syncd.sources import ClientFactory
 from syncd.sources.records import excerpt, iso_ms, text
 
 FIELD_OF = {
@@ -54,16 +51,27 @@ class SalesforceSource:
         http: HttpClient,
         names: Iterable[str],
         *,
-        credentials: Callable[[], dict[str, str]],
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
         api_version: str = "v60.0",
         fields: Iterable[str] = (),
         page_size: int = 2000,
         stop_percent: float = 90.0,
+        credential_hint: str = "the Salesforce client id, client secret and refresh token",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.login_url = http.base_url
-        self.credentials = credentials
+        self._login = Form(
+            {
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            }
+        )
+        self.credential_hint = credential_hint
         self.api_version = api_version
         self.page_size = max(200, min(page_size, 2000))
         self.stop_percent = stop_percent
@@ -125,8 +133,8 @@ class SalesforceSource:
             except AuthError as exc:
                 if attempt == 2 or exc.status != 401:
                     raise AuthError(
-                        f"salesforce: the access token was rejected twice after a refresh ({exc}). Check the "
-                        "variables named by [crm] client_id_env, client_secret_env and refresh_token_env.",
+                        f"salesforce: the access token was rejected twice after a refresh ({exc}). "
+                        f"Check {self.credential_hint}.",
                         service="salesforce",
                         status=exc.status,
                     ) from exc
@@ -137,15 +145,12 @@ class SalesforceSource:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _refresh(self) -> None:
-        creds = self.credentials()
         self.http.retarget(self.login_url, {})
-        form = Form({"grant_type": "refresh_token", **creds})
         try:
-            reply = self.http.call("POST", "/services/oauth2/token", json=form, expect=_token_problem)
+            reply = self.http.call("POST", "/services/oauth2/token", json=self._login, expect=_token_problem)
         except RejectedError as exc:
             raise AuthError(
-                f"salesforce: the refresh-token login failed ({exc}). Check the variables named by [crm] "
-                "client_id_env, client_secret_env and refresh_token_env.",
+                f"salesforce: the refresh-token login failed ({exc}). Check {self.credential_hint}.",
                 service="salesforce",
                 status=exc.status,
             ) from exc
@@ -276,21 +281,3 @@ def is_rate_limit(status: int, text: str) -> bool:
 
 
 PROFILE = Profile(daily_quota=daily_quota, error_text=error_text, is_rate_limit=is_rate_limit)
-
-
-def from_config(cfg: Config, client: ClientFactory) -> SalesforceSource:
-    creds = {
-        "client_id": read_secret(cfg.crm.client_id_env),
-        "client_secret": read_secret(cfg.crm.client_secret_env),
-        "refresh_token": read_secret(cfg.crm.refresh_token_env),
-    }
-    http = client({}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)}, PROFILE)
-    return SalesforceSource(
-        http,
-        cfg.crm_properties,
-        credentials=lambda: creds,
-        api_version=cfg.crm.api_version,
-        fields=cfg.crm.fields,
-        page_size=cfg.crm.page_size,
-        stop_percent=cfg.crm.api_usage_stop_percent,
-    )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from syncd import rules
-from syncd.errors import ConfigError, TransientError
+from syncd.errors import EX_CONFIG, SourceSetupError, TransientError
 from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
@@ -115,16 +115,18 @@ def test_more_than_15_custom_fields_is_a_config_error(pipedrive: FakePipedrive) 
     names = tuple(f"field_{i}" for i in range(16))
     for name in names:
         pipedrive.add_custom_field(name.replace("_", " ").title())
-    with pytest.raises(ConfigError, match="16 Pipedrive custom fields"):
+    with pytest.raises(SourceSetupError, match="16 Pipedrive custom fields") as caught:
         read_window(source_for(pipedrive, names=names))
+    assert caught.value.exit_code == EX_CONFIG
     assert deals_queries(pipedrive) == []
 
 
 def test_two_custom_fields_with_one_friendly_name_is_a_config_error(pipedrive: FakePipedrive) -> None:
     pipedrive.add_custom_field("Tier")
     pipedrive.add_custom_field("TIER")
-    with pytest.raises(ConfigError, match="`tier`"):
+    with pytest.raises(SourceSetupError, match="`tier`") as caught:
         read_window(source_for(pipedrive))
+    assert caught.value.exit_code == EX_CONFIG
 
 
 def test_1200_deals_in_one_second_are_all_seen(pipedrive: FakePipedrive) -> None:

@@ -18,7 +18,7 @@ at or after the stored cursor, so the next window reads it. Every call yields at
 `x-ratelimit-reset` seconds (Pipedrive's rolling 2 s window), and an error body is
 `{"success": false, "error", "error_info"}`.
 
-Only the custom fields the flows use are asked for (`custom_fields=`, at most 15, else `ConfigError`).
+Only the custom fields the flows use are asked for (`custom_fields=`, at most 15, else `SourceSetupError`).
 Standard deal fields win over a custom field with the same friendly name; the normalised names (`name`,
 `stage`, …) win over both. A name that matches nothing is simply absent (None in `when`).
 """
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.errors import ConfigError, TransientError
+from syncd.errors import SourceSetupError, TransientError
 from syncd.http import GENERIC, HttpClient, Profile, Reply, parse_seconds
 from syncd.models import Deal, Page, Quarantined
 from syncd.sources.records import excerpt
@@ -126,12 +126,12 @@ class PipedriveSource:
         for name in wanted:
             if len(by_name[name]) > 1:
                 labels = ", ".join(repr(f.label) for f in by_name[name])
-                raise ConfigError(
+                raise SourceSetupError(
                     f"Pipedrive deal fields {labels} are all called `{name}` in flows; rename all but one of them "
                     "in Pipedrive (Settings > Data fields) so the flows know which one they mean."
                 )
         if len(wanted) > MAX_CUSTOM_FIELDS:
-            raise ConfigError(
+            raise SourceSetupError(
                 f"flows use {len(wanted)} Pipedrive custom fields ({', '.join(wanted)}), but Pipedrive returns at "
                 f"most {MAX_CUSTOM_FIELDS} per request. Use at most {MAX_CUSTOM_FIELDS} custom fields in the flows' "
                 "`when` and project templates."

@@ -66,7 +66,8 @@ class AsanaSink:
                 status=reply.status,
                 sent=True,
             )
-        return _project(project), job.get("gid") if isinstance(job.get("gid"), str) else None
+        job_gid = job.get("gid") if isinstance(job, dict) else None
+        return _project(project), job_gid if isinstance(job_gid, str) else None
 
     def job_status(self, job_gid: str) -> str:
         reply = self.http.call("GET", f"/jobs/{job_gid}", params={"opt_fields": "status"})
@@ -89,7 +90,7 @@ class AsanaSink:
                 status=reply.status,
                 sent=True,
             )
-        return data["gid"]
+        return str(data["gid"])
 
     def find_task(self, external_gid: str, project_gid: str, marker: str) -> str | None:
         """The task this effect created, or None when Asana proves there is none.
@@ -101,7 +102,7 @@ class AsanaSink:
             reply = self.http.call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
             data = reply.data.get("data") if isinstance(reply.data, dict) else None
             if isinstance(data, dict) and isinstance(data.get("gid"), str):
-                return data["gid"]
+                return str(data["gid"])
         except RejectedError as exc:
             if exc.status != 404:
                 raise
@@ -115,7 +116,7 @@ class AsanaSink:
                     and marker in str(task.get("notes") or "")
                     and isinstance(task.get("gid"), str)
                 ):
-                    return task["gid"]
+                    return str(task["gid"])
             next_page = reply.data.get("next_page")
             offset = next_page.get("offset") if isinstance(next_page, dict) else None
             if not offset:

@@ -313,9 +313,12 @@ def _checked(value: Any, name: str) -> Any:
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise ValueError(f"{name} is a {type(value).__name__}, not a string")
-    return _checked(value, name)
+    _checked(value, name)
+    return value
 
 
 def _ident(value: Any, name: str) -> str | None:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from syncd.config import is_loopback
 from syncd.errors import ConfigError, RejectedError, SyncdError, TransientError
-from syncd.http import HttpClient, RetryPolicy, daily_quota
+from syncd.http import HttpClient, RetryPolicy
 from syncd.models import iso_s
 from syncd.ratelimit import TokenBucket
 from syncd.redact import redact, register_secret
@@ -183,10 +183,10 @@ class ApiWatch:
         self._quota: dict[str, tuple[int, int]] = {}
         self._rejected: dict[str, str] = {}
 
-    def observe(self, service: str, status: int | None, headers: Mapping[str, str]) -> None:
-        quota = daily_quota(headers) if status is not None else None
+    def observe(self, service: str, status: int | None, quota: tuple[int, int] | None) -> None:
+        """`HttpClient.on_response`: `quota` is the daily allocation as the client's vendor profile read it."""
         with self._lock:
-            if quota is not None:
+            if quota is not None and status is not None:
                 self._quota[service] = quota
             if status is not None and 200 <= status < 300:
                 self._rejected.pop(service, None)

@@ -20,8 +20,8 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     except AuthError as exc:
         problems += 1
         say(
-            f"{source.kind}: the credentials were rejected ({exc.status}). Check the variables named "
-            f"in [crm] and the app's read access to deals. {exc}"
+            f"{source.kind}: the credentials were rejected ({exc.status}). Check {source.credential_hint} "
+            f"and the app's read access to deals. {exc}"
         )
     except RemoteError as exc:
         problems += 1

@@ -80,9 +80,8 @@ class Cycle:
             self.poll()
         except AuthError as exc:
             sentence = (
-                f"{exc.service} rejected the credentials ({exc.status}): check the variable named by [crm] "
-                "token_env (Salesforce: client_id_env, client_secret_env, refresh_token_env) and its read "
-                f"access to deals. {exc}"
+                f"{exc.service} rejected the credentials ({exc.status}): check {self.rt.source.credential_hint} "
+                f"and its read access to deals. {exc}"
             )
             self.report.errors.append(sentence)
             self.report.auth_failures[exc.service] = sentence

@@ -3,6 +3,7 @@
 ```
 SyncdError                 base; the CLI prints "Error: <message>" and exits with .exit_code
 ├── ConfigError            exit 78: names the file, the key and the fix
+├── SourceSetupError       exit 78: the CRM's own setup does not fit the flows; says what to change where
 ├── StoreError             the state database is unusable
 │   └── LockHeld           exit 75: another syncd holds the lock; try again later
 └── RemoteError            a call to a CRM or to Asana failed; .service, .status
@@ -28,6 +29,12 @@ class SyncdError(Exception):
 
 
 class ConfigError(SyncdError):
+    exit_code = EX_CONFIG
+
+
+class SourceSetupError(SyncdError):
+    """The CRM's setup, found at poll time, does not fit the flows (e.g. Pipedrive custom fields)."""
+
     exit_code = EX_CONFIG
 
 

@@ -1,15 +1,19 @@
-"""The one HTTP layer: every call to a CRM or to Asana goes through `HttpClient.call`.
+"""The one HTTP layer: every call to a CRM, to the project sink or to a webhook goes through `HttpClient.call`.
 
 Its contract:
 - one `requests.Session` per service (keep-alive), `trust_env=False`, no redirects, `(connect, read)`
   timeouts on every call, the token only in a header and only to the configured origin;
-- proactive rate limiting (a `TokenBucket` per bucket name) and reactive limiting (429/`Retry-After`, and
-  quota headers such as `X-HubSpot-RateLimit-Remaining: 0` pause the bucket);
+- proactive rate limiting (a `TokenBucket` per bucket name) and reactive limiting (429/`Retry-After`, and a
+  vendor's own limit headers, read by its `Profile`, pause the bucket);
 - `requests` exceptions and error statuses become syncd's own (see `syncd.errors`), with redacted text;
 - idempotent calls retry transient errors with `backoff` (full jitter; a `Retry-After` is honoured exactly,
   through the bucket pause, never jittered below). Non-idempotent calls (creating a project) are never
   retried here: their retry is a state transition in the ops table;
 - one log line per call.
+
+This module knows standard HTTP only. What a vendor's answers mean beyond it (its limit and quota headers, the
+shape of its error bodies, an error status that means "too many requests") is a `Profile`, defined next to
+that vendor's client code and handed to `HttpClient`; the default, `GENERIC`, reads only standard things.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +53,39 @@ class Form:
     fields: Mapping[str, str] = field(repr=False)
 
 
+def _generic_error_text(status: int, body: Any) -> str:
+    """The generic reading of an error body (parsed JSON, else its text): a top-level `message`, or RFC 6749's
+    `error_description`/`error`; otherwise the body itself, bounded."""
+    if isinstance(body, dict):
+        for key in ("message", "error_description", "error"):
+            if body.get(key):
+                return str(body[key])
+    return str(body)[:200]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one vendor's answers mean beyond standard HTTP; pure hooks that `HttpClient` calls on every answer.
+
+    - `pause_seconds(headers)`: how long to pause the bucket because the vendor's limit headers say its budget
+      is spent (None: it is not). `Retry-After` is standard and handled by the client itself;
+    - `daily_quota(headers)`: (remaining, limit) of a daily allocation, told to `on_response` (alerts, status);
+    - `error_text(status, body)`: the vendor's own words from an error body (parsed JSON, else the text); the
+      client redacts and bounds them;
+    - `is_rate_limit(status, text)`: whether an error that is not a 429 is the vendor saying "too many
+      requests" (`text` is what `error_text` returned).
+    """
+
+    pause_seconds: Callable[[Mapping[str, str]], float | None] = lambda headers: None
+    daily_quota: Callable[[Mapping[str, str]], tuple[int, int] | None] = lambda headers: None
+    error_text: Callable[[int, Any], str] = _generic_error_text
+    is_rate_limit: Callable[[int, str], bool] = lambda status, text: False
+
+
+GENERIC = Profile()
+RATE_LIMITED = (429, 423, 477)  # statuses that always mean "slow down"
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -64,16 +100,17 @@ class HttpClient:
     base_url: str
     auth_headers: dict[str, str] = field(repr=False)
     buckets: dict[str, TokenBucket]
+    profile: Profile = GENERIC
     timeout: tuple[float, float] = (5.0, 30.0)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    wall: Callable[[], float] = time.time  # epoch seconds: HTTP dates and pauses that outlive the process
     rng: random.Random = field(default_factory=random.Random)
     max_wait: float = 60.0  # longest rate-limit wait taken inside a call
-    on_pause: Callable[[float], None] | None = None
-    on_response: Callable[[str, int | None, Mapping[str, str]], None] | None = (
-        None  # every call; None = no answer  # told the wall-clock end of a server-ordered pause
-    )
+    on_pause: Callable[[float], None] | None = None  # told the wall-clock end of a server-ordered pause
+    # every call: (service, status or None when there was no answer, the profile's daily quota or None)
+    on_response: Callable[[str, int | None, tuple[int, int] | None], None] | None = None
 
     def __post_init__(self) -> None:
         for value in self.auth_headers.values():
@@ -91,8 +128,8 @@ class HttpClient:
         return (self.buckets.get(bucket) or self.buckets["default"]).available(self.clock())
 
     def retarget(self, base_url: str, auth_headers: dict[str, str]) -> None:
-        """Point the client at another origin with new credentials (Salesforce: the instance URL and access
-        token an OAuth refresh returns). The caller has validated `base_url`."""
+        """Point the client at another origin with new credentials (e.g. the instance URL and access token an
+        OAuth refresh returns). The caller has validated `base_url`."""
         for value in auth_headers.values():
             register_secret(value.removeprefix("Bearer "))
         self.base_url, self.auth_headers = base_url.rstrip("/"), auth_headers
@@ -203,36 +240,34 @@ class HttpClient:
             raise self._transient(f"request to {shown} failed: {type(exc).__name__}", True) from exc
         finally:
             if self.on_response is not None:
-                self.on_response(
-                    self.service,
-                    None if response is None else response.status_code,
-                    {} if response is None else response.headers,
-                )
+                if response is None:
+                    self.on_response(self.service, None, None)
+                else:
+                    self.on_response(self.service, response.status_code, self.profile.daily_quota(response.headers))
         ms = (self.clock() - started) * 1000
         log.info("%s %s %s -> %d in %.0f ms", self.service, method, shown, response.status_code, ms)
-        self._observe_quota(response, limiter)
+        self._observe_limits(response, limiter)
         return self._reply(response, shown)
 
     def _transient(self, message: str, sent: bool, status: int | None = None) -> TransientError:
         return TransientError(f"{self.service}: {redact(message)}", service=self.service, status=status, sent=sent)
 
-    def _observe_quota(self, response: requests.Response, limiter: TokenBucket) -> None:
+    def _observe_limits(self, response: requests.Response, limiter: TokenBucket) -> None:
         h = response.headers
         now = self.clock()
-        if h.get("X-HubSpot-RateLimit-Remaining") == "0":
-            limiter.pause_until(now + _seconds(h.get("X-HubSpot-RateLimit-Interval-Milliseconds"), 1000) / 1000)
-        if h.get("x-ratelimit-remaining") == "0":  # Pipedrive: reset is in seconds
-            limiter.pause_until(now + _seconds(h.get("x-ratelimit-reset"), 2))
-        if response.status_code in (429, 423, 477) or (response.status_code == 503 and "Retry-After" in h):
-            retry_after = parse_retry_after(h.get("Retry-After"), time.time())
+        pause = self.profile.pause_seconds(h)
+        if pause is not None:
+            limiter.pause_until(now + pause)
+        if response.status_code in RATE_LIMITED or (response.status_code == 503 and "Retry-After" in h):
+            retry_after = parse_retry_after(h.get("Retry-After"), self.wall())
             if retry_after is not None:
                 limiter.pause_until(now + retry_after)
                 if self.on_pause:
-                    self.on_pause(time.time() + retry_after)
+                    self.on_pause(self.wall() + retry_after)
 
     def pause_until_wall(self, until: float) -> None:
         """Honour a pause a previous process was told about (its `on_pause`), in every bucket."""
-        remaining = until - time.time()
+        remaining = until - self.wall()
         if remaining > 0:
             for limiter in self.buckets.values():
                 limiter.pause_until(self.clock() + remaining)
@@ -250,10 +285,14 @@ class HttpClient:
                     ) from None
                 data = response.text  # a webhook's plain "ok"
             return Reply(status, response.headers, data, server_time)
-        detail = redact(_error_text(response))
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text or response.reason or "no body"
+        detail = redact(self.profile.error_text(status, body))[:300]
         message = f"{self.service}: {shown} answered {status}: {detail}"
-        if status in (429, 423, 477) or (status == 403 and "REQUEST_LIMIT_EXCEEDED" in detail):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+        if status in RATE_LIMITED or self.profile.is_rate_limit(status, detail):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.wall())
             raise RateLimited(message, service=self.service, status=status, retry_after=retry_after)
         if status in (401, 403):
             raise AuthError(message, service=self.service, status=status)
@@ -278,25 +317,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
-
-
-def daily_quota(headers: Mapping[str, str]) -> tuple[int, int] | None:
-    """(remaining, limit) of a daily allocation from a response's headers: HubSpot's
-    `X-HubSpot-RateLimit-Daily[-Remaining]`, Salesforce's `Sforce-Limit-Info: api-usage=used/limit`."""
-    h = {name.lower(): value for name, value in headers.items()}
-    try:
-        if "x-hubspot-ratelimit-daily" in h and "x-hubspot-ratelimit-daily-remaining" in h:
-            return int(h["x-hubspot-ratelimit-daily-remaining"]), int(h["x-hubspot-ratelimit-daily"])
-    except ValueError:
-        return None
-    if match := USAGE.search(h.get("sforce-limit-info", "")):
-        used, limit = int(match[1]), int(match[2])
-        return max(0, limit - used), limit
-    return None
-
-
-def _seconds(value: str | None, default: float) -> float:
+def parse_seconds(value: str | None, default: float) -> float:
+    """A non-negative number from a header (a limit's interval or reset); `default` when absent or unreadable."""
     try:
         return max(0.0, float(value)) if value else default
     except ValueError:
@@ -316,21 +338,3 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
     """True when the connection was never established, so the request cannot have been sent."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError | ConnectTimeoutError)
-
-
-def _error_text(response: requests.Response) -> str:
-    """The vendor's own words from an error body (HubSpot `message`, Asana `errors[].message`), bounded."""
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.text or response.reason or "no body")[:200]
-    if isinstance(body, dict):
-        if isinstance(body.get("errors"), list) and body["errors"]:
-            messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"]]
-            return "; ".join(messages)[:300]
-        for key in ("message", "error_description", "error"):
-            if body.get(key):
-                return str(body[key])[:300]
-    if isinstance(body, list) and body and isinstance(body[0], dict):  # Salesforce: [{"errorCode", "message"}]
-        return "; ".join(f"{e.get('errorCode', '')}: {e.get('message', '')}" for e in body)[:300]
-    return str(body)[:200]

@@ -9,7 +9,7 @@ from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.hubspot import FakeHubSpot
-from syncd.sources.hubspot import HubSpotSource, parse_deal, parse_timestamp_ms
+from syncd.sources.hubspot import PROFILE, HubSpotSource, parse_deal, parse_timestamp_ms
 
 NAMES = ("name", "stage", "amount", "tier")
 
@@ -23,6 +23,7 @@ def source_for(hubspot: FakeHubSpot, page_size: int = 200, search_per_second: fl
             "default": TokenBucket.for_limit(1e6, 1.0),
             "search": TokenBucket.for_limit(search_per_second, 1.0),
         },
+        profile=PROFILE,
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
     )

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from syncd import rules
-from syncd.errors import ConfigError, TransientError
+from syncd.errors import EX_CONFIG, SourceSetupError, TransientError
 from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.pipedrive import FakePipedrive, rfc3339
-from syncd.sources.pipedrive import PipedriveSource, friendly_name, parse_deal, parse_timestamp_ms
+from syncd.sources.pipedrive import PROFILE, PipedriveSource, friendly_name, parse_deal, parse_timestamp_ms
 
 TOKEN = "pd-canary-token-5e1f0c2a9b"
 NAMES = ("name", "stage", "amount", "status", "tier", "deal_size_band", "regions", "no_such_field")
@@ -32,6 +32,7 @@ def source_for(pipedrive: FakePipedrive, names: tuple[str, ...] = NAMES, page_si
         base_url=pipedrive.url,
         auth_headers={"x-api-token": TOKEN},
         buckets={"default": TokenBucket.for_limit(1e6, 1.0)},
+        profile=PROFILE,
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
     )
@@ -114,16 +115,18 @@ def test_more_than_15_custom_fields_is_a_config_error(pipedrive: FakePipedrive) 
     names = tuple(f"field_{i}" for i in range(16))
     for name in names:
         pipedrive.add_custom_field(name.replace("_", " ").title())
-    with pytest.raises(ConfigError, match="16 Pipedrive custom fields"):
+    with pytest.raises(SourceSetupError, match="16 Pipedrive custom fields") as caught:
         read_window(source_for(pipedrive, names=names))
+    assert caught.value.exit_code == EX_CONFIG
     assert deals_queries(pipedrive) == []
 
 
 def test_two_custom_fields_with_one_friendly_name_is_a_config_error(pipedrive: FakePipedrive) -> None:
     pipedrive.add_custom_field("Tier")
     pipedrive.add_custom_field("TIER")
-    with pytest.raises(ConfigError, match="`tier`"):
+    with pytest.raises(SourceSetupError, match="`tier`") as caught:
         read_window(source_for(pipedrive))
+    assert caught.value.exit_code == EX_CONFIG
 
 
 def test_1200_deals_in_one_second_are_all_seen(pipedrive: FakePipedrive) -> None:

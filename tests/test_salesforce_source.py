@@ -10,7 +10,7 @@ from syncd.errors import RateLimited
 from syncd.http import HttpClient, RetryPolicy
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.salesforce import FakeSalesforce
-from syncd.sources.salesforce import SalesforceSource
+from syncd.sources.salesforce import PROFILE, SalesforceSource
 
 
 @pytest.fixture
@@ -27,12 +27,18 @@ def source_for(fake: FakeSalesforce, stop_percent: float = 90.0) -> SalesforceSo
         fake.url,
         {},
         {"default": TokenBucket.for_limit(1e6, 1.0)},
+        PROFILE,
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
     )
-    creds = {"client_id": fake.client_id, "client_secret": fake.client_secret, "refresh_token": fake.refresh_token}
     return SalesforceSource(
-        http, ("name", "stage", "amount"), credentials=lambda: creds, page_size=200, stop_percent=stop_percent
+        http,
+        ("name", "stage", "amount"),
+        client_id=fake.client_id,
+        client_secret=fake.client_secret,
+        refresh_token=fake.refresh_token,
+        page_size=200,
+        stop_percent=stop_percent,
     )
 
 

@@ -5,6 +5,9 @@ Asana has no idempotency key for `POST /projects`, so the marker is how syncd le
 whose answer it never saw. `projects_by_marker` is evidence of absence only because it is complete: it lists
 every page of the team's projects, archived and not, and any failure part-way raises instead of returning a
 partial answer.
+
+`PROFILE` is what Asana's answers mean to the HTTP layer: an error body is `{"errors": [{"message", "help"}]}`.
+Its rate limits are a standard 429 with `Retry-After`, which the HTTP layer handles itself.
 """
 
 from __future__ import annotations
@@ -13,11 +16,21 @@ import re
 from typing import Any
 
 from syncd.errors import RejectedError, TransientError
-from syncd.http import HttpClient
+from syncd.http import GENERIC, HttpClient, Profile
 from syncd.models import Project
 
 MARKER = re.compile(r"\[syncd:[^\]\s]+\]")
 LIST_FIELDS = "name,notes,created_at,permalink_url,archived"
+
+
+def error_text(status: int, body: Any) -> str:
+    """Asana's own words: every `errors[].message`."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"])
+    return GENERIC.error_text(status, body)
+
+
+PROFILE = Profile(error_text=error_text)
 
 
 class AsanaSink:
@@ -53,7 +66,8 @@ class AsanaSink:
                 status=reply.status,
                 sent=True,
             )
-        return _project(project), job.get("gid") if isinstance(job.get("gid"), str) else None
+        job_gid = job.get("gid") if isinstance(job, dict) else None
+        return _project(project), job_gid if isinstance(job_gid, str) else None
 
     def job_status(self, job_gid: str) -> str:
         reply = self.http.call("GET", f"/jobs/{job_gid}", params={"opt_fields": "status"})
@@ -76,7 +90,7 @@ class AsanaSink:
                 status=reply.status,
                 sent=True,
             )
-        return data["gid"]
+        return str(data["gid"])
 
     def find_task(self, external_gid: str, project_gid: str, marker: str) -> str | None:
         """The task this effect created, or None when Asana proves there is none.
@@ -88,7 +102,7 @@ class AsanaSink:
             reply = self.http.call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
             data = reply.data.get("data") if isinstance(reply.data, dict) else None
             if isinstance(data, dict) and isinstance(data.get("gid"), str):
-                return data["gid"]
+                return str(data["gid"])
         except RejectedError as exc:
             if exc.status != 404:
                 raise
@@ -102,7 +116,7 @@ class AsanaSink:
                     and marker in str(task.get("notes") or "")
                     and isinstance(task.get("gid"), str)
                 ):
-                    return task["gid"]
+                    return str(task["gid"])
             next_page = reply.data.get("next_page")
             offset = next_page.get("offset") if isinstance(next_page, dict) else None
             if not offset:

@@ -1,26 +1,30 @@
 """CRM sources. A source turns "deals changed since the cursor" into `Page`s; see `Source`.
 
-Adding a CRM is one module here, `syncd/sources/<kind>.py`, with a class implementing `Source` and a
-`from_config(cfg, client) -> Source` that reads its credentials and asks `client(auth_headers, buckets)` for
-its HTTP client; plus its defaults line in `syncd.config.KIND_DEFAULTS`. The engine, store and sink do not
-change per CRM.
+A source takes plain arguments: a ready `HttpClient` (built with the vendor's `Profile`) and plain values
+(properties, page size, secrets as strings...). It never reads config, env or secrets itself.
+
+Adding a CRM:
+1. its source module, `syncd/sources/<kind>.py`: a class implementing `Source`, its pure parsers, and its
+   `PROFILE` (what its limit headers and error bodies mean to `syncd.http`);
+2. its fake, `syncd/sandbox/<kind>.py`, written from the vendor's documentation (it shares no code with 1.);
+3. one builder in `syncd.compose` (and its line in `SOURCES`) that reads the CRM's secrets and settings from the
+   config and builds the client and the source; plus its defaults line in `KIND_DEFAULTS` (config.py).
+The engine, store and sink do not change per CRM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol
 
 from syncd.http import HttpClient
 from syncd.models import Page
-from syncd.ratelimit import TokenBucket
-
-ClientFactory = Callable[[dict[str, str], dict[str, TokenBucket]], HttpClient]
 
 
 class Source(Protocol):
     kind: str
     http: HttpClient
+    credential_hint: str  # what to check when the CRM rejects the credentials ("the variable named by ...")
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one property of one deal (the project URL, for [flow.writeback]); idempotent."""

@@ -10,6 +10,10 @@ sort), then moves on at timestamp + 1 ms, so the loop always terminates.
 
 The window's upper end is HubSpot's clock (the `Date` header of the first answer) minus the delay, so a
 page boundary never races writes still in flight and the local clock does not matter.
+
+`PROFILE` is what HubSpot's answers mean to the HTTP layer: `X-HubSpot-RateLimit-Remaining: 0` pauses the
+bucket for the window's interval, `X-HubSpot-RateLimit-Daily[-Remaining]` is the daily allocation, and an
+error body is `{"message", "errors": [{"message"}]}`.
 """
 
 from __future__ import annotations
@@ -17,15 +21,12 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from syncd.config import Config, read_secret
 from syncd.errors import TransientError
-from syncd.http import HttpClient
+from syncd.http import GENERIC, HttpClient, Profile, parse_seconds
 from syncd.models import Deal, Page, Quarantined
-from syncd.ratelimit import TokenBucket
-from syncd.sources import ClientFactory
 from syncd.sources.records import excerpt, iso_ms, text
 
 SEARCH = "/crm/v3/objects/deals/search"
@@ -47,10 +48,17 @@ class HubSpotSource:
     kind = "hubspot"
 
     def __init__(
-        self, http: HttpClient, names: Iterable[str], *, page_size: int = 200, clock: Callable[[], float] = time.time
+        self,
+        http: HttpClient,
+        names: Iterable[str],
+        *,
+        page_size: int = 200,
+        credential_hint: str = "the HubSpot token",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.page_size = page_size
+        self.credential_hint = credential_hint
         self.clock = clock
         wanted = {PROPERTY_OF.get(name, name) for name in names if name != "id"}
         self.properties = sorted(wanted | {MODIFIED})
@@ -200,16 +208,32 @@ def parse_timestamp_ms(value: Any) -> int | None:
     return iso_ms(value)
 
 
+def pause_seconds(headers: Mapping[str, str]) -> float | None:
+    """The burst window is spent (`X-HubSpot-RateLimit-Remaining: 0`): pause for its interval (ms, default 1 s)."""
+    h = {name.lower(): value for name, value in headers.items()}
+    if h.get("x-hubspot-ratelimit-remaining") != "0":
+        return None
+    return parse_seconds(h.get("x-hubspot-ratelimit-interval-milliseconds"), 1000) / 1000
+
+
+def daily_quota(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(remaining, limit) from `X-HubSpot-RateLimit-Daily-Remaining` and `X-HubSpot-RateLimit-Daily`."""
+    h = {name.lower(): value for name, value in headers.items()}
+    try:
+        return int(h["x-hubspot-ratelimit-daily-remaining"]), int(h["x-hubspot-ratelimit-daily"])
+    except (KeyError, ValueError):
+        return None
+
+
+def error_text(status: int, body: Any) -> str:
+    """The per-property `errors[].message` when there are some (they say more), else the top-level `message`."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        return "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"])
+    return GENERIC.error_text(status, body)
+
+
+PROFILE = Profile(pause_seconds=pause_seconds, daily_quota=daily_quota, error_text=error_text)
+
+
 def _short_id(value: Any) -> str | None:
     return None if value is None else str(value)[:64]
-
-
-def from_config(cfg: Config, client: ClientFactory) -> HubSpotSource:
-    http = client(
-        {"Authorization": f"Bearer {read_secret(cfg.crm.token_env)}"},
-        {
-            "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
-            "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
-        },
-    )
-    return HubSpotSource(http, cfg.crm_properties, page_size=cfg.crm.page_size)

@@ -14,7 +14,11 @@ the next page; the next cycle re-reads from there, inclusive); the last page car
 Because `updated_until` is exclusive, a deal stamped exactly at the upper second is not in this window and is
 at or after the stored cursor, so the next window reads it. Every call yields at least one page.
 
-Only the custom fields the flows use are asked for (`custom_fields=`, at most 15, else `ConfigError`).
+`PROFILE` is what Pipedrive's answers mean to the HTTP layer: `x-ratelimit-remaining: 0` pauses the bucket for
+`x-ratelimit-reset` seconds (Pipedrive's rolling 2 s window), and an error body is
+`{"success": false, "error", "error_info"}`.
+
+Only the custom fields the flows use are asked for (`custom_fields=`, at most 15, else `SourceSetupError`).
 Standard deal fields win over a custom field with the same friendly name; the normalised names (`name`,
 `stage`, …) win over both. A name that matches nothing is simply absent (None in `when`).
 """
@@ -24,16 +28,13 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.config import Config, read_secret
-from syncd.errors import ConfigError, TransientError
-from syncd.http import HttpClient, Reply
+from syncd.errors import SourceSetupError, TransientError
+from syncd.http import GENERIC, HttpClient, Profile, Reply, parse_seconds
 from syncd.models import Deal, Page, Quarantined
-from syncd.ratelimit import TokenBucket
-from syncd.sources import ClientFactory
 from syncd.sources.records import excerpt
 
 DEALS = "/api/v2/deals"
@@ -53,10 +54,17 @@ class PipedriveSource:
     kind = "pipedrive"
 
     def __init__(
-        self, http: HttpClient, names: Iterable[str], *, page_size: int = 500, clock: Callable[[], float] = time.time
+        self,
+        http: HttpClient,
+        names: Iterable[str],
+        *,
+        page_size: int = 500,
+        credential_hint: str = "the Pipedrive API token",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.page_size = page_size
+        self.credential_hint = credential_hint
         self.clock = clock
         self.names = frozenset(names) - NORMALISED  # raw deal fields, or custom fields by friendly name
 
@@ -118,12 +126,12 @@ class PipedriveSource:
         for name in wanted:
             if len(by_name[name]) > 1:
                 labels = ", ".join(repr(f.label) for f in by_name[name])
-                raise ConfigError(
+                raise SourceSetupError(
                     f"Pipedrive deal fields {labels} are all called `{name}` in flows; rename all but one of them "
                     "in Pipedrive (Settings > Data fields) so the flows know which one they mean."
                 )
         if len(wanted) > MAX_CUSTOM_FIELDS:
-            raise ConfigError(
+            raise SourceSetupError(
                 f"flows use {len(wanted)} Pipedrive custom fields ({', '.join(wanted)}), but Pipedrive returns at "
                 f"most {MAX_CUSTOM_FIELDS} per request. Use at most {MAX_CUSTOM_FIELDS} custom fields in the flows' "
                 "`when` and project templates."
@@ -305,9 +313,12 @@ def _checked(value: Any, name: str) -> Any:
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return None
+    if not isinstance(value, str):
         raise ValueError(f"{name} is a {type(value).__name__}, not a string")
-    return _checked(value, name)
+    _checked(value, name)
+    return value
 
 
 def _ident(value: Any, name: str) -> str | None:
@@ -318,11 +329,20 @@ def _ident(value: Any, name: str) -> str | None:
     return str(value)
 
 
-def from_config(cfg: Config, client: ClientFactory) -> PipedriveSource:
-    """The token goes in the `x-api-token` header, never the URL. Pipedrive's burst limit is per rolling 2 s
-    (Lite 20, Growth 40, …); `requests_per_10_seconds` = 5x that, and the bucket spaces requests evenly."""
-    http = client(
-        {"x-api-token": read_secret(cfg.crm.token_env)},
-        {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)},
-    )
-    return PipedriveSource(http, cfg.crm_properties, page_size=cfg.crm.page_size)
+def pause_seconds(headers: Mapping[str, str]) -> float | None:
+    """The burst window is spent (`x-ratelimit-remaining: 0`): pause until it resets (`x-ratelimit-reset`, in
+    seconds; 2 s, the window's length, when absent)."""
+    h = {name.lower(): value for name, value in headers.items()}
+    if h.get("x-ratelimit-remaining") != "0":
+        return None
+    return parse_seconds(h.get("x-ratelimit-reset"), 2)
+
+
+def error_text(status: int, body: Any) -> str:
+    """Pipedrive's own words are `error`; `error_info` is a generic pointer to its documentation."""
+    if isinstance(body, dict) and body.get("error"):
+        return str(body["error"])
+    return GENERIC.error_text(status, body)
+
+
+PROFILE = Profile(pause_seconds=pause_seconds, error_text=error_text)

@@ -9,6 +9,10 @@ unquoted datetime literals to the second; pages follow `nextRecordsUrl`. The upp
 (the `Date` header seen last, minus the delay). `Sforce-Limit-Info: api-usage=n/m` is read on every answer:
 past `stop_percent` of the daily allocation the cycle stops early (cursor where it was recorded) with a
 sentence saying so, so syncd never spends the org's last API calls.
+
+`PROFILE` is what Salesforce's answers mean to the HTTP layer: `Sforce-Limit-Info` is the daily allocation, an
+error body is a list `[{"errorCode", "message"}]` (the OAuth endpoint answers RFC 6749's `error_description`),
+and a 403 `REQUEST_LIMIT_EXCEEDED` is a rate limit.
 """
 
 from __future__ import annotations
@@ -16,17 +20,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd.config import Config, read_secret
 from syncd.errors import AuthError, RateLimited, RejectedError
-from syncd.http import Form, HttpClient, Reply, daily_quota
+from syncd.http import GENERIC, Form, HttpClient, Profile, Reply
 from syncd.models import Deal, Page, Quarantined
-from syncd.ratelimit import TokenBucket
-from syncd.sources import ClientFactory
 from syncd.sources.records import excerpt, iso_ms, text
 
 FIELD_OF = {
@@ -38,6 +39,7 @@ FIELD_OF = {
     "updated_at": "SystemModstamp",
 }
 BASE_FIELDS = ("Id", "SystemModstamp")
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 
 
@@ -49,16 +51,27 @@ class SalesforceSource:
         http: HttpClient,
         names: Iterable[str],
         *,
-        credentials: Callable[[], dict[str, str]],
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
         api_version: str = "v60.0",
         fields: Iterable[str] = (),
         page_size: int = 2000,
         stop_percent: float = 90.0,
+        credential_hint: str = "the Salesforce client id, client secret and refresh token",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.login_url = http.base_url
-        self.credentials = credentials
+        self._login = Form(
+            {
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            }
+        )
+        self.credential_hint = credential_hint
         self.api_version = api_version
         self.page_size = max(200, min(page_size, 2000))
         self.stop_percent = stop_percent
@@ -120,8 +133,8 @@ class SalesforceSource:
             except AuthError as exc:
                 if attempt == 2 or exc.status != 401:
                     raise AuthError(
-                        f"salesforce: the access token was rejected twice after a refresh ({exc}). Check the "
-                        "variables named by [crm] client_id_env, client_secret_env and refresh_token_env.",
+                        f"salesforce: the access token was rejected twice after a refresh ({exc}). "
+                        f"Check {self.credential_hint}.",
                         service="salesforce",
                         status=exc.status,
                     ) from exc
@@ -132,15 +145,12 @@ class SalesforceSource:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _refresh(self) -> None:
-        creds = self.credentials()
         self.http.retarget(self.login_url, {})
-        form = Form({"grant_type": "refresh_token", **creds})
         try:
-            reply = self.http.call("POST", "/services/oauth2/token", json=form, expect=_token_problem)
+            reply = self.http.call("POST", "/services/oauth2/token", json=self._login, expect=_token_problem)
         except RejectedError as exc:
             raise AuthError(
-                f"salesforce: the refresh-token login failed ({exc}). Check the variables named by [crm] "
-                "client_id_env, client_secret_env and refresh_token_env.",
+                f"salesforce: the refresh-token login failed ({exc}). Check {self.credential_hint}.",
                 service="salesforce",
                 status=exc.status,
             ) from exc
@@ -248,19 +258,26 @@ def _token_problem(data: Any) -> str | None:
     return None
 
 
-def from_config(cfg: Config, client: ClientFactory) -> SalesforceSource:
-    creds = {
-        "client_id": read_secret(cfg.crm.client_id_env),
-        "client_secret": read_secret(cfg.crm.client_secret_env),
-        "refresh_token": read_secret(cfg.crm.refresh_token_env),
-    }
-    http = client({}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)})
-    return SalesforceSource(
-        http,
-        cfg.crm_properties,
-        credentials=lambda: creds,
-        api_version=cfg.crm.api_version,
-        fields=cfg.crm.fields,
-        page_size=cfg.crm.page_size,
-        stop_percent=cfg.crm.api_usage_stop_percent,
-    )
+def daily_quota(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """(remaining, limit) from `Sforce-Limit-Info: api-usage=used/limit`."""
+    h = {name.lower(): value for name, value in headers.items()}
+    if match := USAGE.search(h.get("sforce-limit-info", "")):
+        used, limit = int(match[1]), int(match[2])
+        return max(0, limit - used), limit
+    return None
+
+
+def error_text(status: int, body: Any) -> str:
+    """REST errors are a list of `{"errorCode", "message"}`; anything else (the OAuth endpoint's
+    `{"error", "error_description"}`) reads generically."""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return "; ".join(f"{e.get('errorCode', '')}: {e.get('message', '')}" for e in body if isinstance(e, dict))
+    return GENERIC.error_text(status, body)
+
+
+def is_rate_limit(status: int, text: str) -> bool:
+    """Salesforce answers 403 `REQUEST_LIMIT_EXCEEDED`, not 429, when the org's allocation is spent."""
+    return status == 403 and "REQUEST_LIMIT_EXCEEDED" in text
+
+
+PROFILE = Profile(daily_quota=daily_quota, error_text=error_text, is_rate_limit=is_rate_limit)

@@ -8,80 +8,26 @@ without paying for the HTTP stack's imports.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from syncd import alerts
 from syncd import config as configuration
 from syncd.breaker import Breaker
+from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
+from syncd.compose.sources import build_source
 from syncd.hooks import Hooks
-from syncd.http import HttpClient, RetryPolicy
+from syncd.http import HttpClient, Profile, RetryPolicy
 from syncd.metrics import Metrics
-from syncd.models import CycleReport
 from syncd.ratelimit import TokenBucket
-from syncd.redact import register_secret
 from syncd.runtime import Runtime, Settings
+from syncd.sinks.asana import PROFILE as ASANA
 from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
-from syncd.store import Store, open_store, read_status
-from syncd.store.read import Health
+from syncd.store import Store, open_store
 
-
-@dataclass
-class Monitor:
-    """What the process watches beside the cycles: API facts, alert delivery and metrics. After each cycle
-    it updates metrics and alerts and saves the health facts that `syncd status` shows."""
-
-    cfg: configuration.Config
-    breaker: Breaker
-    watch: alerts.ApiWatch = field(default_factory=alerts.ApiWatch)
-    notifier: alerts.Notifier | None = None
-    metrics: Metrics | None = None
-    started_at: float = field(default_factory=time.time)
-    store: Store | None = None
-
-    def observe(self, service: str, status: int | None, headers: Mapping[str, str]) -> None:
-        self.watch.observe(service, status, headers)
-        if self.metrics:
-            self.metrics.observe_request(service, status)
-
-    def after_cycle(self, report: CycleReport) -> None:
-        assert self.store is not None, "after_cycle runs on a runtime with its store"
-        now = time.time()
-        status = read_status(self.cfg.state_path, now)
-        for service, sentence in report.auth_failures.items():
-            self.watch.rejected(service, sentence)
-        if self.metrics:
-            self.metrics.observe_cycle(report, status)
-        facts = alerts.Facts(
-            now=now,
-            dead_ops=[(d.op_key, d.reason or "no reason recorded") for d in status.dead_ops],
-            duplicates=report.duplicates,
-            auth_failures=self.watch.auth_failures(),
-            last_success_at=status.last_success_at,
-            stale_after_seconds=self.cfg.alerts.stale_after_seconds,
-            quota=self.watch.quota(),
-            quota_warn_fraction=self.cfg.alerts.quota_warn_fraction,
-            started_at=self.started_at,
-        )
-        state = alerts.evaluate(alerts.AlertState.from_json(self.store.get_meta("alerts")), facts, self.notifier)
-        self.store.set_meta("alerts", state.to_json())
-        health = Health(
-            breaker=self.breaker.state(now),
-            quota={service: {"remaining": r, "limit": lim} for service, (r, lim) in self.watch.quota().items()},
-            next_run_at=now + self.cfg.interval_seconds,
-            alerts_firing=tuple(sorted(state.active)),
-        )
-        self.store.set_meta("health", health.to_json())
-
-    def close(self) -> None:
-        if self.notifier:
-            self.notifier.close()
+__all__ = ["Monitor", "Wiring", "rewire", "runtime", "wire", "wired"]
 
 
 @dataclass
@@ -125,23 +71,25 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
         metrics = Metrics(stale_after_seconds=cfg.alerts.stale_after_seconds) if cfg.metrics_listen else None
         monitor = Monitor(cfg, breaker, notifier=notifier, metrics=metrics)
 
-    def crm_client(auth_headers: dict[str, str], buckets: dict[str, TokenBucket]) -> HttpClient:
+    def crm_client(auth_headers: dict[str, str], buckets: dict[str, TokenBucket], profile: Profile) -> HttpClient:
         return HttpClient(
             cfg.crm.kind,
             cfg.crm.base_url,
             auth_headers,
             buckets,
+            profile,
             timeout=timeout,
             retry=retry,
             on_response=monitor.observe,
         )
 
-    source: Source = importlib.import_module(f"syncd.sources.{cfg.crm.kind}").from_config(cfg, crm_client)
+    source = build_source(cfg, crm_client)
     asana_http = HttpClient(
         service="asana",
         base_url=cfg.asana.base_url,
         auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.asana.token_env)}"},
         buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
+        profile=ASANA,
         timeout=timeout,
         retry=retry,
         on_response=monitor.observe,
@@ -188,33 +136,3 @@ def rewire(rt: Runtime, monitor: Monitor, cfg: configuration.Config) -> tuple[Ru
     """The same store, breaker and metrics with everything else from a new config (SIGHUP)."""
     wiring = wire(cfg, monitor)
     return dataclasses.replace(wiring.runtime(cfg, rt.store, rt.hooks), clock=rt.clock), wiring.monitor
-
-
-def webhook_poster() -> Callable[[str, dict[str, Any]], None]:
-    """`post(env_name, payload)`: POST JSON once to the webhook URL held in that variable (a secret), for a
-    flow's [flow.notify]. The same checks and client as the alert channels (`syncd.alerts`)."""
-    clients: dict[str, tuple[HttpClient, str]] = {}
-
-    def post(env: str, payload: dict[str, Any]) -> None:
-        if env not in clients:
-            url = alerts.check_url(configuration.read_secret(env), f"[flow.notify] slack_webhook_env = {env}")
-            parts = urlsplit(url)
-            origin = f"{parts.scheme}://{parts.netloc}"
-            path = url[len(origin) :] or "/"
-            register_secret(path)  # the path of a Slack webhook is the secret: never logged
-            clients[env] = (alerts.webhook_client("webhook", origin), path)
-        client, path = clients[env]
-        client.call("POST", path, json=payload, idempotent=False)
-
-    return post
-
-
-def build_notifier(cfg: configuration.Config) -> alerts.Notifier | None:
-    def url(name: str, env: str | None) -> str | None:
-        return alerts.check_url(configuration.read_secret(env), f"{cfg.path} [alerts] {name} = {env}") if env else None
-
-    slack = url("slack_webhook_env", cfg.alerts.slack_webhook_env)
-    webhook = url("webhook_url_env", cfg.alerts.webhook_url_env)
-    if not slack and not webhook:
-        return None
-    return alerts.Notifier(slack_url=slack, webhook_url=webhook, instance=f"{cfg.crm.kind}/{cfg.crm.account}")

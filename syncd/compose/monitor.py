@@ -1,0 +1,103 @@
+"""What the process watches beside the cycles: API facts, alert delivery, metrics, and the health facts that
+`syncd status` shows; plus the poster for flows' Slack messages, which shares the alert channels' client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncd import alerts
+from syncd import config as configuration
+from syncd.breaker import Breaker
+from syncd.http import HttpClient
+from syncd.metrics import Metrics
+from syncd.models import CycleReport
+from syncd.redact import register_secret
+from syncd.store import Store, read_status
+from syncd.store.read import Health
+
+
+@dataclass
+class Monitor:
+    """What the process watches beside the cycles: API facts, alert delivery and metrics. After each cycle
+    it updates metrics and alerts and saves the health facts that `syncd status` shows."""
+
+    cfg: configuration.Config
+    breaker: Breaker
+    watch: alerts.ApiWatch = field(default_factory=alerts.ApiWatch)
+    notifier: alerts.Notifier | None = None
+    metrics: Metrics | None = None
+    started_at: float = field(default_factory=time.time)
+    store: Store | None = None
+
+    def observe(self, service: str, status: int | None, quota: tuple[int, int] | None) -> None:
+        """`HttpClient.on_response` for every client: quota as the client's vendor profile read it."""
+        self.watch.observe(service, status, quota)
+        if self.metrics:
+            self.metrics.observe_request(service, status)
+
+    def after_cycle(self, report: CycleReport) -> None:
+        assert self.store is not None, "after_cycle runs on a runtime with its store"
+        now = time.time()
+        status = read_status(self.cfg.state_path, now)
+        for service, sentence in report.auth_failures.items():
+            self.watch.rejected(service, sentence)
+        if self.metrics:
+            self.metrics.observe_cycle(report, status)
+        facts = alerts.Facts(
+            now=now,
+            dead_ops=[(d.op_key, d.reason or "no reason recorded") for d in status.dead_ops],
+            duplicates=report.duplicates,
+            auth_failures=self.watch.auth_failures(),
+            last_success_at=status.last_success_at,
+            stale_after_seconds=self.cfg.alerts.stale_after_seconds,
+            quota=self.watch.quota(),
+            quota_warn_fraction=self.cfg.alerts.quota_warn_fraction,
+            started_at=self.started_at,
+        )
+        state = alerts.evaluate(alerts.AlertState.from_json(self.store.get_meta("alerts")), facts, self.notifier)
+        self.store.set_meta("alerts", state.to_json())
+        health = Health(
+            breaker=self.breaker.state(now),
+            quota={service: {"remaining": r, "limit": lim} for service, (r, lim) in self.watch.quota().items()},
+            next_run_at=now + self.cfg.interval_seconds,
+            alerts_firing=tuple(sorted(state.active)),
+        )
+        self.store.set_meta("health", health.to_json())
+
+    def close(self) -> None:
+        if self.notifier:
+            self.notifier.close()
+
+
+def webhook_poster() -> Callable[[str, dict[str, Any]], None]:
+    """`post(env_name, payload)`: POST JSON once to the webhook URL held in that variable (a secret), for a
+    flow's [flow.notify]. The same checks and client as the alert channels (`syncd.alerts`)."""
+    clients: dict[str, tuple[HttpClient, str]] = {}
+
+    def post(env: str, payload: dict[str, Any]) -> None:
+        if env not in clients:
+            url = alerts.check_url(configuration.read_secret(env), f"[flow.notify] slack_webhook_env = {env}")
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            path = url[len(origin) :] or "/"
+            register_secret(path)  # the path of a Slack webhook is the secret: never logged
+            clients[env] = (alerts.webhook_client("webhook", origin), path)
+        client, path = clients[env]
+        client.call("POST", path, json=payload, idempotent=False)
+
+    return post
+
+
+def build_notifier(cfg: configuration.Config) -> alerts.Notifier | None:
+    def url(name: str, env: str | None) -> str | None:
+        return alerts.check_url(configuration.read_secret(env), f"{cfg.path} [alerts] {name} = {env}") if env else None
+
+    slack = url("slack_webhook_env", cfg.alerts.slack_webhook_env)
+    webhook = url("webhook_url_env", cfg.alerts.webhook_url_env)
+    if not slack and not webhook:
+        return None
+    return alerts.Notifier(slack_url=slack, webhook_url=webhook, instance=f"{cfg.crm.kind}/{cfg.crm.account}")

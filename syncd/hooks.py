@@ -5,6 +5,7 @@ Light on purpose: the CLI imports it before it takes the lock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,12 +16,14 @@ def _no_step(name: str) -> None:
 
 @dataclass(frozen=True)
 class Hooks:
-    """Seams for the reliability tests. `step(name)` is called at each point where a crash is interesting
-    (see `STEPS`); `blind_retry=True` re-sends `unknown` ops without reconcile, which duplicates (the suite's
-    negative control proves that reconcile is what prevents it)."""
+    """Seams for the tests. `step(name)` is called at each point where a crash is interesting (see `STEPS`);
+    `blind_retry=True` re-sends `unknown` ops without reconcile, which duplicates (the suite's negative control
+    proves that reconcile is what prevents it); `clock` is the engine's wall clock (tests move it instead of
+    sleeping through a settle delay or a retry backoff)."""
 
     step: Callable[[str], None] = _no_step
     blind_retry: bool = False
+    clock: Callable[[], float] = time.time
 
 
 STEPS = (

@@ -108,6 +108,17 @@ class Syncd:
     workdir: Path
     hubspot: FakeHubSpot
     asana: FakeAsana
+    offset: float = 0.0  # how far `tick` has moved syncd's clock and the fakes' clocks ahead of real time
+
+    def clock(self) -> float:
+        return time.time() + self.offset
+
+    def tick(self, seconds: float) -> None:
+        """Let `seconds` pass for syncd and both fakes at once, instead of sleeping (a settle delay, a
+        backoff, a listing's lag). Real processes started afterwards run on the same clock."""
+        self.offset += seconds
+        self.hubspot.clock_offset += seconds
+        self.asana.clock_offset += seconds
 
     @property
     def config_path(self) -> Path:
@@ -128,8 +139,13 @@ class Syncd:
         return {k: v for k, v in env.items() if v is not None}
 
     def command(self, *args: str, crash_at: str | None = None) -> list[str]:
-        """`python -m syncd ...`, or the hooked launcher (`tests/hooked.py`) that SIGKILLs at a named step."""
-        launcher = [str(Path(__file__).with_name("hooked.py")), "--crash-at", crash_at] if crash_at else ["-m", "syncd"]
+        """`python -m syncd ...`, or the hooked launcher (`tests/hooked.py`) when the process must SIGKILL
+        itself at a named step or run on the moved clock."""
+        hooks = [
+            *(["--crash-at", crash_at] if crash_at else []),
+            *(["--clock-offset", repr(self.offset)] if self.offset else []),
+        ]
+        launcher = [str(Path(__file__).with_name("hooked.py")), *hooks] if hooks else ["-m", "syncd"]
         return [sys.executable, *launcher, "--config", str(self.config_path), *args]
 
     def __call__(
@@ -152,7 +168,7 @@ class Syncd:
                 check=False,
             )
         argv = ["--config", str(self.config_path), *args]
-        return in_process(argv, self.env(**env), Hooks(blind_retry=blind_retry))
+        return in_process(argv, self.env(**env), Hooks(blind_retry=blind_retry, clock=self.clock))
 
     def start(self, *args: str, **env: str | None) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -253,7 +269,7 @@ def settle_until_done(syncd: Syncd, rounds: int = 12) -> None:
         states = syncd.op_states()
         if set(states) <= {"created", "dead"}:
             return
-        time.sleep(0.7)
+        syncd.tick(0.7)
     raise AssertionError(f"ops did not settle: {syncd.op_states()}")
 
 

@@ -1,17 +1,21 @@
 """The real `syncd` command with the reliability hooks armed, for tests about processes:
 
-    python tests/hooked.py [--crash-at NAME[:N]] [--blind-retry] SYNCD-ARGS...
+    python tests/hooked.py [--crash-at NAME[:N]] [--blind-retry] [--clock-offset SECONDS] SYNCD-ARGS...
 
 `--crash-at` sends the process SIGKILL the N-th time (default 1) it reaches step NAME (`syncd.hooks.STEPS`);
-`--blind-retry` is the negative control that re-sends `unknown` ops without reconcile. The product reads no
-such switch: only this launcher arms them, through `syncd.cli.main(hooks)`.
+`--blind-retry` is the negative control that re-sends `unknown` ops without reconcile; `--clock-offset` runs
+syncd's clock that far ahead (the test moved its fakes' clocks too). The product reads no such switch: only
+this launcher arms them, through `syncd.cli.main(hooks)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 
 from syncd.cli import main
 from syncd.hooks import STEPS, Hooks
@@ -32,12 +36,18 @@ def crash_at(spec: str) -> Hooks:
     return Hooks(step=step)
 
 
+def ahead(offset: float) -> Callable[[], float]:
+    return lambda: time.time() + offset
+
+
 if __name__ == "__main__":
     args, hooks = sys.argv[1:], Hooks()
-    while args and args[0] in ("--crash-at", "--blind-retry"):
+    while args and args[0] in ("--crash-at", "--blind-retry", "--clock-offset"):
         if args[0] == "--crash-at":
-            hooks, args = crash_at(args[1]), args[2:]
+            hooks, args = dataclasses.replace(hooks, step=crash_at(args[1]).step), args[2:]
+        elif args[0] == "--clock-offset":
+            hooks, args = dataclasses.replace(hooks, clock=ahead(float(args[1]))), args[2:]
         else:
-            hooks, args = Hooks(step=hooks.step, blind_retry=True), args[1:]
+            hooks, args = dataclasses.replace(hooks, blind_retry=True), args[1:]
     sys.argv[1:] = args
     main(hooks)

@@ -38,10 +38,10 @@ def test_reopened_and_won_again_gets_no_second_project(crm_syncd: CrmSyncd) -> N
     (deal,) = seed(s, 1)
     s.crm.win(deal)
     s.ok("once")
-    time.sleep(1.1)  # whole-second timestamps (Salesforce, Pipedrive): the next version must be newer
+    crm_syncd.tick(1.1)  # whole-second timestamps (Salesforce, Pipedrive): the next version must be newer
     s.crm.reopen(deal)
     s.ok("once")
-    time.sleep(1.1)
+    crm_syncd.tick(1.1)
     s.crm.win(deal)
     s.ok("once")
     assert len(s.asana.projects) == 1 and s.asana.create_requests == 1
@@ -71,7 +71,7 @@ def test_crm_faults_and_a_malformed_record_lose_nothing(crm_syncd: CrmSyncd) -> 
     s.crm.inject("malformed_json")
     s.asana.inject("drop_after_create", route="create")
     s("once")
-    time.sleep(0.7)
+    crm_syncd.tick(0.7)
     settle_until_done(s)
     assert_exactly_once(s, deals, crm=s.crm.kind)
     report = json.loads(s.ok("status", "--json").stdout)
@@ -92,7 +92,7 @@ def test_kill_9_mid_run_then_reruns_keep_exactly_once(crm_syncd: CrmSyncd) -> No
         integrity_ok(s)
     crashed = s("once", crash_at="after_inflight_commit")
     assert crashed.returncode in (-signal.SIGKILL, 0)
-    time.sleep(0.7)
+    crm_syncd.tick(0.7)
     settle_until_done(s)
     assert_exactly_once(s, deals, crm=s.crm.kind)
 

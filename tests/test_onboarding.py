@@ -3,8 +3,6 @@ templates; every side effect exactly once, and the write-back never loops."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from syncd.sandbox.webhook import FakeWebhook
@@ -70,7 +68,7 @@ def test_writeback_puts_the_url_on_the_deal_once_and_does_not_loop(syncd: Syncd)
     syncd.hubspot.inject("503", route="patch")  # the first write-back attempt fails: retried
     syncd.ok("once")
     for _ in range(3):
-        time.sleep(1.1)  # the write-back bumped the deal: let the next cycles see that version
+        syncd.tick(1.1)  # the write-back bumped the deal: let the next cycles see that version
         syncd.ok("once")
     url = syncd.hubspot.deals[deal]["properties"]["asana_project_url"]
     assert url == syncd.asana.projects[0]["permalink_url"]
@@ -107,7 +105,7 @@ def test_a_lost_slack_answer_is_not_resent(syncd: Syncd, slack: FakeWebhook) -> 
     win(syncd, deal)
     slack.inject("drop")
     syncd("once")
-    time.sleep(0.7)
+    syncd.tick(0.7)
     syncd("once")
     assert len(slack.received) == 1
     assert syncd.query("SELECT state FROM effects") == [("dead",)]
@@ -120,10 +118,10 @@ def test_per_entry_refire_creates_one_project_per_entry(syncd: Syncd) -> None:
     (deal,) = seed(syncd)
     win(syncd, deal)
     syncd.ok("once")
-    time.sleep(1.0)
+    syncd.tick(1.0)
     syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2))
     syncd.ok("once")
-    time.sleep(1.0)
+    syncd.tick(1.0)
     win(syncd, deal)
     syncd.ok("once")
     syncd.ok("once")
@@ -142,7 +140,7 @@ def test_tasks_are_created_once_each_even_when_an_answer_is_lost(syncd: Syncd) -
     syncd.asana.inject("drop_after_create", route="task_create")  # the first task exists, its answer is lost
     syncd("once")
     for _ in range(4):
-        time.sleep(0.7)
+        syncd.tick(0.7)
         syncd("once")
     (project,) = syncd.asana.projects
     made = syncd.asana.tasks_with_marker(f"[syncd-task:onboarding:hubspot:default:{deal}/")
@@ -161,7 +159,7 @@ def test_a_lost_task_answer_is_reconciled_by_marker_when_external_ids_are_ignore
     syncd.asana.inject("drop_after_create", route="task_create")
     syncd("once")
     for _ in range(3):
-        time.sleep(0.7)
+        syncd.tick(0.7)
         syncd("once")
     assert [t["name"] for t in syncd.asana.tasks] == ["Kickoff Deal 0"]
     assert syncd.asana.task_create_requests == 1
@@ -180,7 +178,7 @@ def test_a_template_project_is_instantiated_once_and_gets_its_marker(syncd: Sync
     syncd.asana.inject("drop_after_create", route="instantiate")  # made, answer lost: reconcile by name
     syncd("once")
     for _ in range(4):
-        time.sleep(0.7)
+        syncd.tick(0.7)
         syncd("once")
     (project,) = syncd.asana.projects
     marker = f"[syncd:hubspot:default:{deal}:onboarding]"

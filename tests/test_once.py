@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from conftest import ASANA_TOKEN, HUBSPOT_TOKEN, Syncd, win
 
@@ -64,7 +63,7 @@ def test_a_deal_that_requalifies_after_reopening_gets_no_second_project(syncd: S
     syncd.ok("once")
     syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2.5))
     syncd.ok("once")
-    time.sleep(1.0)
+    syncd.tick(1.0)
     syncd.hubspot.update_deal(deal, dealstage="closedwon", updated_at=syncd.ago(2.0))
     result = syncd.ok("once")
     assert "1 changed" in result.stdout
@@ -111,7 +110,7 @@ def test_a_lost_asana_response_is_reconciled_into_exactly_one_project(syncd: Syn
     assert len(syncd.asana.projects) == 1
     syncd.ok("once")  # too early: the settle delay has not passed, so nothing is decided
     assert syncd.op_states() == {"unknown": 1}
-    time.sleep(1.3)
+    syncd.tick(1.3)
     result = syncd.ok("once")
     assert "found by reconcile" in result.stdout
     assert syncd.op_states() == {"created": 1}
@@ -128,7 +127,7 @@ def test_a_server_error_before_creation_is_reconciled_then_created_once(syncd: S
     syncd.ok("once")
     assert syncd.op_states() == {"unknown": 1}
     assert syncd.asana.projects == []
-    time.sleep(1.3)
+    syncd.tick(1.3)
     syncd.ok("once")
     assert syncd.op_states() == {"created": 1}
     assert len(syncd.asana.projects) == 1

@@ -51,6 +51,7 @@ class Wiring:
             settings=self.settings,
             breaker=self.monitor.breaker,
             hooks=hooks,
+            clock=hooks.clock,
             post=self.post,
             after_cycle=self.monitor.after_cycle,
         )
@@ -135,4 +136,4 @@ def wired(
 def rewire(rt: Runtime, monitor: Monitor, cfg: configuration.Config) -> tuple[Runtime, Monitor]:
     """The same store, breaker and metrics with everything else from a new config (SIGHUP)."""
     wiring = wire(cfg, monitor)
-    return dataclasses.replace(wiring.runtime(cfg, rt.store, rt.hooks), clock=rt.clock), wiring.monitor
+    return wiring.runtime(cfg, rt.store, rt.hooks), wiring.monitor

@@ -27,7 +27,7 @@ def run_scenario(syncd: Syncd, *, lag: float, settle: float, blind_retry: bool =
         syncd("once", blind_retry=blind_retry)
         if set(syncd.op_states()) <= {"created", "dead"}:
             break
-        time.sleep(min(settle, 0.3) + 0.05)
+        syncd.tick(min(settle, 0.3) + 0.05)
     counts = {deal: len(syncd.asana.projects_with_marker(f":{deal}:onboarding]")) for deal in deals}
     control = " blind retry" if blind_retry else ""
     print(f"lag {lag}s settle {settle}s{control}: projects per deal {sorted(counts.values())}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from conftest import FAST, Syncd, assert_exactly_once, qualify, settle_until_done
@@ -40,7 +38,7 @@ def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
     syncd.asana.inject("503", route="create")
     syncd.asana.inject("429", route="list", retry_after=0)
     syncd("once")
-    time.sleep(0.7)
+    syncd.tick(0.7)
     settle_until_done(syncd)
     assert_exactly_once(syncd, deals)
     problems, kinds = check_requests(syncd)
@@ -65,7 +63,7 @@ def test_template_task_and_update_requests_match_the_spec_too(syncd: Syncd) -> N
     qualify(syncd, 3)
     syncd.asana.inject("drop_after_create", route="task_create")
     syncd("once")
-    time.sleep(0.7)
+    syncd.tick(0.7)
     settle_until_done(syncd)
     syncd("once")
     problems, kinds = check_requests(syncd)

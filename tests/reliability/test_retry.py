@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from conftest import FAST, Syncd, assert_exactly_once, qualify
 
 
@@ -28,10 +26,10 @@ def test_retry_finds_a_project_that_exists_and_does_not_post_again(syncd: Syncd)
     syncd.asana.list_lag = 2.5
     syncd.asana.inject("504_after_create", route="create")  # created, but syncd saw a 504
     syncd("once")
-    time.sleep(0.7)
+    syncd.tick(0.7)
     assert syncd("once").returncode == 1
     assert syncd.op_states() == {"dead": 1}
-    time.sleep(2.0)  # the listing catches up
+    syncd.tick(2.0)  # the listing catches up
     posts = syncd.asana.create_requests
     result = syncd("retry", deal)
     assert result.returncode == 0, result.stdout

@@ -30,7 +30,7 @@ def test_canary_tokens_never_leak(syncd: Syncd) -> None:
         daemon.kill()
         raise AssertionError("the daemon ignored SIGTERM:\n" + daemon.communicate()[1][-3000:]) from None
     syncd.asana.fault_rate = syncd.hubspot.fault_rate = 0.0
-    time.sleep(0.7)
+    syncd.tick(0.7)
     settle_until_done(syncd)
     outputs += [syncd("status"), syncd("status", "--json"), syncd("-vv", "once", "--dry-run")]
     texts = [o.stdout + o.stderr for o in outputs] + [out + err]

@@ -29,7 +29,7 @@ def drain(syncd: Syncd) -> None:
         settle_until_done(syncd)
         if set(dict(syncd.query("SELECT state, count(*) FROM effects GROUP BY state"))) <= {"done"}:
             return
-        time.sleep(0.7)
+        syncd.tick(0.7)
     raise AssertionError(f"effects did not settle: {syncd.query('SELECT effect_key, state, last_error FROM effects')}")
 
 
@@ -53,7 +53,7 @@ def test_a_crash_at_each_effect_step_keeps_every_side_effect_once(syncd: Syncd, 
     crashed = syncd("once", crash_at=f"{point}:{hit}")
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
     integrity_ok(syncd)
-    time.sleep(0.7)
+    syncd.tick(0.7)
     drain(syncd)
     assert_every_side_effect_once(syncd, deals)
 
@@ -76,7 +76,7 @@ def test_random_kill_9_with_tasks_and_writeback_under_faults(syncd: Syncd) -> No
         process.communicate(timeout=30)
         integrity_ok(syncd)
     syncd.asana.fault_rate = 0.0
-    time.sleep(0.7)
+    syncd.tick(0.7)
     drain(syncd)
     print(
         f"side effects: {kills} kills, {syncd.asana.faults_injected} Asana faults, "

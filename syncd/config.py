@@ -7,7 +7,7 @@ credential of that name (`$CREDENTIALS_DIRECTORY/<name>`). The config is loaded 
 `syncd status` works without them.
 
 Each key is declared once, in `TABLES` below (the [[flow]] tables are in `syncd.flow_config`, which defines
-`Key`): parsing and the unknown-key check both come from those declarations.
+`Key`): parsing, the unknown-key check and `documented_defaults` all come from those declarations.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from syncd.errors import ConfigError
 from syncd.flow_config import ASANA_COLORS as ASANA_COLORS
 from syncd.flow_config import ASANA_PRIVACY as ASANA_PRIVACY
 from syncd.flow_config import REQUIRED, Derived, Key, Site, check_keys, parse_flows, read_table
+from syncd.flow_config import TABLES as FLOW_TABLES
 from syncd.flows import Flow
 from syncd.redact import register_secret
 
@@ -296,6 +297,13 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         **values["schedule"],
         **values["metrics"],
     )
+
+
+def documented_defaults() -> dict[str, dict[str, object]]:
+    """Table -> key -> default, for every key whose default is a value of its own (not required, optional,
+    derived from another key, or a table)."""
+    tables = {**TABLES, **FLOW_TABLES}
+    return {name: {key.name: key.default for key in keys if key.plain_default} for name, keys in tables.items()}
 
 
 def read_secret(name: str) -> str:

@@ -1,9 +1,9 @@
 """The [[flow]] tables of config.toml -> `Flow`s; and `Key`, how every table's keys are declared and read.
 
-Each key is declared once, as a `Key`: its type, default, range and a line of help. Reading a table and the
-unknown-key check both come from the declarations; what a type and a range cannot say is a `check` function
-attached to the key. `syncd.config` declares [state], [crm], ... the same way and imports this module, so `Key`
-lives here, below both.
+Each key is declared once, as a `Key`: its type, default, range and a line of help. Reading a table, the
+unknown-key check and `syncd.config.documented_defaults` all come from the declarations; what a type and a range
+cannot say is a `check` function attached to the key. `syncd.config` declares [state], [crm], ... the same way
+and imports this module, so `Key` lives here, below both.
 
 A flow's sub-tables ([flow.project], [[flow.tasks]], [flow.writeback], [flow.notify]) are keys of [[flow]]
 whose check reads the sub-table's own keys, so that every message names the flow: "[flow 'onboarding' project]".
@@ -63,6 +63,10 @@ class Key:
     @property
     def field(self) -> str:
         return self.attr or self.name
+
+    @property
+    def plain_default(self) -> bool:
+        return not self.table and self.default is not None and not isinstance(self.default, Derived | _Required)
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,18 @@ config file is loaded first; real environment variables win over it. Tokens are 
 names the variable (`token_env`), and `read_secret` finds its value in the environment, or in a systemd
 credential of that name (`$CREDENTIALS_DIRECTORY/<name>`). The config is loaded without tokens, so
 `syncd status` works without them.
+
+Each key is declared once, in `TABLES` below (the [[flow]] tables are in `syncd.flow_config`, which defines
+`Key`): parsing, the unknown-key check and `documented_defaults` all come from those declarations.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,12 @@ from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
-from syncd import rules
 from syncd.errors import ConfigError
-from syncd.flows import Flow, TaskSpec, Template, TemplateError
+from syncd.flow_config import ASANA_COLORS as ASANA_COLORS
+from syncd.flow_config import ASANA_PRIVACY as ASANA_PRIVACY
+from syncd.flow_config import REQUIRED, Derived, Key, Site, check_keys, parse_flows, read_table
+from syncd.flow_config import TABLES as FLOW_TABLES
+from syncd.flows import Flow
 from syncd.redact import register_secret
 
 KINDS = ("hubspot", "salesforce", "pipedrive")
@@ -33,61 +39,6 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "salesforce": {"base_url": "https://login.salesforce.com", "token_env": "", "page": (2000, 2000), "burst": 100},
     "pipedrive": {"base_url": None, "token_env": "PIPEDRIVE_TOKEN", "page": (500, 500), "burst": 100},
 }
-ALLOWED: dict[str, set[str]] = {
-    "": {"state", "crm", "asana", "http", "schedule", "flow", "alerts", "metrics"},
-    "alerts": {"slack_webhook_env", "webhook_url_env", "stale_after_minutes", "quota_warn_percent"},
-    "metrics": {"listen"},
-    "state": {"path"},
-    "crm": {
-        "kind",
-        "base_url",
-        "token_env",
-        "overlap_seconds",
-        "delay_seconds",
-        "account",
-        "page_size",
-        "search_per_second",
-        "requests_per_10_seconds",
-        "client_id_env",
-        "client_secret_env",
-        "refresh_token_env",
-        "api_version",
-        "fields",
-        "api_usage_stop_percent",
-    },
-    "asana": {"base_url", "token_env", "workspace", "team", "requests_per_minute", "settle_seconds", "max_attempts"},
-    "http": {"connect_timeout", "read_timeout", "max_tries", "max_time_seconds", "retry_base_seconds"},
-    "schedule": {"interval_seconds"},
-    "flow": {"name", "when", "project", "refire", "tasks", "writeback", "notify"},
-    "flow.project": {"name", "notes", "template", "owner", "due_days_after_close", "color", "privacy", "custom_fields"},
-    "flow.tasks": {"name", "notes", "assignee", "due_days_after_close"},
-    "flow.writeback": {"property"},
-    "flow.notify": {"slack_webhook_env", "text"},
-}
-
-
-ASANA_COLORS = (
-    "dark-pink",
-    "dark-green",
-    "dark-blue",
-    "dark-red",
-    "dark-teal",
-    "dark-brown",
-    "dark-orange",
-    "dark-purple",
-    "dark-warm-gray",
-    "light-pink",
-    "light-green",
-    "light-blue",
-    "light-red",
-    "light-teal",
-    "light-brown",
-    "light-orange",
-    "light-purple",
-    "light-warm-gray",
-    "none",
-)
-ASANA_PRIVACY = ("public_to_workspace", "private_to_team", "private")
 
 
 @dataclass(frozen=True)
@@ -155,6 +106,158 @@ class Config:
         return frozenset().union(*(flow.names for flow in self.flows))
 
 
+def _kind(kind: str, site: Site) -> str:
+    if kind not in KINDS:
+        raise site.fail(f"kind = {kind!r} is not supported. Use one of: {', '.join(KINDS)}.")
+    return kind
+
+
+def _url(value: str, site: Site) -> str:
+    url = value.rstrip("/")
+    parts = urlsplit(url)
+    if parts.hostname and (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
+        return url
+    raise site.fail(
+        f"base_url = {url!r} must be an https:// URL (http:// is allowed only for "
+        "127.0.0.1/localhost, e.g. the sandbox)."
+    )
+
+
+def _api_version(version: str, site: Site) -> str:
+    if not re.fullmatch(r"v\d+\.\d", version):
+        raise site.fail(f'api_version = {version!r} should look like "v60.0".')
+    return version
+
+
+def _fields(fields: Any, site: Site) -> tuple[str, ...]:
+    if not isinstance(fields, list) or not all(isinstance(f, str) and re.fullmatch(r"\w+(\.\w+)?", f) for f in fields):
+        raise site.fail('\'fields\' must be a list of field names such as ["Tier__c", "Account.Name"].')
+    return tuple(fields)
+
+
+def _gid(value: Any, site: Site) -> str:
+    gid = str(value).strip()
+    if not gid.isdigit():
+        raise site.fail(f"{site.key.name} = {gid!r} is not an Asana gid (digits only). {site.key.fix}.")
+    return gid
+
+
+def _settle(settle: float, site: Site) -> float:
+    read_timeout = site.values["http"]["read_timeout"]
+    if settle <= read_timeout:
+        raise site.fail(
+            f"settle_seconds = {settle:g} must be longer than [http] read_timeout = {read_timeout:g}, or a project "
+            "created by a slow request could be missed by reconcile and created twice. Raise settle_seconds or "
+            "lower read_timeout."
+        )
+    return settle
+
+
+def _stale(minutes: float, site: Site) -> float:
+    stale, interval = 60 * minutes, site.values["schedule"]["interval_seconds"]  # kept in seconds
+    if stale <= interval:
+        raise site.fail(
+            f"stale_after_minutes = {stale / 60:g} must be longer than [schedule] interval_seconds = "
+            f"{interval:g}, or every wait between cycles would alert."
+        )
+    return stale
+
+
+def _listen(listen: str, site: Site) -> str:
+    from syncd.metrics import parse_listen  # cheap: prometheus_client is imported only when serving
+
+    parse_listen(listen, f"{site.path} [metrics] listen")
+    return listen
+
+
+def _state_path(path: str, site: Site) -> Path:
+    return (site.path.parent / path).resolve()
+
+
+def _fraction(percent: float, site: Site) -> float:
+    return percent / 100
+
+
+def _per_kind(pick: Callable[[dict[str, Any]], Any]) -> Derived:
+    return Derived(lambda values: pick(KIND_DEFAULTS[values["crm"]["kind"]]))
+
+
+# Defaults that are not values of their own: per CRM (once [crm] kind is read), or from another table's key.
+_BASE_URL, _TOKEN_ENV = _per_kind(lambda d: d["base_url"] or REQUIRED), _per_kind(lambda d: d["token_env"] or "unused")
+_PAGE, _MAX_PAGE = _per_kind(lambda d: d["page"][0]), _per_kind(lambda d: d["page"][1])
+_BURST = _per_kind(lambda d: d["burst"])
+_SETTLE = Derived(lambda values: values["http"]["read_timeout"] + 15)
+_STALE = Derived(lambda values: max(15.0, 3 * values["schedule"]["interval_seconds"] / 60))
+_PIPEDRIVE_URL = 'For Pipedrive it is your company domain, e.g. base_url = "https://yourcompany.pipedrive.com"'
+_WORKSPACE_FIX = "Copy it from the workspace's URL in Asana"
+_TEAM_FIX = "Copy it from the team's URL in Asana (app.asana.com/0/<team gid>/...)"
+
+# Read in this order: [http] before [asana] and [schedule] before [alerts], whose defaults derive from them.
+TABLES: dict[str, tuple[Key, ...]] = {
+    "state": (
+        Key("path", str, "syncd.db", "SQLite state, beside the config file", check=_state_path, attr="state_path"),
+    ),
+    "crm": (
+        Key("kind", str, "hubspot", " | ".join(KINDS), check=_kind),
+        Key("base_url", str, _BASE_URL, "the CRM's API", check=_url, fix=_PIPEDRIVE_URL),
+        Key("token_env", str, _TOKEN_ENV, "the token's variable (or credential)"),
+        Key("overlap_seconds", float, 300, "re-read window below the cursor", minimum=0),
+        Key("delay_seconds", float, 30, "never read closer to the CRM's now than this", minimum=0),
+        Key("account", str, "default", "goes into each project's marker"),
+        Key("page_size", int, _PAGE, "deals per request", minimum=1, maximum=_MAX_PAGE),
+        Key("search_per_second", float, 4, "HubSpot search requests per second", minimum=0.01),
+        Key("requests_per_10_seconds", int, _BURST, "burst limit for other calls", minimum=1),
+        Key("client_id_env", str, "SALESFORCE_CLIENT_ID", "Salesforce: the connected app's consumer key"),
+        Key("client_secret_env", str, "SALESFORCE_CLIENT_SECRET", "Salesforce: the connected app's secret"),
+        Key("refresh_token_env", str, "SALESFORCE_REFRESH_TOKEN", "Salesforce: from the refresh-token flow"),
+        Key("api_version", str, "v60.0", "Salesforce REST API version", check=_api_version),
+        Key("fields", object, [], "Salesforce: extra fields to read", check=_fields),
+        Key("api_usage_stop_percent", float, 90, "Salesforce: share of the daily limit", minimum=1, maximum=100),
+    ),
+    "http": (
+        Key("connect_timeout", float, 5, "seconds to connect", minimum=0.1),
+        Key("read_timeout", float, 30, "seconds to wait for a response", minimum=0.1),
+        Key("max_tries", int, 5, "attempts for idempotent reads; POSTs are never retried here", minimum=1),
+        Key("max_time_seconds", float, 120, "time budget for the retries of one read", minimum=0),
+        Key("retry_base_seconds", float, 0.5, "first backoff step (full jitter; Retry-After wins)", minimum=0),
+    ),
+    "asana": (
+        Key("base_url", str, "https://app.asana.com/api/1.0", "Asana's API", check=_url),
+        Key("token_env", str, "ASANA_TOKEN", "the token's variable (or credential)"),
+        Key("workspace", object, REQUIRED, "the workspace gid", check=_gid, fix=_WORKSPACE_FIX),
+        Key("team", object, REQUIRED, "the gid of the team that holds the projects", check=_gid, fix=_TEAM_FIX),
+        Key("requests_per_minute", int, 150, "150 on free plans, 1500 on paid plans", minimum=1),
+        Key("settle_seconds", float, _SETTLE, "before trusting a listing", minimum=0, check=_settle),
+        Key("max_attempts", int, 10, "POSTs per project before the op goes dead", minimum=1),
+    ),
+    "schedule": (Key("interval_seconds", float, 60, "`syncd run`: one cycle per interval", minimum=1),),
+    "alerts": (
+        Key("slack_webhook_env", str, None, "the variable holding a Slack webhook URL"),
+        Key("webhook_url_env", str, None, "the variable holding a generic JSON webhook URL"),
+        Key(
+            "stale_after_minutes",
+            float,
+            _STALE,
+            "alert after this long without a good cycle",
+            minimum=1,
+            check=_stale,
+            attr="stale_after_seconds",
+        ),
+        Key(
+            "quota_warn_percent",
+            float,
+            80,
+            "alert past this share of a daily API quota",
+            minimum=1,
+            maximum=100,
+            check=_fraction,
+            attr="quota_warn_fraction",
+        ),
+    ),
+    "metrics": (Key("listen", str, None, "host:port for /metrics and /healthz", check=_listen, attr="metrics_listen"),),
+}
+
+
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
     return Path(explicit or os.environ.get("SYNCD_CONFIG") or "config.toml")
 
@@ -174,104 +277,33 @@ def load(path: Path) -> Config:
 
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
-    t = _Tables(raw, path)
-    t.check_keys("", raw)
-    state, crm, asana, http, schedule = (t.table(name) for name in ("state", "crm", "asana", "http", "schedule"))
-
-    kind = t.get(crm, "crm", "kind", str, "hubspot")
-    if kind not in KINDS:
-        raise ConfigError(f"{path} [crm]: kind = {kind!r} is not supported. Use one of: {', '.join(KINDS)}.")
-    defaults = KIND_DEFAULTS[kind]
-    if defaults["base_url"] is None and "base_url" not in crm:
-        raise ConfigError(
-            f"{path} [crm]: 'base_url' is missing. For Pipedrive it is your company domain, "
-            'e.g. base_url = "https://yourcompany.pipedrive.com".'
-        )
-    api_version = t.get(crm, "crm", "api_version", str, "v60.0")
-    if not re.fullmatch(r"v\d+\.\d", api_version):
-        raise ConfigError(f'{path} [crm]: api_version = {api_version!r} should look like "v60.0".')
-    fields = crm.get("fields", [])
-    if not isinstance(fields, list) or not all(isinstance(f, str) and re.fullmatch(r"\w+(\.\w+)?", f) for f in fields):
-        raise ConfigError(
-            f'{path} [crm]: \'fields\' must be a list of field names such as ["Tier__c", "Account.Name"].'
-        )
-    http_cfg = HttpConfig(
-        connect_timeout=t.number(http, "http", "connect_timeout", 5, minimum=0.1),
-        read_timeout=t.number(http, "http", "read_timeout", 30, minimum=0.1),
-        max_tries=int(t.number(http, "http", "max_tries", 5, minimum=1)),
-        max_time_seconds=t.number(http, "http", "max_time_seconds", 120, minimum=0),
-        retry_base_seconds=t.number(http, "http", "retry_base_seconds", 0.5, minimum=0),
-    )
-    settle = t.number(asana, "asana", "settle_seconds", http_cfg.read_timeout + 15, minimum=0)
-    if settle <= http_cfg.read_timeout:
-        raise ConfigError(
-            f"{path} [asana]: settle_seconds = {settle:g} must be longer than [http] read_timeout = "
-            f"{http_cfg.read_timeout:g}, or a project created by a slow request could be missed by reconcile "
-            "and created twice. Raise settle_seconds or lower read_timeout."
-        )
-    alerts_t, metrics_t = t.table("alerts"), t.table("metrics")
-    interval = t.number(schedule, "schedule", "interval_seconds", 60, minimum=1)
-    stale = 60 * t.number(alerts_t, "alerts", "stale_after_minutes", max(15.0, 3 * interval / 60), minimum=1)
-    if stale <= interval:
-        raise ConfigError(
-            f"{path} [alerts]: stale_after_minutes = {stale / 60:g} must be longer than [schedule] "
-            f"interval_seconds = {interval:g}, or every wait between cycles would alert."
-        )
-    alerts_cfg = AlertsConfig(
-        slack_webhook_env=t.get(alerts_t, "alerts", "slack_webhook_env", str)
-        if "slack_webhook_env" in alerts_t
-        else None,
-        webhook_url_env=t.get(alerts_t, "alerts", "webhook_url_env", str) if "webhook_url_env" in alerts_t else None,
-        stale_after_seconds=stale,
-        quota_warn_fraction=t.number(alerts_t, "alerts", "quota_warn_percent", 80, minimum=1, maximum=100) / 100,
-    )
-    listen = None
-    if "listen" in metrics_t:
-        from syncd.metrics import parse_listen  # cheap: prometheus_client is imported only when serving
-
-        listen = t.get(metrics_t, "metrics", "listen", str)
-        parse_listen(listen, f"{path} [metrics] listen")
-    flows = tuple(t.flow(i, f) for i, f in enumerate(t.flows()))
-    names = [f.name for f in flows]
-    if dupes := sorted({n for n in names if names.count(n) > 1}):
-        raise ConfigError(f"{path} [[flow]]: the name {dupes[0]!r} is used twice. Give each flow its own name.")
+    check_keys(path, "", raw, [*TABLES, "flow"])
+    tables = {name: raw.get(name, {}) for name in TABLES}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path} [{name}]: '{name}' must be a table, written [{name}].")
+        check_keys(path, name, table, [key.name for key in TABLES[name]])
+    values: dict[str, dict[str, Any]] = {}  # in the order of TABLES, so that derived defaults find their sources
+    for name, table in tables.items():
+        read_table(path, name, name, table, TABLES[name], values)
     return Config(
         path=path,
-        state_path=(path.parent / t.get(state, "state", "path", str, "syncd.db")).resolve(),
-        crm=CrmConfig(
-            kind=kind,
-            base_url=t.url(crm, "crm", defaults["base_url"]),
-            token_env=t.get(crm, "crm", "token_env", str, defaults["token_env"] or "unused"),
-            overlap_seconds=t.number(crm, "crm", "overlap_seconds", 300, minimum=0),
-            delay_seconds=t.number(crm, "crm", "delay_seconds", 30, minimum=0),
-            account=t.get(crm, "crm", "account", str, "default"),
-            page_size=int(
-                t.number(crm, "crm", "page_size", defaults["page"][0], minimum=1, maximum=defaults["page"][1])
-            ),
-            search_per_second=t.number(crm, "crm", "search_per_second", 4, minimum=0.01),
-            requests_per_10_seconds=int(t.number(crm, "crm", "requests_per_10_seconds", defaults["burst"], minimum=1)),
-            client_id_env=t.get(crm, "crm", "client_id_env", str, "SALESFORCE_CLIENT_ID"),
-            client_secret_env=t.get(crm, "crm", "client_secret_env", str, "SALESFORCE_CLIENT_SECRET"),
-            refresh_token_env=t.get(crm, "crm", "refresh_token_env", str, "SALESFORCE_REFRESH_TOKEN"),
-            api_version=api_version,
-            fields=tuple(fields),
-            api_usage_stop_percent=t.number(crm, "crm", "api_usage_stop_percent", 90, minimum=1, maximum=100),
-        ),
-        asana=AsanaConfig(
-            base_url=t.url(asana, "asana", "https://app.asana.com/api/1.0"),
-            token_env=t.get(asana, "asana", "token_env", str, "ASANA_TOKEN"),
-            workspace=t.gid(asana, "workspace", "Copy it from the workspace's URL in Asana"),
-            team=t.gid(asana, "team", "Copy it from the team's URL in Asana (app.asana.com/0/<team gid>/...)"),
-            requests_per_minute=int(t.number(asana, "asana", "requests_per_minute", 150, minimum=1)),
-            settle_seconds=settle,
-            max_attempts=int(t.number(asana, "asana", "max_attempts", 10, minimum=1)),
-        ),
-        http=http_cfg,
-        interval_seconds=interval,
-        flows=flows,
-        alerts=alerts_cfg,
-        metrics_listen=listen,
+        crm=CrmConfig(**values["crm"]),
+        asana=AsanaConfig(**values["asana"]),
+        http=HttpConfig(**values["http"]),
+        alerts=AlertsConfig(**values["alerts"]),
+        flows=parse_flows(raw.get("flow"), path),
+        **values["state"],
+        **values["schedule"],
+        **values["metrics"],
     )
+
+
+def documented_defaults() -> dict[str, dict[str, object]]:
+    """Table -> key -> default, for every key whose default is a value of its own (not required, optional,
+    derived from another key, or a table)."""
+    tables = {**TABLES, **FLOW_TABLES}
+    return {name: {key.name: key.default for key in keys if key.plain_default} for name, keys in tables.items()}
 
 
 def read_secret(name: str) -> str:
@@ -289,190 +321,6 @@ def read_secret(name: str) -> str:
             "beside the config file, or in a systemd credential of that name."
         )
     return value
-
-
-class _Tables:
-    """Typed access to the parsed TOML that turns every mistake into a sentence naming the key."""
-
-    def __init__(self, raw: dict[str, Any], path: Path) -> None:
-        self.raw, self.path = raw, path
-
-    def fail(self, where: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.path} [{where}]: {message}")
-
-    def check_keys(self, where: str, table: dict[str, Any]) -> None:
-        for key in table:
-            if key not in ALLOWED[where]:
-                close = difflib.get_close_matches(key, ALLOWED[where], n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(sorted(ALLOWED[where]))}."
-                raise self.fail(where or "top level", f"unknown key {key!r}.{hint}")
-
-    def table(self, name: str) -> dict[str, Any]:
-        value = self.raw.get(name, {})
-        if not isinstance(value, dict):
-            raise self.fail(name, f"'{name}' must be a table, written [{name}].")
-        self.check_keys(name, value)
-        return value
-
-    def get(self, table: dict[str, Any], where: str, key: str, kind: type, default: Any = None) -> Any:
-        value = table.get(key, default)
-        if value is None:
-            raise self.fail(where, f"{key!r} is missing.")
-        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-            raise self.fail(where, f"{key!r} must be a {kind.__name__}, not {value!r}.")
-        return value
-
-    def number(
-        self,
-        table: dict[str, Any],
-        where: str,
-        key: str,
-        default: float,
-        *,
-        minimum: float,
-        maximum: float | None = None,
-    ) -> float:
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(where, f"{key!r} must be a number, not {value!r}.")
-        if value < minimum or (maximum is not None and value > maximum):
-            limits = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
-            raise self.fail(where, f"{key!r} = {value!r} is out of range; use a value {limits}.")
-        return float(value)
-
-    def url(self, table: dict[str, Any], where: str, default: str) -> str:
-        url = self.get(table, where, "base_url", str, default).rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme == "https" and parts.hostname:
-            return url
-        if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
-            return url
-        raise self.fail(
-            where,
-            f"base_url = {url!r} must be an https:// URL (http:// is allowed only for "
-            "127.0.0.1/localhost, e.g. the sandbox).",
-        )
-
-    def gid(self, table: dict[str, Any], key: str, fix: str) -> str:
-        value = table.get(key)
-        if value is None:
-            raise self.fail("asana", f"{key!r} is missing. {fix}.")
-        value = str(value).strip()
-        if not value.isdigit():
-            raise self.fail("asana", f"{key} = {value!r} is not an Asana gid (digits only). {fix}.")
-        return value
-
-    def flows(self) -> list[dict[str, Any]]:
-        flows = self.raw.get("flow")
-        if not flows:
-            raise self.fail(
-                "flow",
-                "no [[flow]] is configured, so syncd would never create a project. "
-                "Add one: see the [[flow]] example in config.toml.",
-            )
-        if not isinstance(flows, list) or not all(isinstance(f, dict) for f in flows):
-            raise self.fail("flow", "flows must be written as [[flow]] tables.")
-        return flows
-
-    def flow(self, index: int, table: dict[str, Any]) -> Flow:
-        self.check_keys("flow", table)
-        where = f"flow #{index + 1}"
-        name = self.get(table, where, "name", str)
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise self.fail(
-                where,
-                f"name = {name!r}: use letters, digits, '-' and '_' only (it is part of the "
-                "marker syncd writes into each project).",
-            )
-        where = f"flow {name!r}"
-        try:
-            rule = rules.parse(self.get(table, where, "when", str))
-        except rules.RuleError as exc:
-            raise self.fail(where, f"'when' is not a valid rule: {exc}.") from None
-        project = table.get("project", {})
-        if not isinstance(project, dict):
-            raise self.fail(where, "'project' must be a table, written [flow.project].")
-        self.check_keys("flow.project", project)
-        at = f"{where} project"
-        refire = self.get(table, where, "refire", str, "once")
-        if refire not in ("once", "per_entry"):
-            raise self.fail(
-                where,
-                f'refire = {refire!r}: use "once" (one project per deal, ever) or '
-                '"per_entry" (a new project each time the deal re-enters the rule).',
-            )
-        color, privacy = project.get("color"), project.get("privacy")
-        if color is not None and color not in ASANA_COLORS:
-            raise self.fail(at, f"color = {color!r} is not an Asana color; use one of {', '.join(ASANA_COLORS)}.")
-        if privacy is not None and privacy not in ASANA_PRIVACY:
-            raise self.fail(at, f"privacy = {privacy!r}: use one of {', '.join(ASANA_PRIVACY)}.")
-        custom = project.get("custom_fields", {})
-        if not isinstance(custom, dict) or not all(str(k).isdigit() and isinstance(v, str) for k, v in custom.items()):
-            raise self.fail(
-                at,
-                "custom_fields must map custom field gids to templates, e.g. "
-                'custom_fields = { "1201234567890" = "{tier}" }.',
-            )
-        tasks = table.get("tasks", [])
-        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-            raise self.fail(where, "tasks must be written as [[flow.tasks]] tables.")
-        writeback = table.get("writeback", {})
-        notify = table.get("notify", {})
-        for key, value in (("writeback", writeback), ("notify", notify)):
-            if not isinstance(value, dict):
-                raise self.fail(where, f"'{key}' must be a table, written [flow.{key}].")
-            self.check_keys(f"flow.{key}", value)
-        notify_env = notify.get("slack_webhook_env")
-        return Flow(
-            name=name,
-            rule=rule,
-            project_name=self.template(project, at, "name", "Onboarding: {name}"),
-            project_notes=self.template(project, at, "notes", "Created by syncd from CRM deal {id}."),
-            refire=refire,
-            template=self.optional_gid(project, at, "template"),
-            owner=self.optional_gid(project, at, "owner"),
-            due_days_after_close=self.optional_int(project, at, "due_days_after_close"),
-            color=color,
-            privacy=privacy,
-            custom_fields=tuple((str(gid), self.template(custom, at, gid, "")) for gid in custom),
-            tasks=tuple(self.task(t, f"{where} task #{i + 1}") for i, t in enumerate(tasks)),
-            writeback=self.get(writeback, f"{where} writeback", "property", str) if writeback else None,
-            notify_env=self.get(notify, f"{where} notify", "slack_webhook_env", str) if notify else None,
-            notify_text=self.template(notify, f"{where} notify", "text", "New project for {name}: {project_url}")
-            if notify_env
-            else None,
-        )
-
-    def template(self, table: dict[str, Any], where: str, key: str, default: str) -> Template:
-        try:
-            return Template.parse(self.get(table, where, key, str, default))
-        except TemplateError as exc:
-            raise self.fail(where, f"{key!r} is not a valid template: {exc}.") from None
-
-    def optional_gid(self, table: dict[str, Any], where: str, key: str) -> str | None:
-        value = table.get(key)
-        if value is None:
-            return None
-        if not str(value).isdigit():
-            raise self.fail(where, f"{key} = {value!r} is not an Asana gid (digits only).")
-        return str(value)
-
-    def optional_int(self, table: dict[str, Any], where: str, key: str) -> int | None:
-        value = table.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(where, f"{key} = {value!r} must be a whole number of days.")
-        return value
-
-    def task(self, table: dict[str, Any], where: str) -> TaskSpec:
-        self.check_keys("flow.tasks", table)
-        return TaskSpec(
-            name=self.template(table, where, "name", "Task"),
-            notes=self.template(table, where, "notes", ""),
-            assignee=self.optional_gid(table, where, "assignee"),
-            due_days_after_close=self.optional_int(table, where, "due_days_after_close"),
-        )
 
 
 def is_loopback(host: str) -> bool:

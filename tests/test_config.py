@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from syncd import config, rules
+from syncd import config, flow_config, rules
 from syncd.errors import ConfigError
 from syncd.flows import Template, TemplateError, marker
 
@@ -34,6 +36,41 @@ def test_the_shipped_example_config_loads() -> None:
     assert cfg.crm.kind == "hubspot" and cfg.crm.overlap_seconds == 300 and cfg.crm.delay_seconds == 30
     assert [f.name for f in cfg.flows] == ["onboarding"]
     assert cfg.crm_properties == {"stage", "amount", "tier", "name", "id"}
+
+
+def test_the_example_config_shows_every_declared_key_and_its_default() -> None:
+    """Every key appears in config.toml, commented out or not, and a value shown for a key with a default of its
+    own is that default, unless the line's comment starts with "example"."""
+    declared = {**config.TABLES, **flow_config.TABLES}
+    defaults = config.documented_defaults()
+    table, seen, wrong = "", set(), []
+    for line in (Path(__file__).parent.parent / "config.toml").read_text().splitlines():
+        if header := re.fullmatch(r"#?\s*\[\[?([\w.]+)\]\]?\s*(#.*)?", line):
+            table = header[1]
+            parent, _, key = table.rpartition(".")
+            seen.add((parent, key))  # [flow.project] shows the key "project" of [flow]
+        elif shown := re.fullmatch(r"(#\s*)?(\w+)\s*=.*", line):
+            prefix, key = shown[1] or "", shown[2]
+            seen.add((table, key))
+            if key in defaults.get(table, {}) and not re.search(r"#\s*example\b", line):
+                value = tomllib.loads(line.removeprefix(prefix))[key]
+                if value != defaults[table][key]:
+                    wrong.append(f"[{table}] {line.strip()}  <- the default is {defaults[table][key]!r}")
+    expected = [("", name) for name in [*config.TABLES, "flow"]]
+    expected += [(name, key.name) for name, keys in declared.items() for key in keys]
+    missing = [f"[{name}] {key}" for name, key in expected if (name, key) not in seen]
+    assert (missing, wrong) == ([], [])
+
+
+def test_documented_defaults_are_the_values_of_their_own() -> None:
+    defaults = config.documented_defaults()
+    assert defaults["schedule"] == {"interval_seconds": 60} and defaults["http"]["read_timeout"] == 30
+    assert defaults["flow"] == {"refire": "once"} and defaults["flow.tasks"] == {"name": "Task", "notes": ""}
+    # required, optional, per CRM or derived from another key: no value of their own to document
+    assert not {"workspace", "team", "settle_seconds"} & set(defaults["asana"])
+    assert not {"base_url", "token_env", "page_size", "requests_per_10_seconds"} & set(defaults["crm"])
+    assert defaults["alerts"] == {"quota_warn_percent": 80} and defaults["metrics"] == {}
+    assert all(key.help for keys in [*config.TABLES.values(), *flow_config.TABLES.values()] for key in keys)
 
 
 def test_defaults_and_relative_state_path(tmp_path: Path) -> None:

@@ -1,0 +1,290 @@
+"""The [[flow]] tables of config.toml -> `Flow`s; and `Key`, how every table's keys are declared and read.
+
+Each key is declared once, as a `Key`: its type, default, range and a line of help. Reading a table, the
+unknown-key check and `syncd.config.documented_defaults` all come from the declarations; what a type and a range
+cannot say is a `check` function attached to the key. `syncd.config` declares [state], [crm], ... the same way
+and imports this module, so `Key` lives here, below both.
+
+A flow's sub-tables ([flow.project], [[flow.tasks]], [flow.writeback], [flow.notify]) are keys of [[flow]]
+whose check reads the sub-table's own keys, so that every message names the flow: "[flow 'onboarding' project]".
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncd import rules
+from syncd.errors import ConfigError
+from syncd.flows import Flow, TaskSpec, Template, TemplateError
+
+_HUES = ("pink", "green", "blue", "red", "teal", "brown", "orange", "purple", "warm-gray")
+ASANA_COLORS = (*(f"{shade}-{hue}" for shade in ("dark", "light") for hue in _HUES), "none")
+ASANA_PRIVACY = ("public_to_workspace", "private_to_team", "private")
+
+
+class _Required(enum.Enum):
+    REQUIRED = "required"
+
+
+REQUIRED = _Required.REQUIRED  # the default of a key that must be written
+Values = Mapping[str, Mapping[str, Any]]  # what has been read so far: table -> attribute -> value
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A default (or maximum) computed from keys read before it, such as the CRM's kind: none to document."""
+
+    compute: Callable[[Values], Any]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a table. `type`: str, float (a number), int (a number, truncated) or object (`check` decides).
+    `default`: a value, None (optional), REQUIRED or Derived. `check(value, site)` returns the value to keep;
+    `fix` ends the "is missing" message; `attr` is the attribute when it is not `name`; `table` says how a key
+    that holds a table is written ("[flow.project]")."""
+
+    name: str
+    type: type
+    default: object
+    help: str
+    minimum: float | None = None
+    maximum: float | Derived | None = None
+    check: Callable[[Any, Site], Any] | None = None
+    fix: str = ""
+    attr: str = ""
+    table: str = ""
+
+    @property
+    def field(self) -> str:
+        return self.attr or self.name
+
+    @property
+    def plain_default(self) -> bool:
+        return not self.table and self.default is not None and not isinstance(self.default, Derived | _Required)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a key is read: the file and the table as the message names it, and the values read so far."""
+
+    path: Path
+    where: str
+    key: Key
+    values: Values
+
+    def fail(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.path} [{self.where}]: {message}")
+
+
+def check_keys(path: Path, name: str, table: Mapping[str, Any], known: Collection[str]) -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(sorted(known))}."
+            raise ConfigError(f"{path} [{name or 'top level'}]: unknown key {key!r}.{hint}")
+
+
+def read_table(
+    path: Path, name: str, where: str, table: Mapping[str, Any], keys: tuple[Key, ...], values: dict[str, Any]
+) -> dict[str, Any]:
+    """The table's values by attribute, read in declaration order; also kept as `values[name]` for later keys."""
+    got: dict[str, Any] = {}
+    values[name] = got
+    for key in keys:
+        got[key.field] = read_key(Site(path, where, key, values), table)
+    return got
+
+
+def read_key(site: Site, table: Mapping[str, Any]) -> Any:
+    """One key's value: the default when absent, then its type, range and check."""
+    key = site.key
+    value = table.get(key.name, key.default)
+    if isinstance(value, Derived):
+        value = value.compute(site.values)
+    if value is REQUIRED:
+        raise site.fail(f"{key.name!r} is missing." + (f" {key.fix}." if key.fix else ""))
+    if value is None:
+        return None
+    if key.type in (float, int):
+        value = _number(value, site)
+    elif not isinstance(value, key.type):
+        raise site.fail(f"{key.name!r} must be a {key.type.__name__}, not {value!r}.")
+    if key.check:
+        value = key.check(value, site)
+    return int(value) if key.type is int else value
+
+
+def _number(value: Any, site: Site) -> float:
+    key = site.key
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise site.fail(f"{key.name!r} must be a number, not {value!r}.")
+    maximum = key.maximum.compute(site.values) if isinstance(key.maximum, Derived) else key.maximum
+    if (key.minimum is not None and value < key.minimum) or (maximum is not None and value > maximum):
+        limits = f"between {key.minimum:g} and {maximum:g}" if maximum is not None else f"at least {key.minimum:g}"
+        raise site.fail(f"{key.name!r} = {value!r} is out of range; use a value {limits}.")
+    return float(value)
+
+
+def parse_flows(flows: Any, path: Path) -> tuple[Flow, ...]:
+    """Every [[flow]], checked; their names must differ, since each is part of the marker in its projects."""
+    if not flows:
+        raise ConfigError(
+            f"{path} [flow]: no [[flow]] is configured, so syncd would never create a project. "
+            "Add one: see the [[flow]] example in config.toml."
+        )
+    if not isinstance(flows, list) or not all(isinstance(f, dict) for f in flows):
+        raise ConfigError(f"{path} [flow]: flows must be written as [[flow]] tables.")
+    parsed = tuple(_flow(path, index, table) for index, table in enumerate(flows))
+    names = [flow.name for flow in parsed]
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"{path} [[flow]]: the name {dupes[0]!r} is used twice. Give each flow its own name.")
+    return parsed
+
+
+def _flow(path: Path, index: int, table: dict[str, Any]) -> Flow:
+    check_keys(path, "flow", table, [key.name for key in FLOW])
+    name = read_key(Site(path, f"flow #{index + 1}", FLOW[0], {}), table)  # until it has a name
+    values = read_table(path, "flow", f"flow {name!r}", table, FLOW[1:], {})
+    project, writeback, notify = values.pop("project"), values.pop("writeback"), values.pop("notify")
+    return Flow(name=name, **values, **project, **writeback, **notify)
+
+
+def _name(name: str, site: Site) -> str:
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise site.fail(
+            f"name = {name!r}: use letters, digits, '-' and '_' only (it is part of the "
+            "marker syncd writes into each project)."
+        )
+    return name
+
+
+def _rule(source: str, site: Site) -> rules.Rule:
+    try:
+        return rules.parse(source)
+    except rules.RuleError as exc:
+        raise site.fail(f"'when' is not a valid rule: {exc}.") from None
+
+
+def _refire(refire: str, site: Site) -> str:
+    if refire not in ("once", "per_entry"):
+        raise site.fail(
+            f'refire = {refire!r}: use "once" (one project per deal, ever) or '
+            '"per_entry" (a new project each time the deal re-enters the rule).'
+        )
+    return refire
+
+
+def _template(source: str, site: Site, key: str = "") -> Template:
+    try:
+        return Template.parse(source)
+    except TemplateError as exc:
+        raise site.fail(f"{key or site.key.name!r} is not a valid template: {exc}.") from None
+
+
+def _optional_gid(value: Any, site: Site) -> str:
+    if not str(value).isdigit():
+        raise site.fail(f"{site.key.name} = {value!r} is not an Asana gid (digits only).")
+    return str(value)
+
+
+def _days(value: Any, site: Site) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise site.fail(f"{site.key.name} = {value!r} must be a whole number of days.")
+    return value
+
+
+def _color(color: Any, site: Site) -> str:
+    if color not in ASANA_COLORS:
+        raise site.fail(f"color = {color!r} is not an Asana color; use one of {', '.join(ASANA_COLORS)}.")
+    return str(color)
+
+
+def _privacy(privacy: Any, site: Site) -> str:
+    if privacy not in ASANA_PRIVACY:
+        raise site.fail(f"privacy = {privacy!r}: use one of {', '.join(ASANA_PRIVACY)}.")
+    return str(privacy)
+
+
+def _custom_fields(custom: Any, site: Site) -> tuple[tuple[str, Template], ...]:
+    if not isinstance(custom, dict) or not all(str(k).isdigit() and isinstance(v, str) for k, v in custom.items()):
+        raise site.fail(
+            "custom_fields must map custom field gids to templates, e.g. "
+            'custom_fields = { "1201234567890" = "{tier}" }.'
+        )
+    return tuple((str(gid), _template(text, site, gid)) for gid, text in custom.items())
+
+
+def _notify_text(text: Any, site: Site) -> Template | None:
+    if not site.values["flow.notify"]["notify_env"]:  # an empty slack_webhook_env turns the message off
+        return None
+    if not isinstance(text, str):
+        raise site.fail(f"'text' must be a str, not {text!r}.")
+    return _template(text, site)
+
+
+def _sub_table(keys: tuple[Key, ...]) -> Callable[[Any, Site], dict[str, Any]]:
+    """The check of a key that holds a table: the values of its keys. A table with a required key is off (all None)
+    when absent or empty: [flow.writeback] needs its property only once it is written."""
+
+    def check(table: Any, site: Site) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise site.fail(f"'{site.key.name}' must be a table, written {site.key.table}.")
+        name = site.key.table.strip("[]")
+        check_keys(site.path, name, table, [key.name for key in keys])
+        if not table and any(key.default is REQUIRED for key in keys):
+            return {key.field: None for key in keys}
+        return read_table(site.path, name, f"{site.where} {site.key.name}", table, keys, {})
+
+    return check
+
+
+def _tasks(tasks: Any, site: Site) -> tuple[TaskSpec, ...]:
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise site.fail("tasks must be written as [[flow.tasks]] tables.")
+    specs = []
+    for index, table in enumerate(tasks, 1):
+        check_keys(site.path, "flow.tasks", table, [key.name for key in TASK])
+        specs.append(TaskSpec(**read_table(site.path, "flow.tasks", f"{site.where} task #{index}", table, TASK, {})))
+    return tuple(specs)
+
+
+_DAYS = "due date = the deal's close date + this many days"
+PROJECT = (
+    Key("name", str, "Onboarding: {name}", "a template of `when`'s names", check=_template, attr="project_name"),
+    Key("notes", str, "Created by syncd from CRM deal {id}.", "a template", check=_template, attr="project_notes"),
+    Key("template", object, None, "an Asana project template gid to instantiate instead", check=_optional_gid),
+    Key("owner", object, None, "a user gid", check=_optional_gid),
+    Key("due_days_after_close", object, None, _DAYS, check=_days),
+    Key("color", object, None, "an Asana project color", check=_color),
+    Key("privacy", object, None, " | ".join(ASANA_PRIVACY), check=_privacy),
+    Key("custom_fields", object, {}, "custom field gid -> template (premium workspaces)", check=_custom_fields),
+)
+TASK = (
+    Key("name", str, "Task", "a template", check=_template),
+    Key("notes", str, "", "a template", check=_template),
+    Key("assignee", object, None, "a user gid", check=_optional_gid),
+    Key("due_days_after_close", object, None, _DAYS, check=_days),
+)
+WRITEBACK = (Key("property", str, REQUIRED, "the CRM field that receives the project URL", attr="writeback"),)
+NOTIFY = (
+    Key("slack_webhook_env", str, REQUIRED, "the variable holding a Slack webhook URL", attr="notify_env"),
+    Key("text", object, "New project for {name}: {project_url}", "a template", check=_notify_text, attr="notify_text"),
+)
+FLOW = (
+    Key("name", str, REQUIRED, "letters, digits, - and _; part of the marker in each project", check=_name),
+    Key("when", str, REQUIRED, "the rule: the flow fires when it becomes true for a deal", check=_rule, attr="rule"),
+    Key("project", object, {}, "the project to create", check=_sub_table(PROJECT), table="[flow.project]"),
+    Key("refire", str, "once", "once: one project per deal; per_entry: one per entry into the rule", check=_refire),
+    Key("tasks", object, [], "tasks created in the project, each exactly once", check=_tasks, table="[[flow.tasks]]"),
+    Key(
+        "writeback", object, {}, "the project URL onto the deal", check=_sub_table(WRITEBACK), table="[flow.writeback]"
+    ),
+    Key("notify", object, {}, "a Slack message per project", check=_sub_table(NOTIFY), table="[flow.notify]"),
+)
+TABLES = {"flow": FLOW, "flow.project": PROJECT, "flow.tasks": TASK, "flow.writeback": WRITEBACK, "flow.notify": NOTIFY}

@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# This checkout's syncd, not whichever one the environment has installed (a shared venv's editable install).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from rows import Suite, label, parse_size
 
 KINDS = ("baseline", "status", "idle", "incremental", "comparison", "rate-limited")

@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncd.sandbox.asana import FakeAsana
-from syncd.sandbox.hubspot import FakeHubSpot
+from syncd.sandbox.configfile import config_toml
+from syncd.sandbox.kit import Sandbox
 
 BENCH = Path(__file__).resolve().parent
-HUBSPOT_TOKEN = "pat-na1-bench-hubspot-token"
-ASANA_TOKEN = "2/bench-asana-token"
-RULE = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+SECRETS = {"HUBSPOT_TOKEN": "pat-na1-bench-hubspot-token", "ASANA_TOKEN": "2/bench-asana-token"}
 STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin")
 STAGES += ("contractsent", "closedlost", "closedwon")
 TIERS = ("Enterprise", "Mid-Market", "SMB")
@@ -67,17 +65,15 @@ class World:
         self.name = name
         self._tmp = tempfile.TemporaryDirectory(prefix=f"syncd-bench-{name}-", dir=root)
         self.dir = Path(self._tmp.name)
-        self.hubspot = FakeHubSpot(token=HUBSPOT_TOKEN)
+        self.sandbox = Sandbox("hubspot", SECRETS).start()
+        self.crm, self.asana = self.sandbox.crm, self.sandbox.asana
+        self.hubspot = self.crm.fake
         self.hubspot.daily_limit = 10**9  # the daily quota is not what these benchmarks measure
-        self.asana = FakeAsana(token=ASANA_TOKEN)
-        self.hubspot.start()
-        self.asana.start()
         self.deals: list[str] = []
         self.config()
 
     def close(self) -> None:
-        self.hubspot.stop()
-        self.asana.stop()
+        self.sandbox.stop()
         self._tmp.cleanup()
 
     @property
@@ -88,34 +84,22 @@ class World:
     def config(self, *, limits: dict[str, float] | None = None) -> None:
         """Write config.toml for the fakes; `limits` sets the three rate-limit keys (default: far above use)."""
         limits = {**UNLIMITED, **(limits or {})}
+        fakes = self.sandbox.tables()
         tables: dict[str, dict[str, Any]] = {
             "state": {"path": "syncd.db"},
             "crm": {
-                "kind": "hubspot",
-                "base_url": self.hubspot.url,
-                "token_env": "HUBSPOT_TOKEN",
+                **fakes["crm"],
                 "overlap_seconds": 300,
                 "delay_seconds": 0.5,
                 "search_per_second": limits["search_per_second"],
                 "requests_per_10_seconds": limits["requests_per_10_seconds"],
             },
-            "asana": {
-                "base_url": self.asana.url,
-                "token_env": "ASANA_TOKEN",
-                "workspace": self.asana.workspace,
-                "team": self.asana.team,
-                "requests_per_minute": limits["requests_per_minute"],
-                "settle_seconds": 25,
-            },
+            "asana": {**fakes["asana"], "requests_per_minute": limits["requests_per_minute"], "settle_seconds": 25},
             "http": {"connect_timeout": 5, "read_timeout": 20},
         }
-        lines = []
-        for name, values in tables.items():
-            lines.append(f"[{name}]")
-            lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
-        lines += ["[[flow]]", 'name = "onboarding"', f"when = {_toml(RULE)}", "[flow.project]"]
-        lines += ['name = "Onboarding: {name}"', 'notes = "Auto-created from CRM deal {id}."']
-        self.config_path.write_text("\n".join(lines) + "\n")
+        project = {"name": "Onboarding: {name}", "notes": "Auto-created from CRM deal {id}."}
+        flow = {"name": "onboarding", "when": self.crm.rule, "project": project}
+        self.config_path.write_text(config_toml(tables, [flow]))
 
     # -- the CRM's contents ------------------------------------------------------------------------------
     def seed(self, n: int, *, end: float, step: float = 0.01) -> None:
@@ -123,18 +107,18 @@ class World:
         One deal in seven is closed-won, a third of those Enterprise and most over 10,000: they qualify
         already, so the baseline must create no project for them."""
         start = end - (n - 1) * step
-        add = self.hubspot.add_deal
+        add = self.crm.add
         first = len(self.deals)
         for i in range(first, first + n):
             self.deals.append(
                 add(
-                    updated_at=start + (i - first) * step,
-                    dealname=f"Deal {i:06d} GmbH & Co. KG",
-                    dealstage=STAGES[i % len(STAGES)],
-                    amount=str(5_000 + (i * 7919) % 95_000),
+                    f"Deal {i:06d} GmbH & Co. KG",
+                    amount=5_000 + (i * 7919) % 95_000,
                     tier=TIERS[i % len(TIERS)],
+                    at=start + (i - first) * step,
+                    close_date="2025-06-30T00:00:00.000Z",
+                    dealstage=STAGES[i % len(STAGES)],  # one of seven, not just open or won
                     pipeline="default",
-                    closedate="2025-06-30T00:00:00.000Z",
                     hubspot_owner_id=str(100 + i % 40),
                 )
             )
@@ -153,10 +137,9 @@ class World:
         for k, deal_id in enumerate(chosen):
             newest = start + span * k / count
             if k in winners:
-                props = {"dealstage": "closedwon", "amount": "75000", "tier": "Enterprise"}
+                self.crm.win(deal_id, at=newest, amount=75000, tier="Enterprise")
             else:
-                props = {"amount": str(1_000 + k)}
-            self.hubspot.update_deal(deal_id, updated_at=newest, **props)
+                self.crm.edit(deal_id, at=newest, amount=1_000 + k)
         return newest
 
     def settle(self, newest: float, delay: float = 0.5) -> None:
@@ -186,7 +169,8 @@ class World:
 
     def measure(self, argv: list[str], timeout: float = 3600) -> Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "HUBSPOT", "ASANA"))}
-        env.update(HUBSPOT_TOKEN=HUBSPOT_TOKEN, ASANA_TOKEN=ASANA_TOKEN, PYTHONUNBUFFERED="1")
+        env.update(self.sandbox.env(), PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH.parent), env.get("PYTHONPATH")]))  # this syncd
         hs, asana = self.hubspot, self.asana
         with hs.lock, asana.lock:
             counts = (len(hs.requests), hs.search_requests, hs.rate_limited)
@@ -223,11 +207,3 @@ class World:
             asana_429=delta[5],
             fakes_cpu_s=(after.ru_utime + after.ru_stime) - (mine.ru_utime + mine.ru_stime),
         )
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

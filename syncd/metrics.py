@@ -75,7 +75,7 @@ class Metrics:
         cursor_age.set_function(self._cursor_age)
         last_success.set_function(lambda: self._last_success or 0.0)
         up.set_function(lambda: 1.0 if self.health()[0] else 0.0)
-        self._metrics_app = make_wsgi_app(self.registry)
+        self._metrics_app: Callable[[Environ, StartResponse], Iterable[bytes]] = make_wsgi_app(self.registry)
 
     # -- observations ----------------------------------------------------------------------------------
     def observe_request(self, service: str, status: int | None) -> None:
@@ -141,7 +141,7 @@ class Metrics:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server_class = type("MetricsServer", (_Server,), {"address_family": family})
         try:
-            server = make_server(host, port, self.app, server_class=server_class, handler_class=_Handler)
+            server: WSGIServer = make_server(host, port, self.app, server_class=server_class, handler_class=_Handler)
         except OSError as exc:
             raise ConfigError(
                 f"[metrics] listen = {listen!r}: cannot listen there ({exc.strerror or exc}). Pick a free port "

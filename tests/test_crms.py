@@ -1,5 +1,5 @@
-"""The core scenarios for every CRM, through one parametrised suite (adapters in crms.py): the guarantees do
-not depend on which CRM the deals come from."""
+"""The core scenarios for every CRM, through one parametrised suite (drivers in syncd.sandbox.kit): the
+guarantees do not depend on which CRM the deals come from."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 import signal
 import time
 
-from crms import CANARIES
-
-from conftest import FAST, CrmSyncd, assert_exactly_once, integrity_ok, settle_until_done
+from conftest import CANARIES, FAST, CrmSyncd, assert_exactly_once, integrity_ok, settle_until_done
 
 
 def seed(s: CrmSyncd, n: int) -> list[str]:

@@ -21,7 +21,10 @@ def test_the_readme_shows_the_two_newcomer_commands_and_ci_runs_the_test_one() -
     readme = (ROOT / "README.md").read_text()
     assert "pip install . && syncd demo" in readme
     assert "pip install -e '.[test]' && pytest" in readme
-    assert re.search(r"^pytest$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+    # CI runs scripts/check with no arguments, whose last step is pytest with only those arguments: the
+    # pyproject's defaults, as the README's `pytest` has them.
+    assert re.search(r"^scripts/check$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+    assert re.search(r'^"\$PYTHON" -m pytest "\$@"$', (ROOT / "scripts" / "check").read_text(), re.MULTILINE)
 
 
 def test_syncd_demo_shows_exactly_once_through_a_lost_response() -> None:

@@ -17,16 +17,25 @@ from syncd import diff as diffing
 from syncd import effects
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import new_op
+from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
 from syncd.runtime import Runtime
-from syncd.sinks.asana import MARKER
 
 log = logging.getLogger("syncd.engine")
 
 
 def title(body: dict[str, object]) -> str:
     """A project's name for people: without the marker a template instantiation carries in its name."""
-    return MARKER.sub("", str(body.get("name", ""))).strip()
+    return without_markers(str(body.get("name", "")))
+
+
+def token_rejected(exc: AuthError) -> AuthError:
+    return AuthError(
+        f"asana: the token was rejected (401). Check the variable named by [asana] token_env; no project "
+        f"is created until it works. ({exc})",
+        service="asana",
+        status=401,
+    )
 
 
 def _never() -> bool:
@@ -170,37 +179,65 @@ class Cycle:
             if op.state == State.PENDING:
                 self.attempt(op)
 
-    def reconcile(self, ops: list[Op]) -> None:
-        """Decide each `unknown` op from one complete listing. A failed listing proves nothing: stay `unknown`."""
-        rt, report = self.rt, self.report
+    def team(self, op: Op) -> str:
+        """The team the op's project is created in (frozen in its body): where its marker must be looked for."""
+        return op.team or self.rt.settings.team
+
+    def list_team(self, team: str) -> None:
+        """One complete listing of `team`, now, into the directory. Raises RemoteError: a failed listing
+        proves nothing."""
+        rt = self.rt
         try:
-            by_marker = rt.sink.projects_by_marker()
-        except AuthError:
+            by_marker = rt.sink.projects_by_marker(team, on_page=self.stopping)
+        except TransientError:
+            rt.breaker.failure(rt.clock())
             raise
-        except RemoteError as exc:
-            if isinstance(exc, TransientError):
-                rt.breaker.failure(rt.clock())
-            report.errors.append(f"reconcile postponed, the project listing failed: {exc}")
-            return
+        except AuthError as exc:
+            if exc.status == 401:
+                raise token_rejected(exc) from exc
+            raise
         rt.breaker.success()
-        now = rt.clock()
+        rt.directory.load(team, by_marker)
+
+    def reconcile(self, ops: list[Op]) -> None:
+        """Decide each `unknown` op from a complete listing, taken now, of the team it was sent to. A failed
+        listing proves nothing: stay `unknown`."""
+        rt, report = self.rt, self.report
+        for team in sorted({self.team(op) for op in ops}):
+            try:
+                self.list_team(team)
+            except AuthError:
+                raise
+            except RemoteError as exc:
+                report.errors.append(f"reconcile postponed, the project listing failed: {exc}")
+                return
         for op in ops:
-            found = by_marker.get(op.marker, [])
             report.reconciled += 1
-            if found:
-                project = found[0]
-                detail = f"reconcile found the marker in project {project.gid}"
-                if len(found) > 1:
-                    others = ", ".join(p.gid for p in found[1:])
-                    detail += f"; DUPLICATES found too ({others}): keep the oldest and check the others by hand"
-                    log.error("duplicate projects for %s: %s and %s", op.marker, project.gid, others)
-                    report.duplicates.append(op.marker)
-                self.store.ops.move(op.op_key, State.CREATED, now, detail, asana_gid=project.gid, asana_url=project.url)
+            if self.adopt(op, "reconcile found the marker"):
                 report.created.append(f"{title(op.body)} (found by reconcile)")
             elif op.attempts >= rt.settings.max_attempts:
                 self._dead(op, f"no project after {op.attempts} attempts; check Asana, then 'syncd retry'")
             else:
-                self.store.ops.move(op.op_key, State.PENDING, now, "reconcile: a complete listing has no such marker")
+                self.store.ops.move(
+                    op.op_key, State.PENDING, rt.clock(), "reconcile: a complete listing has no such marker"
+                )
+
+    def adopt(self, op: Op, why: str) -> bool:
+        """Record the project the directory knows for `op` (by its marker or an alias), if there is one."""
+        found = self.rt.directory.find(self.team(op), (op.marker, *op.aliases))
+        if not found:
+            return False
+        project = found[0]
+        detail = f"{why} in project {project.gid}"
+        if len(found) > 1:
+            others = ", ".join(p.gid for p in found[1:])
+            detail += f"; DUPLICATES found too ({others}): keep the oldest and check the others by hand"
+            log.error("duplicate projects for %s: %s and %s", op.marker, project.gid, others)
+            self.report.duplicates.append(op.marker)
+        now = self.rt.clock()
+        seen = {"last_attempt_at": now} if op.last_attempt_at is None else {}  # asked Asana, sent nothing
+        self.store.ops.move(op.op_key, State.CREATED, now, detail, asana_gid=project.gid, asana_url=project.url, **seen)
+        return True
 
     def _dead(self, op: Op, detail: str) -> None:
         self.store.ops.move(op.op_key, State.DEAD, self.rt.clock(), detail)
@@ -210,6 +247,18 @@ class Cycle:
         rt, ledger, clock = self.rt, self.store.ops, self.rt.clock
         if op.attempts >= rt.settings.max_attempts:
             self._dead(op, f"gave up after {op.attempts} attempts; fix the cause, then 'syncd retry {op.deal_id}'")
+            return
+        team = self.team(op)
+        if not rt.directory.knows(team) and not rt.hooks.blind_retry:
+            try:
+                self.list_team(team)  # check before create: the ledger may have gone back in time
+            except (RejectedError, AuthError) as exc:
+                if isinstance(exc, AuthError) and exc.status == 401:
+                    raise
+                self._dead(op, f"Asana refused the listing of team {team}, so nothing is created there: {exc}")
+                return
+        if not rt.hooks.blind_retry and self.adopt(op, "check before create: the marker is already"):
+            self.report.created.append(f"{title(op.body)} (already in Asana)")
             return
         if not ledger.begin(op.op_key, clock()):
             return
@@ -241,12 +290,7 @@ class Cycle:
                 self._dead(op, f"Asana refused (403): {exc}")
                 return
             ledger.move(op.op_key, State.PENDING, clock(), f"credentials rejected: {exc}", attempts=op.attempts)
-            raise AuthError(
-                f"asana: the token was rejected (401). Check the variable named by [asana] token_env; no project "
-                f"is created until it works. ({exc})",
-                service="asana",
-                status=401,
-            ) from exc
+            raise token_rejected(exc) from exc
         except RejectedError as exc:
             self._dead(op, f"Asana rejected the request: {exc}")
             return
@@ -256,5 +300,6 @@ class Cycle:
         ledger.move(
             op.op_key, State.CREATED, clock(), detail, asana_gid=project.gid, asana_url=project.url, job_gid=job_gid
         )
+        rt.directory.add(team, op.marker, project)
         self.report.created.append(f"{title(op.body)} -> {project.url or project.gid}")
         rt.hooks.step("after_created_commit")

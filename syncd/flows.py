@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from syncd.marker import Identity
 from syncd.models import Deal, NewEffect, NewOp
 from syncd.rules import Rule
 
@@ -90,6 +91,7 @@ class Flow:
     writeback: str | None = None  # CRM property that receives the project URL
     notify_env: str | None = None  # env var holding a Slack incoming-webhook URL
     notify_text: Template | None = None
+    previous_names: tuple[str, ...] = ()  # names this flow had before: their ops and markers are its own
 
     @property
     def names(self) -> frozenset[str]:
@@ -107,15 +109,20 @@ class Flow:
         return self.rule.evaluate(deal.values())
 
 
-def marker(crm: str, account: str, deal_id: str, flow: str, entry: int = 1) -> str:
-    suffix = "" if entry == 1 else f"#{entry}"
-    return f"[syncd:{crm}:{account}:{deal_id}:{flow}{suffix}]"
+def aliases(flow: Flow, deal: Deal, ident: Identity) -> tuple[Identity, ...]:
+    """Other identities under which this project may already exist: the flow's previous names, and the deals
+    the CRM merged into this one (HubSpot's `hs_merged_object_ids`)."""
+    names = (flow.name, *flow.previous_names)
+    found = [ident.as_flow(name) for name in names[1:]]
+    found += [ident.as_deal(merged).as_flow(name) for merged in deal.merged_ids for name in names]
+    return tuple(found)
 
 
 def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, team: str, entry: int = 1) -> NewOp:
     """The project op and its follow-up effects, with every body frozen now (the marker above all)."""
     values = deal.values()
-    mark = marker(crm, account, deal.id, flow.name, entry)
+    ident = Identity(crm, account, deal.id, flow.name, entry)
+    mark = ident.marker
     notes = flow.project_notes.render(values).rstrip()
     name = flow.project_name.render(values)[:900] or f"Deal {deal.id}"
     body: dict[str, Any] = {
@@ -129,7 +136,7 @@ def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, te
     body.update({k: v for k, v in optional.items() if v is not None})
     if flow.custom_fields:
         body["custom_fields"] = {gid: template.render(values) for gid, template in flow.custom_fields}
-    key = f"{flow.name}:{crm}:{account}:{deal.id}" + ("" if entry == 1 else f"#{entry}")
+    key = ident.key
     effects = []
     if flow.template:
         # Instantiation cannot set notes, so the marker rides in the name (the one field the call sets) and
@@ -156,7 +163,15 @@ def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, te
     if flow.notify_env and flow.notify_text:
         text = flow.notify_text.render({**values, "project_url": "{project_url}"})
         effects.append(NewEffect(f"{key}/notify", "notify", {"webhook_env": flow.notify_env, "text": text}))
-    return NewOp(op_key=key, flow=flow.name, deal_id=deal.id, marker=mark, body=body, effects=tuple(effects))
+    return NewOp(
+        op_key=key,
+        flow=flow.name,
+        deal_id=deal.id,
+        marker=mark,
+        body=body,
+        effects=tuple(effects),
+        aliases=aliases(flow, deal, ident),
+    )
 
 
 def body_notes(notes: str, mark: str) -> str:

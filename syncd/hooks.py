@@ -17,9 +17,9 @@ def _no_step(name: str) -> None:
 @dataclass(frozen=True)
 class Hooks:
     """Seams for the tests. `step(name)` is called at each point where a crash is interesting (see `STEPS`);
-    `blind_retry=True` re-sends `unknown` ops without reconcile, which duplicates (the suite's negative control
-    proves that reconcile is what prevents it); `clock` is the engine's wall clock (tests move it instead of
-    sleeping through a settle delay or a retry backoff)."""
+    `blind_retry=True` re-sends `unknown` ops without reconcile and creates without checking Asana first,
+    which duplicates (the suite's negative control proves that these checks are what prevents it); `clock` is
+    the engine's wall clock (tests move it instead of sleeping through a settle delay or a retry backoff)."""
 
     step: Callable[[str], None] = _no_step
     blind_retry: bool = False

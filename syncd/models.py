@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncd.marker import Identity
 
 
 class State(StrEnum):
@@ -52,6 +55,8 @@ class Deal:
     pipeline: str | None = None
     owner: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    created_at_ms: int | None = None  # when the CRM created the deal (None: the CRM did not say)
+    merged_ids: tuple[str, ...] = ()  # deals the CRM merged into this one
 
     @classmethod
     def from_values(cls, deal_id: str, updated_at_ms: int, values: Mapping[str, Any]) -> Deal:
@@ -66,6 +71,8 @@ class Deal:
             pipeline=values.get("pipeline"),
             owner=values.get("owner"),
             properties=values,
+            created_at_ms=values.get("created_at_ms"),
+            merged_ids=tuple(values.get("merged_ids") or ()),
         )
 
     def values(self) -> dict[str, Any]:
@@ -81,6 +88,10 @@ class Deal:
             owner=self.owner,
             updated_at=iso_ms(self.updated_at_ms),
         )
+        if self.created_at_ms is not None:
+            values["created_at_ms"] = self.created_at_ms
+        if self.merged_ids:
+            values["merged_ids"] = list(self.merged_ids)
         return values
 
 
@@ -123,6 +134,7 @@ class NewOp:
     marker: str
     body: dict[str, Any]
     effects: tuple[NewEffect, ...] = ()
+    aliases: tuple[Identity, ...] = ()  # the same project under another name (a renamed flow, a merged deal)
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,8 @@ class Op:
     asana_gid: str | None
     asana_url: str | None
     last_error: str | None
+    aliases: tuple[str, ...] = ()  # markers under which the same project may exist (see `flows.aliases`)
+    team: str | None = None  # the team the project is (or was) created in: where to look for its marker
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncd.breaker import Breaker
+from syncd.directory import Directory
 from syncd.flows import Flow
 from syncd.hooks import Hooks
 from syncd.models import CycleReport
@@ -57,3 +58,4 @@ class Runtime:
     hooks: Hooks = field(default_factory=Hooks)
     post: Callable[[str, dict[str, Any]], None] = _no_post
     after_cycle: Callable[[CycleReport], None] = _no_report
+    directory: Directory = field(default_factory=Directory)  # what this process knows exists in Asana

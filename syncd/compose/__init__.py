@@ -136,4 +136,4 @@ def wired(
 def rewire(rt: Runtime, monitor: Monitor, cfg: configuration.Config) -> tuple[Runtime, Monitor]:
     """The same store, breaker and metrics with everything else from a new config (SIGHUP)."""
     wiring = wire(cfg, monitor)
-    return wiring.runtime(cfg, rt.store, rt.hooks), wiring.monitor
+    return dataclasses.replace(wiring.runtime(cfg, rt.store, rt.hooks), directory=rt.directory), wiring.monitor

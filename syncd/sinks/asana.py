@@ -2,9 +2,10 @@
 writes into their notes (or, for templates, their name).
 
 Asana has no idempotency key for `POST /projects`, so the marker is how syncd learns what happened to a POST
-whose answer it never saw. `projects_by_marker` is evidence of absence only because it is complete: it lists
-every page of the team's projects, archived and not, and any failure part-way raises instead of returning a
-partial answer.
+whose answer it never saw, and whether a project exists before it creates one. `projects_by_marker` is
+evidence of absence only because it is complete: it lists every page of the team's projects, archived and
+not, every record carries the fields it asked for (a record without `notes` could hide a marker), and any
+failure part-way raises instead of returning a partial answer.
 
 `PROFILE` is what Asana's answers mean to the HTTP layer: an error body is `{"errors": [{"message", "help"}]}`.
 Its rate limits are a standard 429 with `Retry-After`, which the HTTP layer handles itself.
@@ -12,14 +13,14 @@ Its rate limits are a standard 429 with `Retry-After`, which the HTTP layer hand
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from typing import Any
 
 from syncd.errors import RejectedError, TransientError
 from syncd.http import GENERIC, HttpClient, Profile
+from syncd.marker import markers_in
 from syncd.models import Project
 
-MARKER = re.compile(r"\[syncd:[^\]\s]+\]")
 LIST_FIELDS = "name,notes,created_at,permalink_url,archived"
 
 
@@ -109,7 +110,9 @@ class AsanaSink:
         offset: str | None = None
         while True:
             params = {"limit": 100, "opt_fields": "notes"} | ({"offset": offset} if offset else {})
-            reply = self.http.call("GET", f"/projects/{project_gid}/tasks", params=params, expect=_listing_problem)
+            reply = self.http.call(
+                "GET", f"/projects/{project_gid}/tasks", params=params, expect=_listing_problem(("notes",))
+            )
             for task in reply.data["data"]:
                 if (
                     isinstance(task, dict)
@@ -134,8 +137,11 @@ class AsanaSink:
             f"team {self.team}: {team.get('name', '?')} (projects are created and reconciled here)",
         ]
 
-    def projects_by_marker(self) -> dict[str, list[Project]]:
-        """Every syncd marker in the team's projects -> the projects carrying it, oldest first."""
+    def projects_by_marker(
+        self, team: str | None = None, on_page: Callable[[], object] = lambda: None
+    ) -> dict[str, list[Project]]:
+        """Every syncd marker in a team's projects (default: the configured team) -> the projects carrying it,
+        oldest first. `on_page()` is called after each page: a long listing is progress, not a hang."""
         found: dict[str, dict[str, Project]] = {}
         for archived in ("false", "true"):
             offset: str | None = None
@@ -143,13 +149,13 @@ class AsanaSink:
                 params = {"limit": 100, "archived": archived, "opt_fields": LIST_FIELDS}
                 if offset:
                     params["offset"] = offset
-                reply = self.http.call("GET", f"/teams/{self.team}/projects", params=params, expect=_listing_problem)
-                data = reply.data
+                path = f"/teams/{team or self.team}/projects"
+                data = self.http.call("GET", path, params=params, expect=_listing_problem(("name", "notes"))).data
+                on_page()
                 for raw in data["data"]:
-                    if isinstance(raw, dict) and isinstance(raw.get("gid"), str):
-                        project = _project(raw)
-                        for marker in set(MARKER.findall(f"{project.name or ''}\n{project.notes or ''}")):
-                            found.setdefault(marker, {})[project.gid] = project
+                    project = _project(raw)
+                    for marker in markers_in(f"{project.name or ''}\n{project.notes or ''}"):
+                        found.setdefault(marker, {})[project.gid] = project
                 next_page = data.get("next_page")
                 offset = next_page.get("offset") if isinstance(next_page, dict) else None
                 if not offset:
@@ -160,10 +166,21 @@ class AsanaSink:
         }
 
 
-def _listing_problem(data: Any) -> str | None:
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        return "a listing page without a 'data' list"
-    return None
+def _listing_problem(fields: tuple[str, ...]) -> Callable[[Any], str | None]:
+    """What makes a listing page no proof of absence: no `data` list, or a record without a gid or without a
+    field that was asked for."""
+
+    def problem(data: Any) -> str | None:
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            return "a listing page without a 'data' list"
+        for raw in data["data"]:
+            if not isinstance(raw, dict) or not isinstance(raw.get("gid"), str):
+                return "a listing record without a gid"
+            if missing := [name for name in fields if name not in raw]:
+                return f"listing records without {', '.join(missing)} (asked for): they prove nothing"
+        return None
+
+    return problem
 
 
 def _project(data: dict[str, Any]) -> Project:

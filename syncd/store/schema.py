@@ -147,6 +147,13 @@ def one_event_log(db: Database) -> None:
     """)
 
 
+@migrations()
+def know_the_same_project_by_other_names(db: Database) -> None:
+    """An op's aliases: the markers its project may carry instead (a renamed flow's previous names, deals the
+    CRM merged into this one), checked before any create."""
+    db.executescript("ALTER TABLE ops ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';")
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)

@@ -158,10 +158,26 @@ class SqliteStore:
         """Insert ops that do not exist yet (the op key is the ledger's guarantee); return how many were new."""
         created = 0
         for op in ops:
+            if known := self._known_as(c, op):
+                self.ops.event(
+                    c, known, now, State(self._state(c, known)), f"{op.op_key} is the same project: not queued"
+                )
+                continue
             cur = c.execute(
-                """INSERT INTO ops (op_key, flow, deal_id, state, marker, body, next_attempt_at, created_at, updated_at)
-                   VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                (op.op_key, op.flow, op.deal_id, op.marker, json.dumps(op.body), now, now, now),
+                """INSERT INTO ops (op_key, flow, deal_id, state, marker, body, next_attempt_at, created_at, updated_at,
+                                    aliases)
+                   VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                (
+                    op.op_key,
+                    op.flow,
+                    op.deal_id,
+                    op.marker,
+                    json.dumps(op.body),
+                    now,
+                    now,
+                    now,
+                    json.dumps([a.marker for a in op.aliases]),
+                ),
             )
             if cur.rowcount:
                 created += 1
@@ -175,6 +191,21 @@ class SqliteStore:
                     ],
                 )
         return created
+
+    @staticmethod
+    def _known_as(c: sqlite3.Connection, op: NewOp) -> str | None:
+        """The key of an op that already stands for this project under another name, if any."""
+        keys = [a.key for a in op.aliases]
+        if not keys:
+            return None
+        row = c.execute(
+            f"SELECT op_key FROM ops WHERE op_key IN ({','.join('?' * len(keys))}) LIMIT 1", keys
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _state(c: sqlite3.Connection, key: str) -> str:
+        return str(c.execute("SELECT state FROM ops WHERE op_key = ?", (key,)).fetchone()[0])
 
     # -- the ledger's queues ---------------------------------------------------------------------------
     def recover_in_flight(self, now: float) -> int:
@@ -270,4 +301,11 @@ def _op(row: sqlite3.Row) -> Op:
         asana_gid=row["asana_gid"],
         asana_url=row["asana_url"],
         last_error=row["last_error"],
+        aliases=tuple(json.loads(row["aliases"])),
+        team=_team(json.loads(row["body"])),
     )
+
+
+def _team(body: dict[str, Any]) -> str | None:
+    team = body.get("team")
+    return team if isinstance(team, str) else None

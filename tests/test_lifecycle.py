@@ -1,0 +1,111 @@
+"""Exactly once for the whole life of a deployment (issue 11): what operators and CRMs do around the process.
+
+Each test is one row of the issue's table, over the fakes (HTTP on 127.0.0.1) and real SQLite files. The
+common thread: the ledger is a cache that can go back in time, so Asana is asked before any create.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from conftest import Syncd, win
+
+FLOW = {"name": "onboarding", "when": "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"}
+
+
+def seed(syncd: Syncd, n: int = 2) -> list[str]:
+    return [
+        syncd.hubspot.add_deal(
+            dealname=f"Deal {i}", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=syncd.ago(60)
+        )
+        for i in range(n)
+    ]
+
+
+def backup(db: Path, to: Path) -> None:
+    """A correct backup, as an operator takes one: the SQLite online backup API."""
+    source, target = sqlite3.connect(db), sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
+def restore(backup_file: Path, db: Path) -> None:
+    for leftover in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    db.write_bytes(backup_file.read_bytes())
+
+
+def markers(syncd: Syncd) -> list[str]:
+    return sorted(p["notes"].splitlines()[-1] for p in syncd.asana.projects)
+
+
+def test_a_restored_backup_does_not_create_the_projects_made_since_again(syncd: Syncd, tmp_path: Path) -> None:
+    deals = seed(syncd)
+    syncd.ok("once")  # baseline
+    backup(syncd.db_path, tmp_path / "backup.db")
+    for deal in deals:
+        win(syncd, deal)
+    syncd.ok("once")
+    assert syncd.asana.create_requests == 2
+    restore(tmp_path / "backup.db", syncd.db_path)
+    result = syncd.ok("once")
+    assert syncd.asana.create_requests == 2, result.stdout
+    assert "(already in Asana)" in result.stdout
+    assert syncd.op_states() == {"created": 2}
+    assert syncd.asana.duplicates() == {}
+
+
+def test_a_lost_wal_after_a_kill_does_not_create_a_project_twice(syncd: Syncd, tmp_path: Path) -> None:
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    snapshot = tmp_path / "before.db"
+    backup(syncd.db_path, snapshot)  # what the main file held before the WAL was checkpointed
+    win(syncd, deal)
+    syncd.ok("once")
+    restore(snapshot, syncd.db_path)  # the operator deleted the -wal: every commit since is gone
+    syncd.ok("once")
+    assert syncd.asana.create_requests == 1
+    assert len(syncd.asana.projects_with_marker(f"[syncd:hubspot:default:{deal}:onboarding]")) == 1
+
+
+def test_a_second_database_for_the_same_account_finds_the_first_ones_projects(syncd: Syncd) -> None:
+    deals = seed(syncd)
+    syncd.ok("once")
+    syncd.config(state={"path": "second.db"})
+    syncd.ok("once")  # the second database records its own baseline
+    for deal in deals:
+        win(syncd, deal)
+    syncd.config(state={"path": "syncd.db"})
+    syncd.ok("once")
+    syncd.config(state={"path": "second.db"})
+    second = syncd.ok("once")
+    assert syncd.asana.create_requests == 2, second.stdout
+    assert syncd.asana.duplicates() == {}
+
+
+def test_deleting_the_database_of_a_per_entry_flow_does_not_post_entry_two_again(syncd: Syncd) -> None:
+    syncd.config(flows=[{**FLOW, "refire": "per_entry"}])
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    for _ in range(2):  # entries 1 and 2
+        win(syncd, deal)
+        syncd.ok("once")
+        syncd.tick(1.0)
+        syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2))
+        syncd.ok("once")
+        syncd.tick(1.0)
+    assert syncd.asana.create_requests == 2
+    for leftover in syncd.workdir.glob("syncd.db*"):
+        leftover.unlink()
+    syncd.ok("once")  # a new baseline: the deal is not won now
+    win(syncd, deal)
+    syncd.ok("once")  # the new ledger counts this as entry #2 again, which Asana already has
+    assert syncd.asana.create_requests == 2
+    assert markers(syncd) == [
+        f"[syncd:hubspot:default:{deal}:onboarding#2]",
+        f"[syncd:hubspot:default:{deal}:onboarding]",
+    ]

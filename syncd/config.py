@@ -30,6 +30,7 @@ from syncd.flow_config import ASANA_PRIVACY as ASANA_PRIVACY
 from syncd.flow_config import REQUIRED, Derived, Key, Site, check_keys, parse_flows, read_table
 from syncd.flow_config import TABLES as FLOW_TABLES
 from syncd.flows import Flow
+from syncd.marker import NAME, NAME_RULE
 from syncd.redact import register_secret
 
 KINDS = ("hubspot", "salesforce", "pipedrive")
@@ -123,6 +124,15 @@ def _url(value: str, site: Site) -> str:
     )
 
 
+def _account(account: str, site: Site) -> str:
+    if not NAME.fullmatch(account):
+        raise site.fail(
+            f"account = {account!r}: use {NAME_RULE} (it is part of the marker syncd writes into each "
+            'project), e.g. account = "acme-eu".'
+        )
+    return account
+
+
 def _api_version(version: str, site: Site) -> str:
     if not re.fullmatch(r"v\d+\.\d", version):
         raise site.fail(f'api_version = {version!r} should look like "v60.0".')
@@ -203,7 +213,7 @@ TABLES: dict[str, tuple[Key, ...]] = {
         Key("token_env", str, _TOKEN_ENV, "the token's variable (or credential)"),
         Key("overlap_seconds", float, 300, "re-read window below the cursor", minimum=0),
         Key("delay_seconds", float, 30, "never read closer to the CRM's now than this", minimum=0),
-        Key("account", str, "default", "goes into each project's marker"),
+        Key("account", str, "default", "goes into each project's marker", check=_account),
         Key("page_size", int, _PAGE, "deals per request", minimum=1, maximum=_MAX_PAGE),
         Key("search_per_second", float, 4, "HubSpot search requests per second", minimum=0.01),
         Key("requests_per_10_seconds", int, _BURST, "burst limit for other calls", minimum=1),

@@ -21,6 +21,7 @@ from typing import Any
 from syncd import rules
 from syncd.errors import ConfigError
 from syncd.flows import Flow, TaskSpec, Template, TemplateError
+from syncd.marker import NAME, NAME_RULE
 
 _HUES = ("pink", "green", "blue", "red", "teal", "brown", "orange", "purple", "warm-gray")
 ASANA_COLORS = (*(f"{shade}-{hue}" for shade in ("dark", "light") for hue in _HUES), "none")
@@ -156,12 +157,20 @@ def _flow(path: Path, index: int, table: dict[str, Any]) -> Flow:
 
 
 def _name(name: str, site: Site) -> str:
-    if not name or not all(c.isalnum() or c in "-_" for c in name):
+    if not NAME.fullmatch(name):
         raise site.fail(
-            f"name = {name!r}: use letters, digits, '-' and '_' only (it is part of the "
-            "marker syncd writes into each project)."
+            f"{site.key.name} = {name!r}: use {NAME_RULE} (it is part of the marker syncd writes into each project)."
         )
     return name
+
+
+def _previous_names(names: Any, site: Site) -> tuple[str, ...]:
+    if not isinstance(names, list) or not all(isinstance(n, str) and NAME.fullmatch(n) for n in names):
+        raise site.fail(
+            f'previous_names must be a list of the names this flow had before, e.g. previous_names = ["welcome"] '
+            f"({NAME_RULE})."
+        )
+    return tuple(names)
 
 
 def _rule(source: str, site: Site) -> rules.Rule:
@@ -277,7 +286,14 @@ NOTIFY = (
     Key("text", object, "New project for {name}: {project_url}", "a template", check=_notify_text, attr="notify_text"),
 )
 FLOW = (
-    Key("name", str, REQUIRED, "letters, digits, - and _; part of the marker in each project", check=_name),
+    Key("name", str, REQUIRED, "letters, digits, . - and _; part of the marker in each project", check=_name),
+    Key(
+        "previous_names",
+        object,
+        [],
+        "names this flow had before: their projects are its own (rename without duplicates)",
+        check=_previous_names,
+    ),
     Key("when", str, REQUIRED, "the rule: the flow fires when it becomes true for a deal", check=_rule, attr="rule"),
     Key("project", object, {}, "the project to create", check=_sub_table(PROJECT), table="[flow.project]"),
     Key("refire", str, "once", "once: one project per deal; per_entry: one per entry into the rule", check=_refire),

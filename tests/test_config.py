@@ -10,7 +10,8 @@ import pytest
 
 from syncd import config, flow_config, rules
 from syncd.errors import ConfigError
-from syncd.flows import Template, TemplateError, marker
+from syncd.flows import Template, TemplateError
+from syncd.marker import Identity, markers_in
 
 from conftest import Syncd
 
@@ -65,7 +66,7 @@ def test_the_example_config_shows_every_declared_key_and_its_default() -> None:
 def test_documented_defaults_are_the_values_of_their_own() -> None:
     defaults = config.documented_defaults()
     assert defaults["schedule"] == {"interval_seconds": 60} and defaults["http"]["read_timeout"] == 30
-    assert defaults["flow"] == {"refire": "once"} and defaults["flow.tasks"] == {"name": "Task", "notes": ""}
+    assert defaults["flow"] == {"refire": "once", "previous_names": []} and defaults["flow.tasks"] == {"name": "Task", "notes": ""}
     # required, optional, per CRM or derived from another key: no value of their own to document
     assert not {"workspace", "team", "settle_seconds"} & set(defaults["asana"])
     assert not {"base_url", "token_env", "page_size", "requests_per_10_seconds"} & set(defaults["crm"])
@@ -206,4 +207,30 @@ def test_templates_render_totally() -> None:
         Template.parse("{a.b}")
     with pytest.raises(TemplateError):
         Template.parse("{unclosed")
-    assert marker("hubspot", "123", "42", "onboarding") == "[syncd:hubspot:123:42:onboarding]"
+
+
+def test_one_definition_writes_and_finds_markers() -> None:
+    first, second = Identity("hubspot", "123", "42", "onboarding"), Identity("hubspot", "acme.eu", "42", "on-b", 2)
+    assert first.marker == "[syncd:hubspot:123:42:onboarding]"
+    assert second.marker == "[syncd:hubspot:acme.eu:42:on-b#2]"
+    assert markers_in(f"Notes\n\n{first.marker} and {second.marker}") == {first.marker, second.marker}
+
+
+@pytest.mark.parametrize("account", ["Acme EU", "acme/eu", "", "äcme"])
+def test_an_account_the_marker_could_not_carry_is_refused(tmp_path, account: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[crm\]: account = .*letters, digits, '\.', '-' and '_' only"):
+        load_text(tmp_path, f'[crm]\naccount = "{account}"\n' + MINIMAL)
+
+
+@pytest.mark.parametrize("name", ["on boarding", "über", "a:b"])
+def test_a_flow_name_the_marker_could_not_carry_is_refused(tmp_path, name: str) -> None:
+    with pytest.raises(ConfigError, match=r"name = .*letters, digits"):
+        load_text(tmp_path, MINIMAL.replace('name = "onboarding"', f'name = "{name}"'))
+
+
+def test_previous_names_are_a_list_of_valid_names(tmp_path) -> None:
+    renamed = 'name = "welcome"\nprevious_names = ["onboarding", "old.one"]'
+    cfg = load_text(tmp_path, MINIMAL.replace('name = "onboarding"', renamed))
+    assert cfg.flows[0].previous_names == ("onboarding", "old.one")
+    with pytest.raises(ConfigError, match="previous_names must be a list"):
+        load_text(tmp_path, MINIMAL.replace('name = "onboarding"', 'name = "w"\nprevious_names = "onboarding"'))

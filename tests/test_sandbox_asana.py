@@ -644,7 +644,13 @@ def test_task_listings_page_and_lag(fake):
     assert get(fake, f"/tasks/{gids[0]}").status_code == 200  # reads by gid do not lag
     fake.clock_offset += 5.1
     body = get(fake, f"/projects/{project}/tasks", limit=2).json()
-    assert [t["gid"] for t in body["data"]] == gids[:2] and set(body["data"][0]) == {"gid", "resource_type", "name"}
+    assert [t["gid"] for t in body["data"]] == gids[:2]
+    assert body["data"][0] == {
+        "gid": gids[0],
+        "resource_type": "task",
+        "name": "t0",
+        "resource_subtype": "default_task",
+    }
     follow = requests.get(body["next_page"]["uri"], headers=auth(fake), timeout=5).json()
     assert [t["gid"] for t in follow["data"]] == gids[2:] and follow["next_page"] is None
     assert [t["gid"] for t in get(fake, "/tasks", project=project).json()["data"]] == gids
@@ -803,3 +809,56 @@ def test_duplicates_counts_task_markers_apart_from_projects(fake):
     assert fake.duplicates() == {"task:[syncd:hubspot:1:kickoff]": 2}
     fake.add_project(name="P2", notes="again [syncd:hubspot:1]")
     assert fake.duplicates() == {"task:[syncd:hubspot:1:kickoff]": 2, "[syncd:hubspot:1]": 2}
+
+
+# -- opt_fields on listings, and records that lack fields -----------------------------------------------
+def test_listings_are_compact_without_opt_fields_and_exact_with_them(fake):
+    project = fake.add_project(name="P", notes="[syncd:hubspot:1]")
+    task = fake.add_task(name="T", notes="n", projects=[project["gid"]])
+    team_projects = get(fake, f"/teams/{fake.team}/projects").json()["data"]
+    assert team_projects == [{"gid": project["gid"], "resource_type": "project", "name": "P"}]
+    tasks = get(fake, f"/projects/{project['gid']}/tasks", limit=10).json()["data"]
+    assert tasks == [{"gid": task["gid"], "resource_type": "task", "name": "T", "resource_subtype": "default_task"}]
+    opted = get(fake, f"/teams/{fake.team}/projects", opt_fields="notes,archived").json()["data"]
+    assert opted == [
+        {"gid": project["gid"], "resource_type": "project", "notes": "[syncd:hubspot:1]", "archived": False}
+    ]
+    opted = get(fake, f"/projects/{project['gid']}/tasks", opt_fields="name,notes,html_notes").json()["data"]
+    assert opted == [
+        {"gid": task["gid"], "resource_type": "task", "name": "T", "notes": "n", "html_notes": "<body>n</body>"}
+    ]
+
+
+def test_fields_missing_fault_leaves_asked_for_fields_out_of_one_listing(fake):
+    first = fake.add_project(name="A", notes="[syncd:hubspot:1]")
+    second = fake.add_project(name="B", notes="[syncd:hubspot:2]")
+    path, params = f"/teams/{fake.team}/projects", {"opt_fields": "name,notes", "limit": 10}
+    fake.inject("fields_missing", route="list")
+    assert get(fake, f"/projects/{first['gid']}", opt_fields="notes").json()["data"]["notes"]  # other routes: fine
+    spoiled = get(fake, path, **params)
+    assert spoiled.status_code == 200 and spoiled.json()["next_page"] is None
+    assert spoiled.json()["data"] == [
+        {"gid": first["gid"], "resource_type": "project"},
+        {"gid": second["gid"], "resource_type": "project"},
+    ]
+    assert get(fake, path, **params).json()["data"][0]["notes"] == "[syncd:hubspot:1]"  # once, then whole again
+    fake.inject("fields_missing", route="list", fields="notes", gids=[second["gid"]])
+    partly = get(fake, path, **params).json()["data"]
+    assert partly[0] == {"gid": first["gid"], "resource_type": "project", "name": "A", "notes": "[syncd:hubspot:1]"}
+    assert partly[1] == {"gid": second["gid"], "resource_type": "project", "name": "B"}
+    assert fake.projects[1]["notes"] == "[syncd:hubspot:2]" and fake.faults_injected == 2  # the store keeps them
+
+
+def test_fields_missing_on_task_listings_and_compact_records(fake):
+    project = fake.add_project(name="P")["gid"]
+    task = fake.add_task(name="T", notes="[syncd:hubspot:1]", projects=[project])["gid"]
+    fake.inject("fields_missing", route="task_list")
+    listed = get(fake, f"/projects/{project}/tasks", opt_fields="notes,name").json()["data"]
+    assert listed == [{"gid": task, "resource_type": "task"}]
+    fake.inject("fields_missing", route="task_list")
+    assert get(fake, f"/projects/{project}/tasks").json()["data"] == [{"gid": task, "resource_type": "task"}]
+    fake.inject("fields_missing", route="task_list")
+    assert get(fake, "/tasks", project=project, opt_fields="notes").json()["data"] == [
+        {"gid": task, "resource_type": "task"}
+    ]
+    assert "fields_missing" not in fake.fault_kinds and "fields_missing" in fake.FAULT_KINDS

@@ -440,3 +440,121 @@ def test_daily_limit_is_429_daily(fake):
     body = assert_error(search(fake), 429)
     assert body["policyName"] == "DAILY" and body["message"] == "You have reached your daily limit."
     assert fake.rate_limited == 1
+
+
+# -- creation time, recycle bin, merges ---------------------------------------------------------------
+def delete(fake, deal_id, path=DEALS):
+    return requests.delete(f"{fake.url}{path}/{deal_id}", headers=AUTH, timeout=5)
+
+
+def merge(fake, body, path=DEALS):
+    return requests.post(f"{fake.url}{path}/merge", json=body, headers=AUTH, timeout=5)
+
+
+def test_createdate_is_settable_defaults_to_first_update_and_is_searchable(fake):
+    old = fake.add_deal(dealname="old", updated_at=T0 + 60, created_at=T0 - 86_400)
+    new = fake.add_deal(dealname="new", updated_at=T0)
+    fake.update_deal(new, updated_at=T0 + 120, dealname="renamed")
+    fake.add_deal(id=new, updated_at=T0 + 180, dealname="added again")  # keeps the first creation time
+    [batch] = fake.bulk_add(1, updated_at=T0 + 5, created_at=T0 + 1)
+    got = get(fake, f"{DEALS}/{old}", {"properties": "createdate"}).json()
+    assert got["properties"]["createdate"] == iso(T0_MS - 86_400_000) == got["createdAt"] == "2023-11-13T22:13:20.000Z"
+    assert fake.deals[new]["properties"]["createdate"] == iso(T0_MS)
+    assert fake.deals[batch]["properties"]["createdate"] == iso(T0_MS + 1000)
+    since = {"propertyName": "createdate", "operator": "GTE", "value": str(T0_MS)}
+    body = {"filterGroups": [{"filters": [since]}], "properties": ["createdate"], "sorts": ["-createdate"]}
+    response = search(fake, body)
+    assert ids(response) == [batch, new] and response.json()["results"][1]["properties"]["createdate"] == iso(T0_MS)
+
+
+def test_delete_moves_the_deal_to_the_recycle_bin_with_204(fake):
+    kept, gone = fake.add_deal(dealname="kept"), fake.add_deal(dealname="gone")
+    response = delete(fake, gone)
+    assert response.status_code == 204 and response.content == b""
+    assert ids(search(fake)) == [kept]
+    assert_error(get(fake, f"{DEALS}/{gone}"), 404, "OBJECT_NOT_FOUND")
+    binned = get(fake, f"{DEALS}/{gone}", {"archived": "true"}).json()
+    assert binned["archived"] is True and binned["archivedAt"] and binned["properties"]["dealname"] == "gone"
+    assert [r["id"] for r in get(fake, DEALS, {"archived": "true"}).json()["results"]] == [gone]
+    assert_error(delete(fake, gone), 404, "OBJECT_NOT_FOUND")
+    assert_error(delete(fake, "424242", path="/crm/v3/objects/0-3"), 404, "OBJECT_NOT_FOUND")
+    fake.inject("503", route="delete")
+    assert delete(fake, kept).status_code == 503 and ids(search(fake)) == [kept]
+
+
+def test_restored_deal_keeps_id_and_createdate_and_is_modified_now(fake):
+    deal = fake.add_deal(dealname="Acme", updated_at=T0, created_at=T0 - 10)
+    fake.archive_deal(deal)
+    window = {"filterGroups": [{"filters": mod_range(T0_MS + 50_000, T0_MS + 70_000)}]}
+    assert ids(search(fake, window)) == []
+    restored = fake.restore_deal(deal, restored_at=T0 + 60)
+    assert restored["archived"] is False and "archivedAt" not in restored
+    found = search(fake, window).json()["results"]
+    assert [r["id"] for r in found] == [deal]
+    assert found[0]["properties"]["createdate"] == iso(T0_MS - 10_000)
+    assert found[0]["properties"]["hs_lastmodifieddate"] == iso(T0_MS + 60_000) == found[0]["updatedAt"]
+    assert get(fake, f"{DEALS}/{deal}").json()["archived"] is False
+    with pytest.raises(ValueError, match="not in the recycle bin"):
+        fake.restore_deal(deal)
+    before = time.time()
+    fake.archive_deal(deal)
+    fake.restore_deal(deal)  # default: now
+    assert fake.deals[deal]["properties"]["hs_lastmodifieddate"] >= iso(int(before * 1000))
+
+
+def test_merge_creates_a_new_deal_that_lists_the_merged_ids(fake):
+    primary = fake.add_deal(dealname="Acme", amount=100, updated_at=T0, created_at=T0 - 500)
+    other = fake.add_deal(dealname="Acme (dup)", amount=50, tier="gold", updated_at=T0 + 1)
+    bystander = fake.add_deal(dealname="Globex", updated_at=T0 + 2)
+    before = time.time()
+    response = merge(fake, {"primaryObjectId": primary, "objectIdToMerge": other})
+    assert response.status_code == 200
+    survivor = response.json()
+    new = survivor["id"]
+    assert new not in (primary, other) and survivor["properties"]["hs_object_id"] == new
+    assert survivor["properties"]["hs_merged_object_ids"] == f"{primary};{other}"
+    assert survivor["properties"]["createdate"] == iso(T0_MS - 500_000)  # (guess) the primary's
+    assert survivor["properties"]["hs_lastmodifieddate"] >= iso(int(before * 1000))
+    props = get(fake, f"{DEALS}/{new}", {"properties": "dealname,amount,tier"}).json()["properties"]
+    assert (props["dealname"], props["amount"], props["tier"]) == ("Acme", "100", "gold")
+    assert ids(search(fake, {"sorts": ["hs_object_id"]})) == [bystander, new]
+    for merged_away in (primary, other):  # GET by an old id answers with the deal it went into
+        body = get(fake, f"{DEALS}/{merged_away}", {"properties": "hs_merged_object_ids"}).json()
+        assert body["id"] == new and body["properties"]["hs_merged_object_ids"] == f"{primary};{other}"
+    assert [r["id"] for r in get(fake, DEALS).json()["results"]] == [bystander, new]
+    assert fake.merged_into == {primary: new, other: new}
+    again = fake.merge_deals(bystander, primary)  # an old id stands for its survivor; the list accumulates
+    assert fake.merged_into == {primary: again, other: again, new: again, bystander: again}
+    merged = get(fake, f"{DEALS}/{other}", {"properties": "hs_merged_object_ids"}).json()["properties"]
+    assert merged["hs_merged_object_ids"].split(";") == [primary, other, bystander, new]
+
+
+def test_merge_can_keep_the_primary_id(fake):
+    fake.merge_keeps_primary_id = True
+    primary = fake.add_deal(dealname="Acme", updated_at=T0, created_at=T0 - 5)
+    other = fake.add_deal(dealname="dup", description="from the dup", updated_at=T0 + 1)
+    assert fake.merge_deals(primary, other, merged_at=T0 + 30) == primary
+    body = get(fake, f"{DEALS}/{other}", {"properties": "dealname,description,hs_merged_object_ids"}).json()
+    assert body["id"] == primary and body["properties"]["hs_merged_object_ids"] == other
+    assert (body["properties"]["dealname"], body["properties"]["description"]) == ("Acme", "from the dup")
+    assert body["properties"]["createdate"] == iso(T0_MS - 5000)
+    assert body["properties"]["hs_lastmodifieddate"] == iso(T0_MS + 30_000)
+    assert ids(search(fake)) == [primary]
+
+
+def test_merge_rejects_bad_requests(fake):
+    a, b = fake.add_deal(), fake.add_deal()
+    assert_error(merge(fake, {"primaryObjectId": a}), 400, "VALIDATION_ERROR")
+    assert_error(merge(fake, {"primaryObjectId": a, "objectIdToMerge": a}), 400, "VALIDATION_ERROR")
+    assert_error(merge(fake, {"primaryObjectId": a, "objectIdToMerge": "424242"}), 404, "OBJECT_NOT_FOUND")
+    fake.archive_deal(b)
+    assert_error(merge(fake, {"primaryObjectId": a, "objectIdToMerge": b}), 404, "OBJECT_NOT_FOUND")
+    c = fake.add_deal()
+    fake.inject("500", route="merge")
+    assert merge(fake, {"primaryObjectId": a, "objectIdToMerge": c}).status_code == 500 and not fake.merged_into
+    response = merge(fake, {"primaryObjectId": a, "objectIdToMerge": c}, path="/crm/v3/objects/0-3")
+    assert response.status_code == 200 and fake.merged_into == {a: response.json()["id"], c: response.json()["id"]}
+    patched = requests.patch(f"{fake.url}{DEALS}/{a}", json={"properties": {"note": "x"}}, headers=AUTH, timeout=5)
+    assert patched.json()["id"] == response.json()["id"] and patched.json()["properties"]["note"] == "x"
+    read_only = {"properties": {"hs_merged_object_ids": "1"}}
+    assert_error(requests.patch(f"{fake.url}{DEALS}/{a}", json=read_only, headers=AUTH, timeout=5), 400)

@@ -197,6 +197,19 @@ def test_deal_fields_resolve_custom_keys_and_option_ids(fake):
         fake.add_deal(custom={"Tier": "Unknown"})
 
 
+def test_add_time_is_settable_defaults_to_the_first_update_and_sorts(fake):
+    old = fake.add_deal(title="old", update_time=T0 + 60, created_at=T0 - 86_400.7)
+    new = fake.add_deal(title="new", update_time=T0)
+    fake.update_deal(new, update_time=T0 + 120, title="renamed")
+    assert patch(fake, new, {"value": 5}).json()["data"]["add_time"] == STAMP  # PATCH leaves it alone
+    by_id = {d["id"]: d for d in get(fake).json()["data"]}
+    assert by_id[old]["add_time"] == "2024-09-12T20:23:02Z" and by_id[old]["update_time"] == rfc3339(T0 + 60)
+    assert by_id[new]["add_time"] == STAMP != by_id[new]["update_time"]
+    assert get(fake, f"{DEALS}/{old}").json()["data"]["add_time"] == "2024-09-12T20:23:02Z"
+    assert ids(get(fake, sort_by="add_time", sort_direction="desc")) == [new, old]
+    failure(patch(fake, new, {"add_time": STAMP}), 400)
+
+
 # -- PATCH -----------------------------------------------------------------------------------------------
 def test_patch_returns_the_deal_and_bumps_update_time(fake):
     tier = fake.add_custom_field("Tier", "enum", ["Startup", "Enterprise"])

@@ -371,3 +371,49 @@ def test_faults_target_routes_and_apply_runs_the_request(fake, auth):
     error(query(fake, auth, "SELECT Id FROM Opportunity"), 503, "SERVER_UNAVAILABLE")
     with pytest.raises(ValueError):
         fake.inject("429")
+
+
+# -- CreatedDate, recycle bin --------------------------------------------------------------------------
+def test_created_date_is_settable_defaults_to_the_first_modification_and_filters(fake, auth):
+    old = fake.add_opportunity(Name="old", modstamp=T0 + 60, created_at=T0 - 86_400)
+    new = fake.add_opportunity(Name="new", modstamp=T0)
+    iso = fake.add_opportunity(Name="iso", modstamp=T0 + 5, created_at="2024-09-13T20:23:04Z")
+    fake.update_opportunity(new, modstamp=T0 + 120, StageName="Closed Won")
+    records = query(fake, auth, "SELECT Id, CreatedDate, LastModifiedDate FROM Opportunity ORDER BY CreatedDate")
+    by_id = {r["Id"]: r for r in records.json()["records"]}
+    assert list(by_id) == [old, new, iso]
+    assert by_id[old]["CreatedDate"] == "2024-09-12T20:23:03.000+0000"
+    assert by_id[new]["CreatedDate"] == sf_datetime(int(T0) * 1000) != by_id[new]["LastModifiedDate"]
+    assert by_id[iso]["CreatedDate"] == sf_datetime(int(T0 + 1) * 1000)
+    soql = "SELECT Id FROM Opportunity WHERE CreatedDate >= 2024-09-13T20:23:03Z ORDER BY Id"
+    assert ids(query(fake, auth, soql)) == [new, iso]
+    response = requests.patch(
+        fake.url + OPP + new, json={"CreatedDate": "2020-01-01T00:00:00Z"}, headers=auth, timeout=5
+    )
+    error(response, 400, "INVALID_FIELD_FOR_INSERT_UPDATE")
+
+
+def test_deleted_opportunities_leave_query_but_stay_in_query_all(fake, auth):
+    kept = fake.add_opportunity(Name="kept", modstamp=T0)
+    gone = fake.add_opportunity(Name="gone", modstamp=T0)
+    for _ in range(3):
+        fake.add_opportunity(modstamp=T0 - 10)
+    fake.delete_opportunity(gone, modstamp=T0 + 30)
+    soql = "SELECT Id, IsDeleted, SystemModstamp, LastModifiedDate FROM Opportunity WHERE SystemModstamp >= "
+    soql += "2024-09-13T20:23:03Z ORDER BY Id"
+    assert ids(query(fake, auth, soql)) == [kept]
+    everything = requests.get(fake.url + QUERY + "All", params={"q": soql}, headers=auth, timeout=5)
+    assert everything.status_code == 200 and ids(everything) == [kept, gone]
+    deleted = everything.json()["records"][1]
+    assert deleted["IsDeleted"] is True and deleted["SystemModstamp"] == sf_datetime(int(T0 + 30) * 1000)
+    assert deleted["LastModifiedDate"] == sf_datetime(int(T0) * 1000)  # (guess) only SystemModstamp moves
+    assert ids(query(fake, auth, "SELECT Id FROM Opportunity WHERE IsDeleted = true")) == []
+    error(requests.patch(fake.url + OPP + gone, json={"Name": "x"}, headers=auth, timeout=5), 404, "ENTITY_IS_DELETED")
+    fake.batch_cap = 3
+    first = requests.get(fake.url + QUERY + "All", params={"q": "SELECT Id FROM Opportunity"}, headers=auth, timeout=5)
+    body = first.json()
+    assert body["totalSize"] == 5 and "/query/" in body["nextRecordsUrl"]  # "has query in the URL", as documented
+    rest = requests.get(fake.url + body["nextRecordsUrl"], headers=auth, timeout=5).json()
+    assert gone in [r["Id"] for r in body["records"] + rest["records"]] and rest["done"] is True
+    fake.undelete_opportunity(gone, modstamp=T0 + 60)
+    assert ids(query(fake, auth, soql)) == [kept, gone]

@@ -20,6 +20,20 @@ Where the documentation is silent the fake makes a choice, marked "(guess)" belo
 - a second task with an `external.gid` already in use is a 400 (`unique_external_gids = False` allows it);
 - adding a member to a project twice returns the existing membership, 201 (`duplicate_memberships = "reject"`
   makes it a 400).
+
+`opt_fields`: "Some requests return *compact* representations of objects ... This option allows you to list
+the exact set of fields that the API should be sure to return for the objects. ... The id of included objects
+will always be returned, regardless of the field options." (spec, `components.parameters.fields`; also
+https://developers.asana.com/docs/inputoutput-options). Listings ("Returns the compact project records for all
+projects in the team", "Returns the compact task records for all tasks within the given project") without
+`opt_fields` return the compact schema: `gid`, `resource_type`, `name`, and for tasks also `resource_subtype`
+(TaskCompact in the spec). The `fields_missing` fault makes the records of one answer lack fields that were
+asked for; the docs promise the opposite ("should be sure to return"), and only hint that some fields are
+*Conditional* or "not available" for some objects, so this is a defensive test of the client, not a
+documented behaviour. `inject("fields_missing", route="list")` (project and template listings) or
+`route="task_list"`; params `fields=` (names to leave out; default: every field asked for in `opt_fields`
+except `gid` and `resource_type`, or without `opt_fields` the compact ones except those two) and `gids=`
+(only these records lose them; default: all). It is never drawn at random (`fault_kinds` leaves it out).
 """
 
 from __future__ import annotations
@@ -54,8 +68,8 @@ SERVER_ERRORS = {
     503: "Service Unavailable: the upstream service is unavailable to the API.",
     504: "This request took too long to complete.",
 }
-KINDS = ("500", "502", "503", "504", "429", "drop", "drop_after_create", "slow_after_create")
-KINDS += ("500_after_create", "504_after_create", "malformed_after_create")
+KINDS: tuple[str, ...] = ("500", "502", "503", "504", "429", "drop", "drop_after_create", "slow_after_create")
+KINDS += ("500_after_create", "504_after_create", "malformed_after_create", "fields_missing")
 # Route names for `inject(route=...)`: what a request does, coarsely.
 ROUTES = ("create", "list", "get", "instantiate", "job", "task_create", "task_list", "update", "membership")
 # Endpoints that commit before answering: `*_after_create` faults let them take effect, then spoil the answer.
@@ -72,6 +86,8 @@ COLORS = {f"{shade}-{hue}" for shade in ("dark", "light") for hue in HUES} | {"n
 PRIVACY = {"public_to_workspace", "private_to_team", "private"}
 ACCESS_LEVELS = ("admin", "editor", "commenter")  # what createMembership accepts for projects
 OPT_IN = ("html_notes", "project_brief", "created_from_template")  # only returned when asked for
+COMPACT = {"task": ("gid", "resource_type", "name", "resource_subtype")}  # others: gid, resource_type, name
+ALWAYS = ("gid", "resource_type")
 DATE_VARIABLES = {  # the spec: date variable `1` is the project's start date, `2` its due date
     "1": ("Start Date", "Choose a start date for your project."),
     "2": ("Due Date", "Choose a due date for your project."),
@@ -208,6 +224,7 @@ class FakeAsana(FakeServer):
         seed: int = 0,
     ) -> None:
         super().__init__(seed)
+        self.fault_kinds = [k for k in KINDS if k != "fields_missing"]  # only injected on purpose
         self.token, self.workspace, self.team = token, workspace, team
         self.projects: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
@@ -347,13 +364,17 @@ class FakeAsana(FakeServer):
             # `*_after_create` faults let a create take effect, then spoil the answer; elsewhere they act
             # like their plain kind (`slow_after_create` still answers correctly, only late).
             fault = self._next_fault(route)
-            late = fault and (fault[0] == "slow_after_create" or (endpoint in CREATES and "_after" in fault[0]))
+            late = fault and (
+                fault[0] in ("slow_after_create", "fields_missing") or (endpoint in CREATES and "_after" in fault[0])
+            )
             if fault and not late:
                 return self._fault_response(fault, key, now, 200)
             response: Response = getattr(self, f"_{endpoint}")(ids, request, now)
             if fault and response.status < 300:
                 if fault[0] == "slow_after_create":
                     response.delay = float(fault[1].get("delay", 2.0))
+                elif fault[0] == "fields_missing":
+                    self._leave_out_fields(response, _fields(request), fault[1])
                 else:
                     response = self._fault_response(fault, key, now, response.status)
             return response
@@ -393,6 +414,20 @@ class FakeAsana(FakeServer):
             return _error(500, SERVER_ERRORS[500], phrase=f"{self._phrases.randint(2, 99)} {words}")
         return _error(status, SERVER_ERRORS[status])
 
+    @staticmethod
+    def _leave_out_fields(response: Response, asked: list[str] | None, params: dict[str, Any]) -> None:
+        """The `fields_missing` fault: the answer's records lack some of the fields the request asked for."""
+        names = params.get("fields")
+        if names is None:
+            names = asked if asked is not None else ("name", "resource_subtype")
+        drop = set([names] if isinstance(names, str) else names) - set(ALWAYS)
+        gids = params.get("gids")
+        data = response.body.get("data") if isinstance(response.body, dict) else None
+        for record in data if isinstance(data, list) else [data] if isinstance(data, dict) else []:
+            if gids is None or record.get("gid") in gids:
+                for name in drop:
+                    record.pop(name, None)
+
     # -- shared machinery --------------------------------------------------------------------------
     def _gid(self) -> str:
         gid, self._next_gid = str(self._next_gid), self._next_gid + 1
@@ -409,9 +444,9 @@ class FakeAsana(FakeServer):
                 keys = [k for k in obj if k not in OPT_IN and not k.startswith("_")]
                 keys = [k for k in keys if not (k == "external" and obj[k] is None)]
             else:
-                keys = [k for k in ("gid", "resource_type", "name") if k in obj]
+                keys = [k for k in COMPACT.get(obj["resource_type"], (*ALWAYS, "name")) if k in obj]
         else:
-            keys = ["gid", "resource_type", *(f for f in fields if f in obj and not f.startswith("_"))]
+            keys = [*ALWAYS, *(f for f in fields if f in obj and not f.startswith("_"))]
         return {k: obj[k] for k in dict.fromkeys(keys)}
 
     def _paginate(

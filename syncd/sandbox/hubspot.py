@@ -12,6 +12,32 @@ earliest modification time of any later version of the same deal (`end`). Filter
 `hs_lastmodifieddate` / `hs_object_id` become a bisected slice plus one cheap pass; other filters are
 evaluated per candidate. Mutate state through the helpers (`add_deal`, `update_deal`, `archive_deal`...),
 not by editing `deals` in place, or search will not see the change.
+
+Recycle bin and merges (`archive_deal`, `restore_deal`, `merge_deals`, and the DELETE and merge routes):
+- DELETE /crm/v3/objects/deals/{dealId} "Move an Object identified by `{dealId}` to the recycling bin" and
+  answers 204, "This response has no body data."
+  (https://developers.hubspot.com/docs/api-reference/crm-deals-v3/basic/delete-crm-v3-objects-0-3-dealId).
+- Restoring is a person's job: "You can use the restore records tool to restore HubSpot-defined object records
+  ... up to 90 days after they were deleted" (https://knowledge.hubspot.com/records/restore-deleted-records);
+  the deals API documents no restore endpoint. The restored deal keeps its id and `createdate`. (guess) It
+  gets a new `hs_lastmodifieddate` (now), so a poller sees it modified now; no page we found says so.
+- Merging: the endpoint reference says `primaryObjectId` is "The ID of the object that will remain after the
+  merge" (https://developers.hubspot.com/docs/api-reference/crm-deals-v3/basic/post-crm-v3-objects-0-3-merge),
+  but HubSpot's changelog describes the behaviour differently: "If a customer merges Deal A and Deal B, HubSpot
+  creates a new deal from that merge: Deal C" and "If you make a GET request for Deal A, the dealId in the
+  response will be Deal C's dealId"
+  (https://developers.hubspot.com/changelog/announcement-deals-now-support-merging), and contacts and companies
+  were later changed "to make them more consistent with merges for other object types": "a new record with a
+  new ID will be created for the resulting merged record ... fetching any records using the original IDs will
+  return the new merged record with the new ID"
+  (https://developers.hubspot.com/changelog/updated-merge-functionality-for-contacts-and-companies). The fake
+  follows the changelogs (`merge_keeps_primary_id = False`); set it True for the reference's reading. Either
+  way the survivor's current values are the primary's, gaps filled from the other deal ("the property values
+  of the resulting merged record will use the latest property values of the primary record", same page), and
+  it lists the merged-away ids in `hs_merged_object_ids` ("you can use the Merged [record] IDs property to view
+  previously merged records", https://knowledge.hubspot.com/deals/merge-deals), joined with ";" as HubSpot joins
+  multi-valued properties (the merge reference's example: "chocolate;strawberry"). (guess) The new deal
+  keeps the primary's `createdate`; PATCH and DELETE of a merged-away id act on the survivor, as GET does.
 """
 
 from __future__ import annotations
@@ -34,10 +60,10 @@ from typing import Any
 from syncd.sandbox.server import FakeServer, Request, Response
 
 INF = float("inf")
-MOD, OBJ_ID = "hs_lastmodifieddate", "hs_object_id"
+MOD, OBJ_ID, MERGED = "hs_lastmodifieddate", "hs_object_id", "hs_merged_object_ids"
 DEFAULT_PROPS = ("dealname", "amount", "closedate", "pipeline", "dealstage", "createdate", MOD, OBJ_ID)
 ALWAYS = (OBJ_ID, "createdate", MOD)
-READ_ONLY = frozenset(ALWAYS)
+READ_ONLY = frozenset({*ALWAYS, MERGED})
 DATETIME_PROPS = frozenset({MOD, "createdate", "closedate"})
 SEARCHABLE = ("dealname", "pipeline", "dealstage", "description", "dealtype")
 RANGE_OPS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
@@ -138,7 +164,7 @@ _vkey = attrgetter("mod", "idn", "seq")
 class FakeHubSpot(FakeServer):
     MALFORMED_BODY = b'{"results": [ {"id": '
     FAULT_KINDS = FAULT_KINDS
-    FAULT_ROUTES = ("search", "list", "get", "patch")
+    FAULT_ROUTES = ("search", "list", "get", "patch", "delete", "merge")
     service = "hubspot"
 
     def __init__(self, token: str = "sandbox-hubspot-token", *, seed: int = 0) -> None:
@@ -152,6 +178,8 @@ class FakeHubSpot(FakeServer):
         self.daily_limit = 250_000
         self.daily_used = 0
         self.rate_limited = 0
+        self.merge_keeps_primary_id = False  # True: the endpoint reference's reading (see the module docstring)
+        self.merged_into: dict[str, str] = {}  # merged-away deal id -> id of the deal that holds it now
         self.fault_kinds = ["500", "502", "503", "504", "429", "drop"]
         self._windows: dict[tuple, deque] = {}
         self._search_count = 0
@@ -163,27 +191,40 @@ class FakeHubSpot(FakeServer):
         self._raw: set[str] = set()
         self._cseq: dict[str, int] = {}  # creation order
         self._by_id: list[tuple[int, str]] = []  # sorted, for the list endpoint
-        self._known: set[str] = {*DEFAULT_PROPS, "description", "dealtype", "hubspot_owner_id"}
+        self._known: set[str] = {*DEFAULT_PROPS, "description", "dealtype", "hubspot_owner_id", MERGED}
 
     # -- helpers for tests -------------------------------------------------------------------------
     @property
     def search_requests(self) -> int:
         return self._search_count
 
-    def add_deal(self, id: str | None = None, *, updated_at: float | None = None, **properties: Any) -> str:
+    def add_deal(
+        self,
+        id: str | None = None,
+        *,
+        updated_at: float | None = None,
+        created_at: float | None = None,
+        **properties: Any,
+    ) -> str:
+        """Create a deal; `createdate` is `created_at` (epoch s), else its first `updated_at`."""
         with self.lock:
-            first = id is None or str(id) not in self.deals
-            deal_id = self._create(id, self._ms(updated_at), properties)
-            insort(self._index, self._history[deal_id][-1], key=_vkey)
-            if first:
-                insort(self._by_id, (_idn(deal_id), deal_id))
-            return deal_id
+            return self._add(id, self._ms(updated_at), None if created_at is None else self._ms(created_at), properties)
 
-    def bulk_add(self, n: int, *, updated_at: float | None = None, **properties: Any) -> list[str]:
+    def _add(self, id: str | None, ms: int, created_ms: int | None, properties: dict) -> str:
+        first = id is None or str(id) not in self.deals
+        deal_id = self._create(id, ms, properties, created_ms)
+        insort(self._index, self._history[deal_id][-1], key=_vkey)
+        if first:
+            insort(self._by_id, (_idn(deal_id), deal_id))
+        return deal_id
+
+    def bulk_add(
+        self, n: int, *, updated_at: float | None = None, created_at: float | None = None, **properties: Any
+    ) -> list[str]:
         """Add n deals sharing one timestamp; O(n) (one merge of the sorted index)."""
         with self.lock:
-            ms = self._ms(updated_at)
-            ids = [self._create(None, ms, properties) for _ in range(n)]
+            ms, created_ms = self._ms(updated_at), None if created_at is None else self._ms(created_at)
+            ids = [self._create(None, ms, properties, created_ms) for _ in range(n)]
             self._index.extend(self._history[i][-1] for i in ids)
             self._index.sort(key=_vkey)
             self._by_id.extend((_idn(i), i) for i in ids)
@@ -201,13 +242,56 @@ class FakeHubSpot(FakeServer):
             return record
 
     def archive_deal(self, id: str) -> None:
-        """Archive (soft-delete): gone from search once the index catches up, from GET at once."""
+        """Move a deal to the recycle bin (what DELETE does): gone from search once the index catches up, from GET
+        at once (it is still there with `archived=true`)."""
         with self.lock:
             now = self._ms(None)
             self.deals[id].update(archived=True, archivedAt=iso(now))
-            for v in self._history.get(id, []):
-                v.end = min(v.end, now)
-            self._garbage.pop(id, None)
+            self._retire(id, now)
+
+    def restore_deal(self, id: str, *, restored_at: float | None = None) -> dict:
+        """Bring a deal back from the recycle bin, as a person does in HubSpot (no API does this): same id and
+        `createdate`, `hs_lastmodifieddate` = `restored_at` (default now), so a poller sees it modified now."""
+        with self.lock:
+            record = self.deals[id]
+            if not record.get("archived"):
+                raise ValueError(f"deal {id} is not in the recycle bin")
+            record["archived"] = False
+            record.pop("archivedAt", None)
+            return self.update_deal(id, updated_at=restored_at)
+
+    def merge_deals(self, primary: str, other: str, *, merged_at: float | None = None) -> str:
+        """Merge `other` into `primary` as HubSpot does (see the module docstring); returns the surviving id: a
+        new one, or `primary` when `merge_keeps_primary_id`. Merged-away ids answer GET with the survivor."""
+        with self.lock:
+            primary, other = self.merged_into.get(primary, primary), self.merged_into.get(other, other)
+            first, second = self.deals[primary], self.deals[other]
+            if primary == other or first.get("archived") or second.get("archived") or {primary, other} & self._raw:
+                raise ValueError(f"cannot merge deal {other} into {primary}")
+            ms, p1, p2 = self._ms(merged_at), first["properties"], second["properties"]
+            props = {k: v for k, v in p2.items() if v not in (None, "")}
+            props |= {k: v for k, v in p1.items() if v not in (None, "")}
+            old = [str(i) for p in (p1, p2) for i in (p.get(MERGED) or "").split(";") if i]
+            for name in (OBJ_ID, MOD, "createdate", MERGED):
+                props.pop(name, None)
+            if self.merge_keeps_primary_id:
+                gone, survivor = [other], primary
+                self.update_deal(primary, updated_at=ms / 1000, **props, **{MERGED: ";".join([*old, other])})
+            else:
+                gone, ids = [primary, other], ";".join(dict.fromkeys([*old, primary, other]))
+                survivor = self._add(None, ms, parse_ms(p1.get("createdate")), {**props, MERGED: ids})
+            for deal_id in gone:
+                self._retire(deal_id, ms)
+                del self.deals[deal_id]
+                self.merged_into = {k: (survivor if v == deal_id else v) for k, v in self.merged_into.items()}
+                self.merged_into[deal_id] = survivor
+            return survivor
+
+    def _retire(self, deal_id: str, ms: int) -> None:
+        """The deal's search-index versions stop being visible at `ms`."""
+        for v in self._history.get(deal_id, []):
+            v.end = min(v.end, ms)
+        self._garbage.pop(deal_id, None)
 
     def add_raw_deal(self, record: dict) -> str:
         """Store a record verbatim (malformed-record tests); it is returned as stored, unfiltered."""
@@ -235,9 +319,12 @@ class FakeHubSpot(FakeServer):
         self._next_id += 1
         return str(self._next_id - 1)
 
-    def _create(self, wanted: str | None, ms: int, properties: dict) -> str:
+    def _create(self, wanted: str | None, ms: int, properties: dict, created_ms: int | None = None) -> str:
         deal_id, stamp = self._new_id(wanted), iso(ms)
-        props = {"createdate": stamp, **{k: _s(v) for k, v in properties.items()}}
+        created = iso(created_ms) if created_ms is not None else None
+        if created is None and deal_id in self.deals and deal_id not in self._raw:  # added again: created once
+            created = self.deals[deal_id]["properties"].get("createdate")
+        props = {"createdate": created or stamp, **{k: _s(v) for k, v in properties.items()}}
         props.update({OBJ_ID: deal_id, MOD: stamp})
         record = {"id": deal_id, "properties": props, "createdAt": props["createdate"], "updatedAt": stamp}
         self.deals[deal_id] = {**record, "archived": False}
@@ -271,7 +358,9 @@ class FakeHubSpot(FakeServer):
                 self._search_count += 1
             elif m and tail is None and method == "GET":
                 route = "list"
-            elif m and tail not in (None, "search") and method in ("GET", "PATCH"):
+            elif m and tail == "merge" and method == "POST":
+                route = "merge"
+            elif m and tail not in (None, "search", "merge") and method in ("GET", "PATCH", "DELETE"):
                 route = method.lower()
             if request.bearer != self.token:
                 return self._error(401, AUTH_MESSAGE, "INVALID_AUTHENTICATION")
@@ -308,6 +397,8 @@ class FakeHubSpot(FakeServer):
             response = self._limit("You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING")
         elif route == "list":
             response = self._list(request.query)
+        elif route == "merge":
+            response = self._merge(self._body(request))
         else:
             response = self._get_or_patch(route, deal_id or "", request)
         response.headers.update(headers)
@@ -533,10 +624,14 @@ class FakeHubSpot(FakeServer):
         return Response(200, {"results": page})
 
     def _get_or_patch(self, route: str, deal_id: str, request: Request) -> Response:
+        deal_id = self.merged_into.get(deal_id, deal_id)  # a merged-away id reads as the deal it went into
         record = self.deals.get(deal_id)
         show_archived = route == "get" and request.query.get("archived", "").lower() == "true"
         if record is None or (record.get("archived") and not show_archived):
             return self._error(404, "resource not found", "OBJECT_NOT_FOUND")
+        if route == "delete":
+            self.archive_deal(deal_id)
+            return Response(204)
         if route == "get":
             props = request.query.get("properties")
             return Response(200, self._render(record, props.split(",") if props else None, deal_id in self._raw))
@@ -548,3 +643,18 @@ class FakeHubSpot(FakeServer):
             raise self._invalid(f"Property values were not valid: {read_only} are read-only")
         self.update_deal(deal_id, **{k: (None if v == "" else v) for k, v in updates.items()})
         return Response(200, self._render(record, [*DEFAULT_PROPS, *updates], deal_id in self._raw))
+
+    def _merge(self, body: Any) -> Response:
+        """POST /crm/v3/objects/deals/merge {"primaryObjectId", "objectIdToMerge"} -> 200, the surviving deal."""
+        names = ("primaryObjectId", "objectIdToMerge")
+        primary, other = (_s(body.get(n)) if isinstance(body, dict) else None for n in names)
+        if not primary or not other:
+            raise self._invalid("primaryObjectId and objectIdToMerge are required")
+        primary, other = self.merged_into.get(primary, primary), self.merged_into.get(other, other)
+        for deal_id in (primary, other):
+            if deal_id not in self.deals or self.deals[deal_id].get("archived") or deal_id in self._raw:
+                return self._error(404, f"Object {deal_id} not found", "OBJECT_NOT_FOUND")
+        if primary == other:
+            raise self._invalid(f"Cannot merge deal {primary} into itself")
+        survivor = self.merge_deals(primary, other)
+        return Response(200, self._render(self.deals[survivor], [*DEFAULT_PROPS, MERGED]))

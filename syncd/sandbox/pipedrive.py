@@ -157,14 +157,23 @@ class FakePipedrive(FakeServer):
     def option_id(self, field: str, label: str) -> int:
         return next(o["id"] for o in self._custom_field(field, by_name=True)["options"] if o["label"] == label)
 
-    def add_deal(self, id: int | None = None, *, update_time: float | None = None, **fields: Any) -> int:
-        """Create a deal. `custom={"Tier": "Enterprise"}` sets custom fields by name (enum labels -> ids)."""
+    def add_deal(
+        self, id: int | None = None, *, update_time: float | None = None, created_at: float | None = None, **fields: Any
+    ) -> int:
+        """Create a deal. `custom={"Tier": "Enterprise"}` sets custom fields by name (enum labels -> ids).
+
+        `add_time` is "The creation date and time of the deal" (Pipedrive's SDK docs,
+        https://github.com/pipedrive/client-php/blob/master/docs/Model/DealCollectionResponseObject.md), in v2's
+        format: "All timestamps in the v2 API are now in RFC 3339 format (e.g. 2024-01-01T00:00:00Z)"
+        (https://pipedrive.readme.io/docs/pipedrive-api-v2-migration-guide). It is `created_at` (epoch s, whole
+        seconds like `update_time`), else the first `update_time`; PATCH cannot change it."""
         with self.lock:
             deal_id = self._new_id(id)
             ts, custom = self._ts(update_time), fields.pop("custom", None) or {}
             stamp = rfc3339(ts)
+            added = stamp if created_at is None else rfc3339(created_at)
             deal = {"id": deal_id, "title": f"Deal {deal_id}", "owner_id": 1, "person_id": None, "org_id": None}
-            deal |= {"pipeline_id": 1, "stage_id": 1, "value": 0.0, "currency": "USD", "add_time": stamp}
+            deal |= {"pipeline_id": 1, "stage_id": 1, "value": 0.0, "currency": "USD", "add_time": added}
             deal |= {"update_time": stamp, "stage_change_time": None, "is_deleted": False, "is_archived": False}
             deal |= {"status": "open", "probability": None, "lost_reason": None, "visible_to": 3}
             deal |= {"close_time": None, "won_time": None, "lost_time": None, "expected_close_date": None}

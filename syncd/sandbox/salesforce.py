@@ -13,6 +13,17 @@ joined by AND, OR and parentheses>] [ORDER BY f [ASC|DESC], ...] [LIMIT n]`. A q
 `nextRecordsUrl` pages through that snapshot.
 Datetimes are stored as epoch ms truncated to whole seconds (Salesforce stamps have second precision in
 practice) and rendered as `2024-09-13T20:23:03.000+0000`.
+
+Creation and the recycle bin: `CreatedDate` is "Date and time when this record was created" and `IsDeleted`
+"Indicates whether the record has been moved to the Recycle Bin (true) or not (false)"
+(https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/system_fields.htm). `add_opportunity(created_at=)`
+sets the first (default: the first modification time). `delete_opportunity` moves a record to the recycle bin:
+`query` leaves it out, while "Unlike the Query resource, QueryAll returns records that are soft deleted due to
+a merge or delete", and "Although the nextRecordsUrl has query in the URL, it still provides the remaining
+results from the initial QueryAll request"
+(https://developer.salesforce.com/docs/platform/api-rest/guide/resources-queryall.html). (guess) Deleting and
+undeleting bump `SystemModstamp` but not `LastModifiedDate`, and a PATCH of a deleted record is 404
+ENTITY_IS_DELETED.
 """
 
 from __future__ import annotations
@@ -41,11 +52,15 @@ RELATED_FIELDS = {"Account": ("Id", "Name", "Industry", "Type"), "User": ("Id", 
 WON, CLOSED = frozenset({"Closed Won"}), frozenset({"Closed Won", "Closed Lost"})
 SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+IS_DELETED = [{"errorCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}]
 CUSTOM = "If you are attempting to use a custom %s, be sure to append %s. Please reference your WSDL or the "
 CUSTOM += "describe call for the appropriate names."
 LIMIT_EXCEEDED = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
 RESERVED = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "ASC", "DESC", "LIMIT", "NULL"})
-_API = re.compile(r"^/services/data/(v\d+\.\d)(/query/?|/query/(\w+)-(\d+)|/sobjects/Opportunity/(\w+))$")
+_API = re.compile(
+    r"^/services/data/(?P<v>v\d+\.\d)(?:/query(?P<all>All)?/?|/query(?:All)?/(?P<locator>\w+)-(?P<offset>\d+)"
+    r"|/sobjects/Opportunity/(?P<opp>\w+))$"
+)
 _TOKEN = re.compile(
     r"""\s*(?:(?P<dt>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))(?![\w:.])
     |(?P<bad>\d{4}-\d\d-\d\dT\S*)|(?P<date>\d{4}-\d\d-\d\d)(?![\w:])|(?P<num>-?\d+(?:\.\d+)?)(?![\w.])
@@ -251,14 +266,23 @@ class FakeSalesforce(FakeServer):
         self._next = {"006": 1, "001": 1}
 
     # -- helpers for tests -------------------------------------------------------------------------
-    def add_opportunity(self, id: str | None = None, *, modstamp: float | str | None = None, **fields: Any) -> str:
-        """Create an Opportunity; `Account="Acme"` links (or creates) an Account by name."""
+    def add_opportunity(
+        self,
+        id: str | None = None,
+        *,
+        modstamp: float | str | None = None,
+        created_at: float | str | None = None,
+        **fields: Any,
+    ) -> str:
+        """Create an Opportunity; `Account="Acme"` links (or creates) an Account by name. `CreatedDate` is
+        `created_at` (epoch s or ISO 8601), else the first modification time."""
         with self.lock:
             opp_id = id or self._new_id("006")
             ms = self._ms(modstamp)
-            record = {"Id": opp_id, "Name": f"Opportunity {opp_id[-6:]}", "StageName": "Prospecting"}
+            record: dict[str, Any] = {"Id": opp_id, "Name": f"Opportunity {opp_id[-6:]}", "StageName": "Prospecting"}
             record |= {"Amount": None, "CloseDate": time.strftime("%Y-%m-%d", time.gmtime(ms // 1000))}
-            record |= {"OwnerId": next(iter(self.users)), "AccountId": None, "IsDeleted": False, "CreatedDate": ms}
+            record |= {"OwnerId": next(iter(self.users)), "AccountId": None, "IsDeleted": False}
+            record["CreatedDate"] = ms if created_at is None else self._ms(created_at)
             self.opportunities[opp_id] = record
             self._apply(record, fields, ms, system_only=False)
             return opp_id
@@ -271,6 +295,14 @@ class FakeSalesforce(FakeServer):
             record = self.opportunities[id]
             self._apply(record, fields, self._ms(modstamp), system_only)
             return record
+
+    def delete_opportunity(self, id: str, *, modstamp: float | str | None = None) -> dict:
+        """Move to the recycle bin: `IsDeleted` true, gone from `query`, still in `queryAll`."""
+        return self.update_opportunity(id, modstamp=modstamp, system_only=True, IsDeleted=True)
+
+    def undelete_opportunity(self, id: str, *, modstamp: float | str | None = None) -> dict:
+        """Restore from the recycle bin (same Id and CreatedDate)."""
+        return self.update_opportunity(id, modstamp=modstamp, system_only=True, IsDeleted=False)
 
     def add_raw_record(self, record: dict) -> str:
         """Store a record verbatim (malformed-record tests). It is returned as stored; if its SystemModstamp
@@ -379,15 +411,15 @@ class FakeSalesforce(FakeServer):
                 return self._fault(*fault, response) if fault else response
             m = _API.match(request.path)
             route = None
-            if m and m.group(5) is None and request.method == "GET":
+            if m and m["opp"] is None and request.method == "GET":
                 route = "query"
                 self.query_requests += 1
-            elif m and m.group(5) is not None and request.method == "PATCH":
+            elif m and m["opp"] is not None and request.method == "PATCH":
                 route = "patch"
                 self.patch_requests += 1
             if request.path.startswith("/services/data/") and request.bearer not in self._tokens:
                 return Response(401, SESSION)
-            if route is None or m is None or float(m.group(1)[1:]) > float(self.api_version[1:]):
+            if route is None or m is None or float(m["v"][1:]) > float(self.api_version[1:]):
                 return Response(404, NOT_FOUND)  # also for a version newer than the org's (`api_version`)
             fault = self._next_fault(route)
             if fault and fault[0] != "slow" and not fault[1].get("apply"):
@@ -398,11 +430,11 @@ class FakeSalesforce(FakeServer):
             self.api_used += 1
             try:
                 if route == "patch":
-                    response = self._patch(m.group(5), request)
-                elif m.group(3):
-                    response = self._more(m.group(1), m.group(3), int(m.group(4)))
+                    response = self._patch(m["opp"], request)
+                elif m["locator"]:
+                    response = self._more(m["v"], m["locator"], int(m["offset"]))
                 else:
-                    response = self._query(m.group(1), request)
+                    response = self._query(m["v"], request, include_deleted=bool(m["all"]))
             except _Error as error:
                 response = error.response
             response.headers.update(self._limit_header())
@@ -448,13 +480,13 @@ class FakeSalesforce(FakeServer):
             self.refresh_token = body["refresh_token"] = "5Aep" + "".join(self._rng.choice(alphabet) for _ in range(80))
         return Response(200, body)
 
-    def _query(self, version: str, request: Request) -> Response:
+    def _query(self, version: str, request: Request, include_deleted: bool = False) -> Response:
         text = request.query.get("q", "").strip()
         if not text:
             raise _Error(400, "MALFORMED_QUERY", "A query string has to be specified")
         fields, where, order, limit = _Soql(self, text).parse()
         rows = [r for i, r in self.opportunities.items() if i not in self._raw or r.get("SystemModstamp") is not None]
-        rows = [r for r in rows if where is None or where(r)]
+        rows = [r for r in rows if (include_deleted or r.get("IsDeleted") is not True) and (where is None or where(r))]
         for name, desc in reversed(order):  # stable sorts; nulls first ascending, last descending (SOQL)
             rows.sort(key=lambda r, n=name: _sort_key(self._value(r, n)), reverse=desc)
         rows += [r for i, r in self.opportunities.items() if i in self._raw and r.get("SystemModstamp") is None]
@@ -488,6 +520,8 @@ class FakeSalesforce(FakeServer):
         )
         if record_id is None or record_id in self._raw:
             return Response(404, NOT_FOUND)
+        if self.opportunities[record_id].get("IsDeleted") is True:
+            return Response(404, IS_DELETED)
         try:
             body = request.json()
         except ValueError as exc:

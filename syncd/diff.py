@@ -2,19 +2,25 @@
 
 A deal's stored version is keyed by modification time: a replayed or older version (the cursor overlap,
 a re-anchored query, a page read twice) is not a change. A flow fires when its rule goes from false to true,
-or for a deal syncd has never seen once the baseline is recorded. A flow added to the config after a deal was
-recorded starts from that deal's current state, like a baseline of its own. `entries` counts how often a deal
-entered each rule (the baseline's qualifying deals count as entered once), which names the op of a
-`per_entry` flow.
+or for a deal first seen after the flow's baseline. A flow being baselined (`baselining`: all flows at the
+first cycle; later a flow that was added or whose `when` changed) never fires: every deal, changed or not,
+is judged by it and remembered, so that later changes fire from a known state. A deal first seen after a
+baseline but created before it (restored from the recycle bin, or hidden from the baseline's read) is
+treated as existing. `entries` counts how often a deal entered each rule (a baseline's qualifying deals
+count as entered once), which names the op of a `per_entry` flow. A renamed flow reads its state under its
+previous names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from syncd.flows import Flow
 from syncd.models import Deal
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,22 +48,51 @@ def newest(deals: Iterable[Deal]) -> list[Deal]:
     return list(by_id.values())
 
 
-def diff(deals: Iterable[Deal], stored: Mapping[str, Stored], flows: Iterable[Flow], *, baseline: bool) -> list[Change]:
-    flows = tuple(flows)
+def _recorded(flow: Flow, table: Mapping[str, T]) -> T | None:
+    """What the deal's row holds for `flow`, under its name or, before a rename, one of its previous names."""
+    for name in (flow.name, *flow.previous_names):
+        if name in table:
+            return table[name]
+    return None
+
+
+def diff(
+    deals: Iterable[Deal],
+    stored: Mapping[str, Stored],
+    flows: Iterable[Flow],
+    *,
+    baselining: Collection[str] = (),
+    baseline_at_ms: Mapping[str, int] | None = None,
+) -> list[Change]:
+    """`baseline_at_ms`: per flow, when its baseline was recorded (a deal created before it is not new)."""
+    flows, since = tuple(flows), baseline_at_ms or {}
     changes = []
     for deal in newest(deals):
         before = stored.get(deal.id)
-        if before is not None and before.updated_at_ms >= deal.updated_at_ms:
+        newer = before is None or deal.updated_at_ms > before.updated_at_ms
+        if not newer and not baselining:
             continue
-        matches = {flow.name: flow.matches(deal) for flow in flows}
-        entries = dict(before.entries) if before is not None else {}
-        for name, now in matches.items():
-            was = None if before is None else before.matches.get(name)
-            if now and was is not True:
-                entries[name] = entries.get(name, 0) + 1
-        if before is None:
-            newly = () if baseline else tuple(name for name, now in matches.items() if now)
-        else:
-            newly = tuple(name for name, now in matches.items() if now and before.matches.get(name) is False)
-        changes.append(Change(deal, matches, newly, entries))
+        matches: dict[str, bool] = {}
+        entries: dict[str, int] = {}
+        newly: list[str] = []
+        for flow in flows:
+            was = None if before is None else _recorded(flow, before.matches)
+            count = (None if before is None else _recorded(flow, before.entries)) or 0
+            if not newer and flow.name not in baselining:
+                if was is not None:
+                    matches[flow.name], entries[flow.name] = was, count
+                continue
+            now = flow.matches(deal)
+            matches[flow.name] = now
+            entries[flow.name] = count + (1 if now and was is not True else 0)
+            if not now or flow.name in baselining or was is True:
+                continue
+            if was is False or (before is None and not _existed(deal, since.get(flow.name))):
+                newly.append(flow.name)
+        changes.append(Change(deal, matches, tuple(newly), {k: v for k, v in entries.items() if v}))
     return changes
+
+
+def _existed(deal: Deal, baseline_at_ms: int | None) -> bool:
+    """A deal first seen now that the CRM says was created before the flow's baseline."""
+    return baseline_at_ms is not None and deal.created_at_ms is not None and deal.created_at_ms < baseline_at_ms

@@ -97,18 +97,41 @@ class Cycle:
         except RemoteError as exc:
             self.report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
 
+    def baselines(self) -> tuple[dict[str, str], dict[str, int]]:
+        """Which flows need a baseline now (name -> why), and when each other flow's baseline was recorded."""
+        flows, store = self.rt.flows, self.store
+        if not store.baseline_done():
+            return {flow.name: "first cycle" for flow in flows}, {}
+        recorded = store.flow_baselines()
+        if not recorded and not self.report.dry_run:  # a database from before per-flow baselines
+            at = store.get_meta("baseline_done") or ""
+            store.record_flow_baselines([(f.name, f.rule.source, f"assumed unchanged since {at}") for f in flows], 0.0)
+            recorded = store.flow_baselines()
+        need, since = {}, {}
+        for flow in flows:
+            known = next((recorded[n] for n in (flow.name, *flow.previous_names) if n in recorded), None)
+            if known is None:
+                need[flow.name] = "a new flow"
+            elif known[0] != flow.rule.source:
+                need[flow.name] = f"its rule changed (was: {known[0]})"
+            else:
+                since[flow.name] = int(known[1] * 1000)
+        return need, since
+
     def poll(self) -> None:
         rt, store, report = self.rt, self.store, self.report
         settings, by_name = rt.settings, {flow.name: flow for flow in rt.flows}
-        cursor = store.cursor()
+        need, since_ms = self.baselines()
         report.baseline = not store.baseline_done()
-        since = None if cursor is None else cursor - int(settings.overlap_seconds * 1000)
-        for page in rt.source.pages(since, int(settings.delay_seconds * 1000)):
+        report.rebaselined = {} if report.baseline else need
+        cursor = store.cursor()
+        start = None if cursor is None or need else cursor - int(settings.overlap_seconds * 1000)
+        for page in rt.source.pages(start, int(settings.delay_seconds * 1000)):
             report.pages += 1
             report.deals_seen += len(page.deals)
             report.quarantined += len(page.quarantined)
             stored = store.stored_deals(d.id for d in page.deals)
-            changes = diffing.diff(page.deals, stored, rt.flows, baseline=report.baseline)
+            changes = diffing.diff(page.deals, stored, rt.flows, baselining=need, baseline_at_ms=since_ms)
             report.deals_changed += len(changes)
             ops = [
                 new_op(
@@ -132,8 +155,12 @@ class Cycle:
             if self.stopping():
                 return
             self.drain()
-        if report.baseline and not report.dry_run:
+        if report.dry_run:
+            return
+        if report.baseline:
             store.mark_baseline_done(rt.clock())
+        if need:
+            store.record_flow_baselines([(n, by_name[n].rule.source, why) for n, why in need.items()], rt.clock())
 
     def drain(self) -> None:
         """Between pages, create due projects while Asana's bucket has a token now, so a big poll and its

@@ -12,13 +12,13 @@ Its contract:
 - one log line per call.
 
 This module knows standard HTTP only. What a vendor's answers mean beyond it (its limit and quota headers, the
-shape of its error bodies, an error status that means "too many requests") is a `Profile`, defined next to
-that vendor's client code and handed to `HttpClient`; the default, `GENERIC`, reads only standard things.
+shape of its error bodies, an error status that means "too many requests") is a `Profile` (`syncd.profile`),
+defined next to that vendor's client code and handed to `HttpClient`; the default, `GENERIC`, reads only
+standard things.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -32,6 +32,9 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
+from syncd.profile import GENERIC as GENERIC  # re-exported: the sink and compose import it from here
+from syncd.profile import Profile as Profile
+from syncd.profile import parse_date, parse_retry_after
 from syncd.ratelimit import TokenBucket
 from syncd.redact import redact, redact_url, register_secret
 
@@ -53,36 +56,6 @@ class Form:
     fields: Mapping[str, str] = field(repr=False)
 
 
-def _generic_error_text(status: int, body: Any) -> str:
-    """The generic reading of an error body (parsed JSON, else its text): a top-level `message`, or RFC 6749's
-    `error_description`/`error`; otherwise the body itself, bounded."""
-    if isinstance(body, dict):
-        for key in ("message", "error_description", "error"):
-            if body.get(key):
-                return str(body[key])
-    return str(body)[:200]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What one vendor's answers mean beyond standard HTTP; pure hooks that `HttpClient` calls on every answer.
-
-    - `pause_seconds(headers)`: how long to pause the bucket because the vendor's limit headers say its budget
-      is spent (None: it is not). `Retry-After` is standard and handled by the client itself;
-    - `daily_quota(headers)`: (remaining, limit) of a daily allocation, told to `on_response` (alerts, status);
-    - `error_text(status, body)`: the vendor's own words from an error body (parsed JSON, else the text); the
-      client redacts and bounds them;
-    - `is_rate_limit(status, text)`: whether an error that is not a 429 is the vendor saying "too many
-      requests" (`text` is what `error_text` returned).
-    """
-
-    pause_seconds: Callable[[Mapping[str, str]], float | None] = lambda headers: None
-    daily_quota: Callable[[Mapping[str, str]], tuple[int, int] | None] = lambda headers: None
-    error_text: Callable[[int, Any], str] = _generic_error_text
-    is_rate_limit: Callable[[int, str], bool] = lambda status, text: False
-
-
-GENERIC = Profile()
 RATE_LIMITED = (429, 423, 477)  # statuses that always mean "slow down"
 
 
@@ -274,7 +247,7 @@ class HttpClient:
 
     def _reply(self, response: requests.Response, shown: str) -> Reply:
         status = response.status_code
-        server_time = _date_header(response.headers.get("Date"))
+        server_time = parse_date(response.headers.get("Date"))
         if 200 <= status < 300:
             try:
                 data = response.json() if response.content else None
@@ -301,37 +274,6 @@ class HttpClient:
         if status >= 400:
             raise RejectedError(message, service=self.service, status=status)
         raise RemoteError(f"{message} (unexpected redirect or status)", service=self.service, status=status)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_seconds(value: str | None, default: float) -> float:
-    """A non-negative number from a header (a limit's interval or reset); `default` when absent or unreadable."""
-    try:
-        return max(0.0, float(value)) if value else default
-    except ValueError:
-        return default
-
-
-def _date_header(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

@@ -201,6 +201,7 @@ class CycleReport:
     dry_run: bool = False
     duplicates: list[str] = field(default_factory=list)  # markers reconcile found on more than one project
     auth_failures: dict[str, str] = field(default_factory=dict)  # service -> sentence naming the variable
+    rebaselined: dict[str, str] = field(default_factory=dict)  # flow -> why it got a baseline of its own
 
     @property
     def ok(self) -> bool:
@@ -219,6 +220,12 @@ class CycleReport:
                 f"Polled {self.pages} page(s): {self.deals_seen} deals seen, {self.deals_changed} changed, "
                 f"{self.ops_queued} newly qualifying, {self.quarantined} quarantined."
             )
+        done = "would be recorded" if self.dry_run else "recorded"
+        lines += [
+            f"Flow {name}: baseline {done} ({why}): deals that already match get no project; "
+            "'syncd backfill' creates them if they should have one."
+            for name, why in self.rebaselined.items()
+        ]
         lines += [f"Would create: {name}" for name in self.would_create]
         lines += [f"Created: {name}" for name in self.created]
         if self.reconciled:

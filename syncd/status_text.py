@@ -101,6 +101,7 @@ def history_json(h: History) -> dict[str, Any]:
             }
             for op in h.ops
         ],
+        "baselines": [{"flow": b.flow, "rule": b.rule, "at": iso_s(b.at), "reason": b.reason} for b in h.baselines],
     }
 
 
@@ -115,6 +116,9 @@ def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
             f"  {iso_ms(v.updated_at_ms)}  stage={v.values.get('stage')!r} amount={v.values.get('amount')!r}"
             f"  -> {verdicts}"
         )
+    for b in h.baselines:
+        if b.at > 0:
+            lines.append(f"Flow {b.flow}: baseline recorded {iso_s(b.at)} ({b.reason}); rule: {b.rule}")
     if h.versions:
         latest = h.versions[-1].values
         for flow in flows:

@@ -109,3 +109,54 @@ def test_deleting_the_database_of_a_per_entry_flow_does_not_post_entry_two_again
         f"[syncd:hubspot:default:{deal}:onboarding#2]",
         f"[syncd:hubspot:default:{deal}:onboarding]",
     ]
+
+
+def reopen(syncd: Syncd, deal: str) -> None:
+    syncd.tick(1.0)
+    syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2))
+
+
+def test_a_renamed_flow_keeps_its_projects_when_a_won_deal_is_reopened_and_won_again(syncd: Syncd) -> None:
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    win(syncd, deal)
+    syncd.ok("once")
+    syncd.config(flows=[{**FLOW, "name": "welcome", "previous_names": ["onboarding"]}])
+    reopen(syncd, deal)
+    syncd.ok("once")
+    syncd.tick(1.0)
+    win(syncd, deal)
+    result = syncd.ok("once")
+    assert syncd.asana.create_requests == 1, result.stdout
+    assert "Baseline" not in result.stdout  # the rename is the same flow: no re-baseline either
+
+
+def test_a_flow_added_after_the_baseline_gets_its_own_baseline_and_then_fires(syncd: Syncd) -> None:
+    early, late = seed(syncd, 2)
+    syncd.hubspot.update_deal(early, hs_priority="high", updated_at=syncd.ago(50))
+    syncd.ok("once")
+    priority = {"name": "priority", "when": "hs_priority == 'high'", "project": {"name": "Priority: {name}"}}
+    syncd.config(flows=[FLOW, priority])
+    added = syncd.ok("once")
+    assert "Flow priority: baseline recorded (a new flow)" in added.stdout
+    assert syncd.asana.create_requests == 0  # the early deal already matched: it is existing, not new
+    syncd.tick(1.0)
+    syncd.hubspot.update_deal(late, hs_priority="high", updated_at=syncd.ago(2))
+    syncd.ok("once")
+    assert [p["name"] for p in syncd.asana.projects] == ["Priority: Deal 1"]
+
+
+def test_editing_a_rule_rebaselines_the_flow_instead_of_a_deferred_flood(syncd: Syncd) -> None:
+    deals = seed(syncd, 3)
+    for deal in deals:
+        syncd.hubspot.update_deal(deal, dealstage="closedwon", amount="5000", updated_at=syncd.ago(50))
+    syncd.ok("once")  # baseline: none match (amounts too small)
+    syncd.config(flows=[{**FLOW, "when": "stage == 'closedwon' and tier == 'Enterprise'"}])
+    edited = syncd.ok("once")
+    assert "baseline recorded (its rule changed" in edited.stdout
+    syncd.tick(1.0)
+    syncd.hubspot.update_deal(deals[0], dealname="Renamed", updated_at=syncd.ago(2))  # an unrelated edit
+    syncd.ok("once")
+    assert syncd.asana.projects == []  # the edit is not an entry into the rule: no flood, early or late
+    explained = syncd.ok("explain", deals[0])
+    assert "rule changed" in explained.stdout

@@ -141,12 +141,22 @@ class Version:
 
 
 @dataclass(frozen=True)
+class FlowBaseline:
+    flow: str
+    rule: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class History:
-    """Everything syncd knows about one deal: its versions, its ops and their state history."""
+    """Everything syncd knows about one deal: its versions, its ops and their state history, and the
+    baselines its flows got (the rule each version after them was judged by)."""
 
     deal_id: str
     versions: tuple[Version, ...]
     ops: tuple[OpHistory, ...]
+    baselines: tuple[FlowBaseline, ...] = ()
 
 
 @contextmanager
@@ -228,4 +238,8 @@ def read_history(path: Path, deal_id: str) -> History:
             )
             for op in conn.execute("SELECT * FROM ops WHERE deal_id = ? ORDER BY op_key", (deal_id,)).fetchall()
         )
-    return History(deal_id, versions, ops)
+        baselines = tuple(
+            FlowBaseline(r[0], r[1], r[2], r[3])
+            for r in conn.execute("SELECT flow, rule, at, reason FROM flow_baselines")
+        )
+    return History(deal_id, versions, ops, baselines)

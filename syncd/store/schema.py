@@ -154,6 +154,22 @@ def know_the_same_project_by_other_names(db: Database) -> None:
     db.executescript("ALTER TABLE ops ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]';")
 
 
+@migrations()
+def baselines_per_flow(db: Database) -> None:
+    """Every baseline a flow got: at the first cycle, when it was added, when its `when` changed. The newest
+    row per flow is the rule its recorded state was judged by."""
+    db.executescript("""
+        CREATE TABLE flow_baselines (
+            id INTEGER PRIMARY KEY,
+            flow TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            at REAL NOT NULL,
+            reason TEXT NOT NULL
+        );
+        CREATE INDEX flow_baselines_flow ON flow_baselines (flow, id);
+    """)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)

@@ -84,6 +84,19 @@ class SqliteStore:
         with self.write() as c:
             c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('baseline_done', ?)", (iso_s(now),))
 
+    def flow_baselines(self) -> dict[str, tuple[str, float]]:
+        """Per flow: the rule its recorded state was judged by, and when that baseline was recorded."""
+        rows = self.conn.execute("SELECT flow, rule, at FROM flow_baselines ORDER BY id")
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def record_flow_baselines(self, baselines: list[tuple[str, str, str]], now: float) -> None:
+        """(flow, rule, reason) for each flow whose baseline this process just recorded."""
+        with self.write() as c:
+            c.executemany(
+                "INSERT INTO flow_baselines (flow, rule, at, reason) VALUES (?, ?, ?, ?)",
+                [(flow, rule, now, reason) for flow, rule, reason in baselines],
+            )
+
     def pause(self, service: str) -> float:
         """The wall-clock time until which `service` asked us to wait (Retry-After), surviving restarts."""
         return float(self.get_meta(f"paused_until:{service}") or 0.0)
@@ -128,7 +141,7 @@ class SqliteStore:
                    ON CONFLICT (id) DO UPDATE SET updated_at_ms = excluded.updated_at_ms,
                        properties = excluded.properties, matches = excluded.matches, entries = excluded.entries,
                        recorded_at = excluded.recorded_at
-                   WHERE excluded.updated_at_ms > deals.updated_at_ms""",
+                   WHERE excluded.updated_at_ms >= deals.updated_at_ms""",
                 [(*v, json.dumps(ch.entries), now, now) for v, ch in zip(versions, changes, strict=True)],
             )
             c.executemany(

@@ -110,7 +110,7 @@ def retry(app: App, deal_id: str) -> None:
         from syncd import operator
         from syncd.engine import Cycle
 
-        keys = operator.retry(rt.store, deal_id, rt.clock(), rt.settings)
+        keys = operator.retry(rt.store, deal_id, rt.clock(), rt.settings, rt.flows, rt.source.kind)
         if not keys:
             click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
             sys.exit(1)
@@ -149,23 +149,34 @@ def explain(app: App, deal_id: str, as_json: bool) -> None:
     metavar="DATE",
     help="Only deals modified at or after this date (YYYY-MM-DD or ISO 8601, UTC).",
 )
+@click.option("--flow", "flow_name", metavar="NAME", help="Only this flow (default: every flow).")
 @click.option("--dry-run", is_flag=True, help="List the projects it would create; change nothing.")
 @click.pass_obj
-def backfill(app: App, since: str, dry_run: bool) -> None:
-    """Create projects for deals that already qualified before syncd watched (never a duplicate)."""
+def backfill(app: App, since: str, flow_name: str | None, dry_run: bool) -> None:
+    """Create projects for deals that qualify by the current rules but have none, e.g. won before syncd
+    watched (never a duplicate: every create is checked against Asana first)."""
     since_ms = parse_date_ms(since)
-    with app.runtime(app.config()) as rt:
+    cfg = app.config()
+    flows = tuple(f for f in cfg.flows if flow_name in (None, f.name))
+    if not flows:
+        raise click.BadParameter(f"no flow is named {flow_name!r} in {cfg.path}", param_hint="--flow")
+    with app.runtime(cfg) as rt:
         from syncd import operator
         from syncd.engine import Cycle
 
-        names = operator.backfill(
-            rt.store, rt.flows, rt.settings, crm=rt.source.kind, since_ms=since_ms, now=rt.clock(), dry_run=dry_run
+        done = operator.backfill(
+            rt.store, flows, rt.settings, crm=rt.source.kind, since_ms=since_ms, now=rt.clock(), dry_run=dry_run
         )
         verb = "Would queue" if dry_run else "Queued"
-        click.echo(f"{verb} {len(names)} project(s) for deals that qualified before syncd watched:")
-        for name in names:
+        click.echo(f"{verb} {len(done.queued)} project(s) for deals that qualify by the current rules:")
+        for name in done.queued:
             click.echo(f"  {name}")
-        if dry_run or not names:
+        if done.unjudged:
+            click.echo(f"Cannot judge {len(done.unjudged)} deal(s): a rule names a property syncd never fetched.")
+            click.echo("  The next change to such a deal is judged with it; or re-add the flow to re-read all deals.")
+            for line in done.unjudged[:20]:
+                click.echo(f"  {line}")
+        if dry_run or not done.queued:
             return
         report = Cycle(rt).run()
     click.echo(report.summary())

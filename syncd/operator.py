@@ -1,33 +1,63 @@
-"""The operator's repairs: `syncd retry` and `syncd backfill`. Both go through the ledger, so neither can
-create a duplicate however often it runs.
+"""The operator's repairs: `syncd retry` and `syncd backfill`. Both go through the ledger, and every create
+is checked against Asana first, so neither can create a duplicate however often it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 
 from syncd.engine import title
 from syncd.flows import Flow, new_op
-from syncd.models import Deal, State, iso_ms
+from syncd.models import Deal, Op, State, iso_ms
 from syncd.runtime import Settings
 from syncd.store import Store
 
 
-def retry(store: Store, deal_id: str, now: float, settings: Settings) -> list[str]:
+def _flow_of(op: Op, flows: tuple[Flow, ...]) -> Flow | None:
+    return next((f for f in flows if op.flow in (f.name, *f.previous_names)), None)
+
+
+def _entry(op: Op) -> int:
+    _, _, suffix = op.op_key.rpartition("#")
+    return int(suffix) if suffix.isdigit() and "#" in op.op_key else 1
+
+
+def retry(store: Store, deal_id: str, now: float, settings: Settings, flows: tuple[Flow, ...], crm: str) -> list[str]:
     """Move a deal's dead ops back through reconcile (never a blind re-create).
 
-    The op becomes `unknown` with a fresh attempt budget, so the next cycle lists the team's projects first
-    and POSTs only if no project carries its marker. The marker, name and notes stay frozen; the destination
-    (workspace, team) is taken from the current config, because the usual fix for a dead op is a config fix.
+    The usual fix for a dead op is a config fix, so its body is rendered again from the current config (name,
+    notes, fields, destination, template) and the deal's latest recorded version; its marker stays, so the
+    next cycle lists the team and POSTs only if no project carries it. A flow no longer configured keeps its
+    body with the current destination.
     """
     ops = store.dead_ops(deal_id)
+    latest = store.latest_version(deal_id)
     for op in ops:
-        body = {**op.body, "workspace": settings.workspace, "team": settings.team}
+        flow = _flow_of(op, flows)
+        if flow is not None and latest is not None:
+            deal = Deal.from_values(deal_id, latest[0], latest[1])
+            same = dataclasses.replace(flow, name=op.flow)  # a renamed flow keeps the op's marker
+            fresh = new_op(
+                same,
+                deal,
+                crm=crm,
+                account=settings.account,
+                workspace=settings.workspace,
+                team=settings.team,
+                entry=_entry(op),
+            )
+            body = fresh.body if fresh.marker == op.marker else {**op.body, "team": settings.team}
+            if fresh.marker == op.marker:
+                store.replace_effects(op.op_key, fresh.effects, now)
+        else:
+            body = {**op.body, "workspace": settings.workspace, "team": settings.team}
         store.ops.move(
             op.op_key,
             State.UNKNOWN,
             now,
-            "syncd retry: reconcile before any new attempt",
+            "syncd retry: the body rendered from the current config; reconcile before any new attempt",
             attempts=0,
             last_attempt_at=0.0,
             body=json.dumps(body),
@@ -35,23 +65,43 @@ def retry(store: Store, deal_id: str, now: float, settings: Settings) -> list[st
     return [op.op_key for op in ops]
 
 
+@dataclass(frozen=True)
+class Backfill:
+    queued: list[str]  # "<project name> (deal <id>, flow <name>)"
+    unjudged: list[str]  # deals a rule cannot be judged on: it names a property never fetched for them
+
+
 def backfill(
-    store: Store, flows: tuple[Flow, ...], settings: Settings, *, crm: str, since_ms: int, now: float, dry_run: bool
-) -> list[str]:
-    """Queue projects for deals that already qualified (e.g. before the baseline) and were modified at or
-    after `since_ms`. A deal that has an op for the flow is skipped."""
-    ops = [
-        new_op(
-            flow,
-            Deal.from_values(deal_id, updated_at_ms, values),
-            crm=crm,
-            account=settings.account,
-            workspace=settings.workspace,
-            team=settings.team,
-        )
-        for flow in flows
-        for deal_id, updated_at_ms, values in store.qualifying_without_op(flow.name, since_ms)
-    ]
+    store: Store,
+    flows: tuple[Flow, ...],
+    settings: Settings,
+    *,
+    crm: str,
+    since_ms: int,
+    now: float,
+    dry_run: bool,
+) -> Backfill:
+    """Queue projects for deals that qualify by the **current** rules on their latest recorded versions and
+    were modified at or after `since_ms` (e.g. won before the baseline). A deal with an op for the flow, under
+    any of its names, is skipped."""
+    ops, unjudged = [], []
+    for flow in flows:
+        for deal_id, updated_at_ms, values in store.deals_without_op((flow.name, *flow.previous_names), since_ms):
+            if missing := sorted(name for name in flow.rule.names if name not in values):
+                unjudged.append(f"deal {deal_id}, flow {flow.name}: never fetched {', '.join(missing)}")
+                continue
+            if flow.rule.evaluate(values):
+                deal = Deal.from_values(deal_id, updated_at_ms, values)
+                ops.append(
+                    new_op(
+                        flow,
+                        deal,
+                        crm=crm,
+                        account=settings.account,
+                        workspace=settings.workspace,
+                        team=settings.team,
+                    )
+                )
     if not dry_run:
         store.queue_ops(ops, now, f"backfill: qualified before syncd watched (since {iso_ms(since_ms)})")
-    return [f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops]
+    return Backfill([f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops], unjudged)

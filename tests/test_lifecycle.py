@@ -160,3 +160,41 @@ def test_editing_a_rule_rebaselines_the_flow_instead_of_a_deferred_flood(syncd: 
     assert syncd.asana.projects == []  # the edit is not an entry into the rule: no flood, early or late
     explained = syncd.ok("explain", deals[0])
     assert "rule changed" in explained.stdout
+
+
+def test_retry_after_fixing_a_project_mistake_sends_the_fixed_body(syncd: Syncd) -> None:
+    syncd.config(flows=[{**FLOW, "project": {"name": "Onboarding: {name}", "template": "1299999999999998"}}])
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    win(syncd, deal)
+    assert syncd("once").returncode == 1 and syncd.op_states() == {"dead": 1}  # no such template
+    syncd.config(flows=[{**FLOW, "project": {"name": "Welcome: {name}", "color": "dark-green"}}])
+    syncd.ok("retry", deal)
+    assert syncd.op_states() == {"created": 1}
+    [project] = syncd.asana.projects
+    assert project["name"] == "Welcome: Deal 0" and project["color"] == "dark-green"
+    assert project["notes"].endswith(f"[syncd:hubspot:default:{deal}:onboarding]")
+
+
+def test_backfill_judges_by_the_current_rules_and_says_what_it_cannot_judge(syncd: Syncd) -> None:
+    small = syncd.hubspot.add_deal(
+        dealname="Small", dealstage="closedwon", amount="5000", tier="Enterprise", updated_at=syncd.ago(60)
+    )
+    syncd.ok("once")  # baseline: nothing qualifies (the amount is too small)
+    syncd.config(flows=[{**FLOW, "when": "stage == 'closedwon' and tier == 'Enterprise'"}])
+    dry = syncd.ok("backfill", "--since", "2020-01-01", "--dry-run")
+    assert "Would queue 1 project(s)" in dry.stdout and f"deal {small}" in dry.stdout
+    syncd.config(flows=[FLOW, {"name": "vip", "when": "hs_priority == 'high'"}])
+    unjudged = syncd.ok("backfill", "--flow", "vip", "--since", "2020-01-01", "--dry-run")
+    assert "Queued" not in unjudged.stdout and "Cannot judge 1 deal(s)" in unjudged.stdout, unjudged.stdout
+
+
+def test_a_database_refuses_another_accounts_config(syncd: Syncd) -> None:
+    seed(syncd, 1)
+    syncd.ok("once")
+    syncd.config(crm={"account": "portal-b"})
+    before = len(syncd.hubspot.requests), len(syncd.asana.requests)
+    refused = syncd("once")
+    assert refused.returncode == 78
+    assert "[state] path" in refused.stderr and "[crm] account = 'portal-b'" in refused.stderr
+    assert (len(syncd.hubspot.requests), len(syncd.asana.requests)) == before  # refused before any request

@@ -8,15 +8,18 @@ without paying for the HTTP stack's imports.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncd import config as configuration
 from syncd.breaker import Breaker
 from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
 from syncd.compose.sources import build_source
+from syncd.errors import ConfigError
 from syncd.hooks import Hooks
 from syncd.http import HttpClient, Profile, RetryPolicy
 from syncd.metrics import Metrics
@@ -127,10 +130,29 @@ def wired(
     wiring = wire(cfg)
     store = open_store(cfg.state_path, lock_fd)
     try:
+        claim(store, cfg)
         yield wiring.runtime(cfg, store, hooks or Hooks()), wiring.monitor
     finally:
         store.close()
         wiring.monitor.close()
+
+
+def claim(store: Store, cfg: configuration.Config) -> None:
+    """The database knows whose state it holds (CRM kind, account, API host; no secrets) and refuses another's
+    config before any request: two portals in one database would share deal ids and skip a baseline."""
+    mine = {"crm": cfg.crm.kind, "account": cfg.crm.account, "host": urlsplit(cfg.crm.base_url).hostname or ""}
+    recorded = store.get_meta("identity")
+    if recorded is None:
+        store.set_meta("identity", json.dumps(mine, sort_keys=True))
+        return
+    theirs = json.loads(recorded)
+    if theirs != mine:
+        raise ConfigError(
+            f"{cfg.path} [state] path: {cfg.state_path} holds the state of {theirs['crm']} account "
+            f"{theirs['account']!r} at {theirs['host']}, not of this config's [crm] account = {cfg.crm.account!r} "
+            f"({cfg.crm.kind} at {mine['host']}). Give each CRM account its own [state] path (a new one starts "
+            "with a baseline), or set [crm] account back."
+        )
 
 
 def rewire(rt: Runtime, monitor: Monitor, cfg: configuration.Config) -> tuple[Runtime, Monitor]:

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from syncd import lock
 from syncd.diff import Change, Stored
 from syncd.errors import StoreError
-from syncd.models import Effect, NewOp, Op, Quarantined, State, iso_s
+from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.ledger import Ledger
 from syncd.store.schema import connect, migrations
 
@@ -244,16 +244,35 @@ class SqliteStore:
     def op_count(self, state: State) -> int:
         return int(self.conn.execute("SELECT count(*) FROM ops WHERE state = ?", (state.value,)).fetchone()[0])
 
-    def qualifying_without_op(self, flow: str, since_ms: int) -> list[tuple[str, int, dict[str, Any]]]:
-        """Deals whose newest recorded version satisfies `flow` and that have no op for it (backfill)."""
+    def deals_without_op(self, flows: tuple[str, ...], since_ms: int) -> list[tuple[str, int, dict[str, Any]]]:
+        """Latest recorded versions, modified at or after `since_ms`, of deals with no op for any of `flows`
+        (a flow's name and its previous names), for backfill to judge by the current rule."""
+        marks = ",".join("?" * len(flows))
         rows = self.conn.execute(
-            """SELECT d.id, d.updated_at_ms, d.properties FROM deals d
-               WHERE d.updated_at_ms >= ? AND json_extract(d.matches, '$.' || json_quote(?)) = 1
-                 AND NOT EXISTS (SELECT 1 FROM ops o WHERE o.deal_id = d.id AND o.flow = ?)
+            f"""SELECT d.id, d.updated_at_ms, d.properties FROM deals d
+               WHERE d.updated_at_ms >= ?
+                 AND NOT EXISTS (SELECT 1 FROM ops o WHERE o.deal_id = d.id AND o.flow IN ({marks}))
                ORDER BY d.updated_at_ms, d.id""",
-            (since_ms, flow, flow),
+            (since_ms, *flows),
         )
         return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+    def replace_effects(self, op_key: str, effects: tuple[NewEffect, ...], now: float) -> None:
+        """`syncd retry`: the follow-ups not yet done are rendered again from the current config."""
+        with self.write() as c:
+            c.execute("DELETE FROM effects WHERE op_key = ? AND state != 'done'", (op_key,))
+            c.executemany(
+                """INSERT OR IGNORE INTO effects (effect_key, op_key, seq, kind, state, body, next_attempt_at,
+                                                  created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)""",
+                [
+                    (e.effect_key, op_key, seq, e.kind, json.dumps(e.body), now, now, now)
+                    for seq, e in enumerate(effects, 1)
+                ],
+            )
+
+    def latest_version(self, deal_id: str) -> tuple[int, dict[str, Any]] | None:
+        row = self.conn.execute("SELECT updated_at_ms, properties FROM deals WHERE id = ?", (deal_id,)).fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def due_effects(self, now: float, settle_seconds: float) -> list[Effect]:
         """The next effect of each created project, when it is due: effects run in order, one at a time."""

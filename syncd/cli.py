@@ -205,7 +205,8 @@ def status(app: App, as_json: bool) -> None:
     from syncd.status_text import format_status, status_json
     from syncd.store import read_status
 
-    report = read_status(app.config().state_path, time.time())
+    cfg = app.config()
+    report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
     click.echo(json.dumps(status_json(report), indent=2) if as_json else format_status(report))
     sys.exit(0 if report.healthy else 1)
 

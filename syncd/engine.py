@@ -61,6 +61,7 @@ class Cycle:
             return report
         store.recover_in_flight(rt.clock())
         cycle = store.start_cycle(rt.clock())
+        rt.before_cycle()
         self._poll()
         try:
             if self._asana_failed:

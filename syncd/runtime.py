@@ -43,6 +43,10 @@ def _no_report(report: CycleReport) -> None:
     return None
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Runtime:
     """`post(webhook_env, payload)` sends a flow's Slack message; `after_cycle(report)` updates metrics,
@@ -58,4 +62,5 @@ class Runtime:
     hooks: Hooks = field(default_factory=Hooks)
     post: Callable[[str, dict[str, Any]], None] = _no_post
     after_cycle: Callable[[CycleReport], None] = _no_report
+    before_cycle: Callable[[], None] = _nothing
     directory: Directory = field(default_factory=Directory)  # what this process knows exists in Asana

@@ -198,3 +198,22 @@ def test_a_database_refuses_another_accounts_config(syncd: Syncd) -> None:
     assert refused.returncode == 78
     assert "[state] path" in refused.stderr and "[crm] account = 'portal-b'" in refused.stderr
     assert (len(syncd.hubspot.requests), len(syncd.asana.requests)) == before  # refused before any request
+
+
+def test_cycles_killed_before_they_finish_make_status_unhealthy_and_fire_the_stale_alert(syncd: Syncd) -> None:
+    syncd.config(schedule={"interval_seconds": 30}, alerts={"stale_after_minutes": 1})
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    assert syncd("status").returncode == 0
+    for _ in range(7):  # 70 s of runs that all die mid-cycle, after their cycle row was written
+        syncd.tick(10)
+        killed = syncd("once", crash_at="after_page_commit")
+        assert killed.returncode == -9, killed.stderr
+        win(syncd, deal)
+    status = syncd("status")
+    assert status.returncode == 1, status.stdout
+    assert (
+        "no successful cycle for 7" in status.stdout and "7 cycle(s) started since and did not finish" in status.stdout
+    )
+    alerts = syncd.query("SELECT value FROM meta WHERE key = 'alerts'")
+    assert alerts and "stale" in alerts[0][0]

@@ -45,7 +45,7 @@ class Wiring:
     post: Callable[[str, dict[str, Any]], None]
 
     def runtime(self, cfg: configuration.Config, store: Store, hooks: Hooks) -> Runtime:
-        self.monitor.store = store
+        self.monitor.store, self.monitor.clock = store, hooks.clock
         return Runtime(
             source=self.source,
             sink=self.sink,
@@ -57,6 +57,7 @@ class Wiring:
             clock=hooks.clock,
             post=self.post,
             after_cycle=self.monitor.after_cycle,
+            before_cycle=self.monitor.before_cycle,
         )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd import alerts
+from syncd import alerts, conditions
 from syncd import config as configuration
 from syncd.breaker import Breaker
 from syncd.http import HttpClient
@@ -17,7 +17,7 @@ from syncd.metrics import Metrics
 from syncd.models import CycleReport
 from syncd.redact import register_secret
 from syncd.store import Store, read_status
-from syncd.store.read import Health
+from syncd.store.read import Health, Status
 
 
 @dataclass
@@ -27,11 +27,12 @@ class Monitor:
 
     cfg: configuration.Config
     breaker: Breaker
-    watch: alerts.ApiWatch = field(default_factory=alerts.ApiWatch)
+    watch: conditions.ApiWatch = field(default_factory=conditions.ApiWatch)
     notifier: alerts.Notifier | None = None
     metrics: Metrics | None = None
     started_at: float = field(default_factory=time.time)
     store: Store | None = None
+    clock: Callable[[], float] = time.time
 
     def observe(self, service: str, status: int | None, quota: tuple[int, int] | None) -> None:
         """`HttpClient.on_response` for every client: quota as the client's vendor profile read it."""
@@ -39,18 +40,33 @@ class Monitor:
         if self.metrics:
             self.metrics.observe_request(service, status)
 
+    def before_cycle(self) -> None:
+        """The alert conditions as `syncd status` sees them, at the start of a cycle too: cycles that are
+        killed before they finish never reach `after_cycle`, and must still make the stale alert fire."""
+        now = self.clock()
+        self._alerts(now, read_status(self.cfg.state_path, now, self.cfg.alerts.stale_after_seconds), [])
+
     def after_cycle(self, report: CycleReport) -> None:
-        assert self.store is not None, "after_cycle runs on a runtime with its store"
-        now = time.time()
-        status = read_status(self.cfg.state_path, now)
+        now = self.clock()
+        status = read_status(self.cfg.state_path, now, self.cfg.alerts.stale_after_seconds)
         for service, sentence in report.auth_failures.items():
             self.watch.rejected(service, sentence)
         if self.metrics:
             self.metrics.observe_cycle(report, status)
-        facts = alerts.Facts(
+        state = self._alerts(now, status, report.duplicates)
+        health = Health(
+            breaker=self.breaker.state(now),
+            quota={service: {"remaining": r, "limit": lim} for service, (r, lim) in self.watch.quota().items()},
+            next_run_at=now + self.cfg.interval_seconds,
+            alerts_firing=tuple(sorted(state.active)),
+        )
+        self._store().set_meta("health", health.to_json())
+
+    def _alerts(self, now: float, status: Status, duplicates: list[str]) -> conditions.AlertState:
+        facts = conditions.Facts(
             now=now,
             dead_ops=[(d.op_key, d.reason or "no reason recorded") for d in status.dead_ops],
-            duplicates=report.duplicates,
+            duplicates=duplicates,
             auth_failures=self.watch.auth_failures(),
             last_success_at=status.last_success_at,
             stale_after_seconds=self.cfg.alerts.stale_after_seconds,
@@ -58,15 +74,14 @@ class Monitor:
             quota_warn_fraction=self.cfg.alerts.quota_warn_fraction,
             started_at=self.started_at,
         )
-        state = alerts.evaluate(alerts.AlertState.from_json(self.store.get_meta("alerts")), facts, self.notifier)
-        self.store.set_meta("alerts", state.to_json())
-        health = Health(
-            breaker=self.breaker.state(now),
-            quota={service: {"remaining": r, "limit": lim} for service, (r, lim) in self.watch.quota().items()},
-            next_run_at=now + self.cfg.interval_seconds,
-            alerts_firing=tuple(sorted(state.active)),
-        )
-        self.store.set_meta("health", health.to_json())
+        store = self._store()
+        state = alerts.evaluate(conditions.AlertState.from_json(store.get_meta("alerts")), facts, self.notifier)
+        store.set_meta("alerts", state.to_json())
+        return state
+
+    def _store(self) -> Store:
+        assert self.store is not None, "the monitor runs on a runtime with its store"
+        return self.store
 
     def close(self) -> None:
         if self.notifier:

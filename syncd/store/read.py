@@ -88,6 +88,8 @@ class Status:
     quarantined_records: tuple[QuarantinedRecord, ...]
     effects: Mapping[State, int]
     health: Health
+    stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
+    unfinished_since_success: int = 0  # cycles started after the last success that never finished
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -100,6 +102,11 @@ class Status:
             problems.append("no cycle has finished yet")
         elif not self.last_cycle.ok:
             problems.append("the last cycle failed")
+        stale = self.stale_after_seconds
+        if stale is not None and self.last_success_at is not None and self.now - self.last_success_at > stale:
+            unfinished = self.unfinished_since_success
+            why = f"; {unfinished} cycle(s) started since and did not finish" if unfinished else ""
+            problems.append(f"no successful cycle for {self.now - self.last_success_at:.0f}s (limit {stale:g}s){why}")
         if self.ops[State.DEAD]:
             problems.append(f"{self.ops[State.DEAD]} dead op(s) need a human")
         if self.effects.get(State.DEAD):
@@ -173,7 +180,7 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def read_status(path: Path, now: float) -> Status:
+def read_status(path: Path, now: float, stale_after_seconds: float | None = None) -> Status:
     """What `syncd status` shows. Needs no lock and no token."""
     with reading(path) as conn:
         one = conn.execute
@@ -193,7 +200,7 @@ def read_status(path: Path, now: float) -> Status:
             last_cycle=LastCycle(bool(last["ok"]), last["started_at"], last["finished_at"], last["error"])
             if last
             else None,
-            last_success_at=one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0],
+            last_success_at=(success := one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0]),
             deals=one("SELECT count(*) FROM deals").fetchone()[0],
             ops=ops,
             dead_ops=tuple(DeadOp(r[0], r[1], r[2], r[3]) for r in dead),
@@ -201,6 +208,10 @@ def read_status(path: Path, now: float) -> Status:
             quarantined_records=tuple(QuarantinedRecord(r[0], r[1], r[2]) for r in recent),
             effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects GROUP BY state")},
             health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
+            stale_after_seconds=stale_after_seconds,
+            unfinished_since_success=one(
+                "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
+            ).fetchone()[0],
         )
 
 

@@ -6,7 +6,10 @@ common thread: the ledger is a cache that can go back in time, so Asana is asked
 
 from __future__ import annotations
 
+import resource
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from conftest import Syncd, win
@@ -217,3 +220,27 @@ def test_cycles_killed_before_they_finish_make_status_unhealthy_and_fire_the_sta
     )
     alerts = syncd.query("SELECT value FROM meta WHERE key = 'alerts'")
     assert alerts and "stale" in alerts[0][0]
+
+
+def test_a_full_disk_is_reported_as_a_full_disk_and_loses_nothing(syncd: Syncd) -> None:
+    """A real process whose file-size limit runs out (the kernel's EFBIG, as on a full disk)."""
+    deals = seed(syncd, 300)
+    syncd.ok("once")
+    committed = syncd.query("SELECT count(*) FROM deals")
+    for deal in deals:
+        syncd.hubspot.update_deal(deal, dealname="A much longer name " * 20, updated_at=syncd.ago(2))
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        size = max(f.stat().st_size for f in syncd.workdir.glob("syncd.db*"))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, size + 4096))
+
+    full = subprocess.run(
+        syncd.command("once"), env=syncd.env(), capture_output=True, text=True, timeout=60, preexec_fn=limit_file_size
+    )
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "Could not write" in full.stderr and "MB free" in full.stderr and "Nothing was lost" in full.stderr
+    assert "Traceback" not in full.stderr and "Restore" not in full.stderr
+    assert syncd.query("PRAGMA integrity_check") == [("ok",)]
+    assert syncd.query("SELECT count(*) FROM deals") == committed
+    syncd.ok("once")  # space again: the same pages are recorded now

@@ -8,6 +8,7 @@ One writer: `SqliteStore.open` runs under the single-instance lock (`syncd.lock`
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -44,9 +45,7 @@ class SqliteStore:
         except sqlite3.DatabaseError as exc:
             if owned is not None:
                 lock.release(owned)
-            raise StoreError(
-                f"{path} is not a usable syncd database ({exc}). Restore it or point [state] path elsewhere."
-            ) from None
+            raise store_error(path, exc) from None
         return store
 
     def close(self) -> None:
@@ -57,13 +56,23 @@ class SqliteStore:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One `BEGIN IMMEDIATE` transaction. A full disk or an I/O error is a `StoreError` that says so: the
+        transaction did not happen, and everything committed before it is intact."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not _is_storage(exc):
+                raise
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise store_error(self.path, exc) from None
 
     # -- meta: baseline, pauses, alert and health facts ------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -317,6 +326,34 @@ class SqliteStore:
                 (now, int(ok), error, deals_seen, created, cycle_id),
             )
             c.execute("DELETE FROM cycles WHERE id <= ? - 1000", (cycle_id,))
+
+
+def _is_storage(exc: sqlite3.Error) -> bool:
+    """The disk, not the database: SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN, a read-only file."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    return code.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")) or any(
+        words in text for words in ("disk", "unable to open", "readonly")
+    )
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A sentence for what went wrong with the database file, told apart by cause: the disk (say so, with the
+    free space) or the file itself (say what a restore costs, and that it is safe)."""
+    if _is_storage(exc):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.1f} MB free on its file system"
+        except OSError:
+            free = "free space unknown"
+        return StoreError(
+            f"Could not write {path}: {exc} ({free}). Nothing was lost: what syncd committed before is intact. "
+            "Free some space (or fix the disk or the folder's permissions), then run syncd again."
+        )
+    return StoreError(
+        f"{path} is not a usable syncd database ({exc}). Restoring a backup is safe (syncd checks Asana before "
+        "it creates any project) but forgets the cycles since the backup; or point [state] path at a new file, "
+        "which starts with a baseline."
+    )
 
 
 def _op(row: sqlite3.Row) -> Op:

@@ -390,3 +390,32 @@ def test_a_dry_run_records_nothing_and_lists_what_it_would_create(
     assert {t: query(db_path, f"SELECT * FROM {t}") for t in before} == before
     assert read_history(db_path, deal_id).ops == ()
     assert len(asana.requests) == requests_before  # nothing asked of Asana, let alone created
+
+
+def test_a_long_listing_reports_progress_per_page(runtime: Runtime, hubspot: FakeHubSpot, asana: FakeAsana) -> None:
+    """Check before create over a team of 350 projects: every listing page is progress for the watchdog."""
+    for i in range(350):
+        asana.add_project(name=f"Someone else's project {i}")
+    baseline_then_win(runtime, hubspot)
+    asked: list[int] = []
+
+    def stopping() -> bool:
+        asked.append(1)
+        return False
+
+    Cycle(runtime, stopping=stopping).run()
+    pages = sum(1 for r in asana.requests if r.path.endswith("/projects") and r.method == "GET")
+    assert pages >= 5  # 4 pages of live projects, 1 of archived ones
+    assert len(asked) >= pages  # asked after each page, besides between pages and ops
+
+
+def test_a_listing_whose_records_lack_notes_proves_nothing(
+    runtime: Runtime, hubspot: FakeHubSpot, asana: FakeAsana, db_path: Path
+) -> None:
+    asana.add_project(name="Someone else's project")  # a record whose notes could have held the marker
+    deal_id = baseline_then_win(runtime, hubspot)
+    asana.inject("fields_missing", route="list", times=100)
+    report = cycle(runtime)
+    assert asana.create_requests == 0, report.summary()
+    assert "prove nothing" in " ".join(report.errors)
+    assert states(db_path, deal_id) == [State.PENDING]

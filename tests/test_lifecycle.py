@@ -244,3 +244,19 @@ def test_a_full_disk_is_reported_as_a_full_disk_and_loses_nothing(syncd: Syncd) 
     assert syncd.query("PRAGMA integrity_check") == [("ok",)]
     assert syncd.query("SELECT count(*) FROM deals") == committed
     syncd.ok("once")  # space again: the same pages are recorded now
+
+
+def test_changing_the_team_while_an_outcome_is_unknown_reconciles_in_the_team_it_was_sent_to(syncd: Syncd) -> None:
+    syncd.config(asana={"settle_seconds": 0.6}, http={"read_timeout": 0.5})
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    win(syncd, deal)
+    syncd.asana.inject("drop_after_create", route="create")
+    syncd("once")
+    assert syncd.op_states() == {"unknown": 1}
+    syncd.asana.add_team("1200000000000099", "Onboarding Team")
+    syncd.config(asana={"settle_seconds": 0.6, "team": "1200000000000099"}, http={"read_timeout": 0.5})
+    syncd.tick(1.0)
+    result = syncd.ok("once")
+    assert "(found by reconcile)" in result.stdout
+    assert syncd.asana.create_requests == 1 and syncd.op_states() == {"created": 1}

@@ -250,6 +250,7 @@ class FakeAsana(FakeServer):
         self._not_before: dict[str, float] = {}
         self._workspace = {"gid": workspace, "resource_type": "workspace", "name": "Sandbox Org"}
         self._team = {"gid": team, "resource_type": "team", "name": "Sandbox Team"}
+        self.teams: dict[str, dict[str, Any]] = {team: self._team}  # `add_team` for more teams in the workspace
         self._user = {"gid": "1200000000000003", "resource_type": "user", "name": "Sandbox User"}
         self._email = "sandbox@example.com"
 
@@ -258,6 +259,11 @@ class FakeAsana(FakeServer):
         with self.lock:
             project = self._by_gid[gid]
             project["archived"], project["modified_at"] = True, _iso(self.now())
+
+    def add_team(self, gid: str, name: str = "Another Team") -> None:
+        """Another team in the sandbox workspace: projects are created in and listed by their own team."""
+        with self.lock:
+            self.teams[gid] = {"gid": gid, "resource_type": "team", "name": name}
 
     def add_project(self, **data: Any) -> dict[str, Any]:
         """Create a project directly, as if someone had made it in the Asana UI (no request counted)."""
@@ -510,8 +516,8 @@ class FakeAsana(FakeServer):
             return Response(200, {"data": {**self._user, "email": self._email, "workspaces": [self._workspace]}})
         if kind == "workspace" and gid == self.workspace:
             return Response(200, {"data": {**self._workspace, "is_organization": True}})
-        if kind == "team" and gid == self.team:
-            return Response(200, {"data": {**self._team, "organization": self._workspace}})
+        if kind == "team" and gid in self.teams:
+            return Response(200, {"data": {**self.teams[gid], "organization": self._workspace}})
         return _error(404, f"{kind}: Unknown object: {gid}")
 
     def _project_create(self, ids: dict[str, str], request: Request, now: float) -> Response:
@@ -535,7 +541,7 @@ class FakeAsana(FakeServer):
             return _error(404, f"workspace: Unknown object: {data['workspace']}")
         if not data.get("team"):
             return _error(400, TEAM_REQUIRED)
-        if data["team"] != self.team:
+        if data["team"] not in self.teams:
             return _error(404, f"team: Unknown object: {data['team']}")
         if (error := _check_project(data)) is not None:
             return error
@@ -548,7 +554,7 @@ class FakeAsana(FakeServer):
             "gid": gid, "resource_type": "project", "name": data.get("name", ""), "notes": notes,
             "html_notes": html_notes, "archived": False, "created_at": _iso(now), "modified_at": _iso(now),
             "permalink_url": f"https://app.asana.com/1/{self.workspace}/project/{gid}",
-            "workspace": self._workspace, "team": self._team, "color": data.get("color"), "icon": "list",
+            "workspace": self._workspace, "team": self.teams[data["team"]], "color": data.get("color"), "icon": "list",
             "due_on": data.get("due_on"), "due_date": data.get("due_on"), "start_on": data.get("start_on"),
             "privacy_setting": privacy, "public": privacy == "public_to_workspace",
             "owner": self._resolve_user(data.get("owner", "me")),
@@ -594,7 +600,7 @@ class FakeAsana(FakeServer):
             return error
         if "archived" in data and not isinstance(data["archived"], bool):
             return _error(400, f"archived: Value is not a boolean: {data['archived']}")
-        if data.get("team") not in (None, self.team):
+        if data.get("team") is not None and data["team"] not in self.teams:
             return _error(404, f"team: Unknown object: {data['team']}")
         if "notes" in data or "html_notes" in data:
             project["notes"], project["html_notes"] = _notes(data.get("notes"), data.get("html_notes"))
@@ -619,12 +625,14 @@ class FakeAsana(FakeServer):
         workspace, team = ids.get("workspace", query.get("workspace")), ids.get("team", query.get("team"))
         if workspace is not None and workspace != self.workspace:
             return _error(404, f"workspace: Unknown object: {workspace}")
-        if team is not None and team != self.team:
+        if team is not None and team not in self.teams:
             return _error(404, f"team: Unknown object: {team}")
         archived = query.get("archived")
         if archived not in (None, "true", "false"):
             return _error(400, f"archived: Value is not a boolean: {archived}")
         matching = self._visible(self.projects, now)
+        if team is not None:
+            matching = [p for p in matching if p["team"]["gid"] == team]
         if archived is not None:
             matching = [p for p in matching if p["archived"] == (archived == "true")]
         headers = {"Asana-Change": CHANGE} if "team" in query else {}  # the team filter is deprecated
@@ -677,7 +685,7 @@ class FakeAsana(FakeServer):
         if not data.get("name") or not isinstance(data["name"], str):
             return _error(400, "name: Missing input")
         team = data.get("team") or template["team"]["gid"]
-        if team != self.team:
+        if team not in self.teams:
             return _error(404, f"team: Unknown object: {team}")
         privacy = data.get("privacy_setting", "public_to_workspace")
         if privacy not in PRIVACY:

@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 from syncd.compose import Wiring
 from syncd.config import Config
-from syncd.errors import AuthError, RemoteError
+from syncd.errors import AuthError, RemoteError, StoreError
+from syncd.flows import unconfigured
+from syncd.store import read_status
 
 
 def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
@@ -39,4 +41,14 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
         problems += 1
         hint = " Check [asana] workspace and team." if exc.status == 404 else ""
         say(f"asana: {exc}.{hint}")
+    if cfg.state_path.exists():
+        try:
+            ledger = read_status(cfg.state_path, time.time()).ledger_flows
+        except StoreError as exc:
+            problems += 1
+            say(f"state: {exc}")
+        else:
+            for line in unconfigured(ledger, cfg.flows):
+                problems += 1
+                say(f"state: {line}")
     return problems

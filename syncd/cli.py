@@ -207,7 +207,7 @@ def status(app: App, as_json: bool) -> None:
 
     cfg = app.config()
     report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
-    click.echo(json.dumps(status_json(report), indent=2) if as_json else format_status(report))
+    click.echo(json.dumps(status_json(report, cfg.flows), indent=2) if as_json else format_status(report, cfg.flows))
     sys.exit(0 if report.healthy else 1)
 
 

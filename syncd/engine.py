@@ -16,7 +16,7 @@ from collections.abc import Callable
 from syncd import diff as diffing
 from syncd import effects
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
-from syncd.flows import new_op
+from syncd.flows import new_op, unconfigured
 from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
 from syncd.runtime import Runtime
@@ -123,6 +123,7 @@ class Cycle:
         rt, store, report = self.rt, self.store, self.report
         settings, by_name = rt.settings, {flow.name: flow for flow in rt.flows}
         need, since_ms = self.baselines()
+        report.warnings += unconfigured(store.ledger_flows(), rt.flows)
         report.baseline = not store.baseline_done()
         report.rebaselined = {} if report.baseline else need
         cursor = store.cursor()

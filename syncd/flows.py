@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -107,6 +107,16 @@ class Flow:
 
     def matches(self, deal: Deal) -> bool:
         return self.rule.evaluate(deal.values())
+
+
+def unconfigured(ledger_flows: Iterable[str], flows: Iterable[Flow]) -> list[str]:
+    """Sentences for flow names that have ops in the ledger but are in no flow's name or previous_names."""
+    known = {name for flow in flows for name in (flow.name, *flow.previous_names)}
+    return [
+        f"flow {name!r} has projects in the ledger but is not configured: if it was renamed, add "
+        f'previous_names = ["{name}"] to the new [[flow]], or syncd will treat its deals as never onboarded'
+        for name in sorted(set(ledger_flows) - known)
+    ]
 
 
 def aliases(flow: Flow, deal: Deal, ident: Identity) -> tuple[Identity, ...]:

@@ -202,6 +202,7 @@ class CycleReport:
     duplicates: list[str] = field(default_factory=list)  # markers reconcile found on more than one project
     auth_failures: dict[str, str] = field(default_factory=dict)  # service -> sentence naming the variable
     rebaselined: dict[str, str] = field(default_factory=dict)  # flow -> why it got a baseline of its own
+    warnings: list[str] = field(default_factory=list)  # what an operator should fix, though nothing failed
 
     @property
     def ok(self) -> bool:
@@ -231,6 +232,7 @@ class CycleReport:
         if self.reconciled:
             lines.append(f"Reconciled {self.reconciled} op(s) whose outcome was unknown.")
         lines += [f"Dead (needs a human): {line}" for line in self.dead]
+        lines += [f"Warning: {line}" for line in self.warnings]
         lines += [f"Error: {line}" for line in self.errors]
         lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}")
         return "\n".join(lines)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncd.flows import Flow
+from syncd.flows import Flow, unconfigured
 from syncd.models import iso_ms, iso_s
 from syncd.store.read import History, Status
 
 
-def status_json(s: Status) -> dict[str, Any]:
+def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
     last = s.last_cycle
     return {
         "database": str(s.database),
@@ -42,10 +42,11 @@ def status_json(s: Status) -> dict[str, Any]:
         "next_run_at": iso_s(s.health.next_run_at),
         "alerts_firing": list(s.health.alerts_firing),
         "effects": {state.value: count for state, count in s.effects.items()},
+        "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
     }
 
 
-def format_status(s: Status) -> str:
+def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
     last = s.last_cycle
     age = f" ({s.cursor_age_seconds:.0f}s ago)" if s.cursor_age_seconds is not None else ""
     lines = [
@@ -69,6 +70,7 @@ def format_status(s: Status) -> str:
     if s.health.next_run_at:
         lines.append(f"  next run     {iso_s(s.health.next_run_at)} (if syncd run is running)")
     lines += [f"  ALERT: {key}" for key in s.health.alerts_firing]
+    lines += [f"  warning: {line}" for line in unconfigured(s.ledger_flows, flows)] if flows else []
     lines += [f"  dead: deal {d.deal_id} (flow {d.flow}): {d.reason}" for d in s.dead_ops]
     lines += [f"  quarantined: record {q.record_id}: {q.reason}" for q in s.quarantined_records]
     return "\n".join(lines)

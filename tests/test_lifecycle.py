@@ -260,3 +260,16 @@ def test_changing_the_team_while_an_outcome_is_unknown_reconciles_in_the_team_it
     result = syncd.ok("once")
     assert "(found by reconcile)" in result.stdout
     assert syncd.asana.create_requests == 1 and syncd.op_states() == {"created": 1}
+
+
+def test_a_flow_renamed_without_previous_names_is_reported_with_the_fix(syncd: Syncd) -> None:
+    (deal,) = seed(syncd, 1)
+    syncd.ok("once")
+    win(syncd, deal)
+    syncd.ok("once")
+    syncd.config(flows=[{**FLOW, "name": "welcome"}])
+    fix = 'add previous_names = ["onboarding"]'
+    assert fix in syncd("once").stdout
+    assert fix in syncd("status").stdout
+    check = syncd("check")
+    assert check.returncode == 1 and fix in check.stdout

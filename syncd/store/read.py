@@ -90,6 +90,7 @@ class Status:
     health: Health
     stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
     unfinished_since_success: int = 0  # cycles started after the last success that never finished
+    ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -209,6 +210,7 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects GROUP BY state")},
             health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
             stale_after_seconds=stale_after_seconds,
+            ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops ORDER BY flow")),
             unfinished_since_success=one(
                 "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
             ).fetchone()[0],

@@ -250,6 +250,9 @@ class SqliteStore:
         rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
         return [_op(row) for row in rows]
 
+    def ledger_flows(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT DISTINCT flow FROM ops ORDER BY flow")]
+
     def op_count(self, state: State) -> int:
         return int(self.conn.execute("SELECT count(*) FROM ops WHERE state = ?", (state.value,)).fetchone()[0])
 

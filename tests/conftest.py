@@ -293,3 +293,21 @@ def crm_syncd(request: pytest.FixtureRequest, tmp_path: Path, asana: FakeAsana) 
     runner.config()
     yield runner
     crm.stop()
+
+
+@contextmanager
+def running_daemon(
+    daemon: subprocess.Popen[str], until: Any = None, within: float = 10.0
+) -> Iterator[subprocess.Popen[str]]:
+    """A daemon the test started (`syncd.start("run")`), handed over once `until()` (a no-argument callable) is
+    true or `within` seconds have passed. Whatever the test asserts, the daemon does not outlive it: one the
+    test did not stop is killed (SIGKILL) and reaped."""
+    try:
+        deadline = time.time() + within
+        while until is not None and not until() and time.time() < deadline:
+            time.sleep(0.05)
+        yield daemon
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()

@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 
 from syncd import alerts
-from syncd.alerts import AlertState, ApiWatch, Facts, Notifier
+from syncd.alerts import Notifier
+from syncd.conditions import Alert, AlertState, ApiWatch, Facts, conditions, decide
 from syncd.errors import ConfigError
 from syncd.http import HttpClient, RetryPolicy
 from syncd.ratelimit import TokenBucket
@@ -64,9 +65,9 @@ def later(facts: Facts, seconds: float) -> Facts:
     return replace(facts, now=facts.now + seconds, last_success_at=last)
 
 
-def step(state: AlertState, facts: Facts) -> tuple[AlertState, list[alerts.Alert]]:
+def step(state: AlertState, facts: Facts) -> tuple[AlertState, list[Alert]]:
     """One cycle as the daemon runs it, with the state stored as JSON in between."""
-    state, fired = alerts.decide(AlertState.from_json(state.to_json()), alerts.conditions(facts), facts.now)
+    state, fired = decide(AlertState.from_json(state.to_json()), conditions(facts), facts.now)
     return state, fired
 
 
@@ -97,16 +98,16 @@ def test_a_duplicate_fires_once_and_never_recovers() -> None:
 
 def test_stale_before_any_success_counts_from_the_start() -> None:
     never = Facts(now=T0, last_success_at=None, stale_after_seconds=600)
-    assert alerts.conditions(never) == {}  # nothing to measure from
-    assert alerts.conditions(replace(never, started_at=T0 - 300)) == {}
-    stale = alerts.conditions(replace(never, started_at=T0 - 900))
+    assert conditions(never) == {}  # nothing to measure from
+    assert conditions(replace(never, started_at=T0 - 300)) == {}
+    stale = conditions(replace(never, started_at=T0 - 900))
     assert list(stale) == ["stale"] and "none since syncd started" in stale["stale"]
 
 
 def test_quota_warns_only_past_the_fraction() -> None:
     facts = replace(QUIET, quota_warn_fraction=0.8)
-    assert alerts.conditions(replace(facts, quota={"salesforce": (3001, 15000)})) == {}
-    message = alerts.conditions(replace(facts, quota={"salesforce": (3000, 15000)}))["quota:salesforce"]
+    assert conditions(replace(facts, quota={"salesforce": (3001, 15000)})) == {}
+    message = conditions(replace(facts, quota={"salesforce": (3000, 15000)}))["quota:salesforce"]
     assert "12,000 of 15,000" in message and "80%" in message
 
 
@@ -238,7 +239,7 @@ def test_slack_markup_in_a_message_is_escaped(notifier: Notifier, slack: FakeWeb
 def test_the_default_client_posts_to_slack(slack: FakeWebhook) -> None:
     notifier = Notifier(slack_url=slack.url + "/services/T/B/default")
     try:
-        assert notifier.send([alerts.Alert("stale", "firing", "no cycle", T0)]) == {}
+        assert notifier.send([Alert("stale", "firing", "no cycle", T0)]) == {}
     finally:
         notifier.close()
     assert slack.texts() == ["*syncd*\n:rotating_light: FIRING `stale`: no cycle"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import signal
-import subprocess
 import time
 
 import pytest
 
-from conftest import FAST, Syncd, assert_exactly_once, integrity_ok, qualify, settle_until_done
+from conftest import FAST, Syncd, assert_exactly_once, integrity_ok, qualify, running_daemon, settle_until_done
 
 POINTS = [
     "before_page_commit",
@@ -53,19 +52,13 @@ def test_a_crash_after_a_failed_post_is_reconciled(syncd: Syncd) -> None:
 def test_a_second_syncd_exits_75_while_the_daemon_runs_and_runs_after_it_is_killed(syncd: Syncd) -> None:
     deals = qualify(syncd, 1)
     syncd.config(schedule={"interval_seconds": 3600})
-    daemon = syncd.start("run")
-    try:
-        deadline = time.time() + 10
-        while not syncd.op_states().get("created") and time.time() < deadline:
-            time.sleep(0.05)
+    with running_daemon(syncd.start("run"), until=lambda: syncd.op_states().get("created")) as daemon:
         started = time.time()
         second = syncd("once")
         assert second.returncode == 75, second.stderr
         assert time.time() - started < 1.5
         assert "Another syncd is using" in second.stderr
-    finally:
-        daemon.send_signal(signal.SIGKILL)
-        daemon.communicate(timeout=10)
+        daemon.kill()
     assert syncd("once").returncode == 0  # kill -9 released the lock: no stale lock file
     assert_exactly_once(syncd, deals)
 
@@ -91,16 +84,9 @@ def test_concurrent_onces_one_runs_the_others_exit_75(syncd: Syncd) -> None:
 
 def test_sigterm_stops_the_daemon_cleanly(syncd: Syncd) -> None:
     qualify(syncd, 1)
-    daemon = syncd.start("run")
-    deadline = time.time() + 10
-    while not syncd.op_states().get("created") and time.time() < deadline:
-        time.sleep(0.05)
-    daemon.send_signal(signal.SIGTERM)
-    try:
+    with running_daemon(syncd.start("run"), until=lambda: syncd.op_states().get("created")) as daemon:
+        daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        raise
     assert daemon.returncode == 0, err
     assert "syncd stopped" in err
     assert syncd.op_states() == {"created": 1}

@@ -4,7 +4,6 @@ against the fake HubSpot and Asana; a wedged cycle is a real HTTP call that HubS
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import signal
@@ -22,7 +21,7 @@ import pytest
 
 from syncd import notify
 
-from conftest import Syncd, win
+from conftest import Syncd, running_daemon, win
 
 WATCHDOG_SECONDS = 1.0
 
@@ -87,17 +86,6 @@ def systemd(tmp_path: Path) -> Iterator[Systemd]:
     fake.close()
 
 
-@contextlib.contextmanager
-def reaped(daemon: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
-    """Whatever a test asserts, the daemon it started does not outlive it."""
-    try:
-        yield daemon
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
-
-
 def stop(daemon: subprocess.Popen[str], timeout: float = 5.0) -> tuple[int, str]:
     """SIGTERM, then the exit code and stderr; SIGKILL if it does not stop in time (and fail)."""
     daemon.send_signal(signal.SIGTERM)
@@ -115,8 +103,7 @@ def test_run_reports_ready_status_watchdog_and_stops_cleanly(syncd: Syncd, syste
         dealname="Acme", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=syncd.ago(60)
     )
     syncd.config(schedule={"interval_seconds": 1})
-    daemon = syncd.start("run", **systemd.env())
-    with reaped(daemon):
+    with running_daemon(syncd.start("run", **systemd.env())) as daemon:
         systemd.wait_for("READY=1")
         systemd.wait_for("STATUS=baseline recorded", "1 deals")
         win(syncd, deal)
@@ -137,8 +124,7 @@ def test_a_wedged_cycle_stops_the_watchdog_pings_until_it_moves_again(syncd: Syn
         http={"read_timeout": wedge + 5, "max_tries": 1},
         asana={"settle_seconds": wedge + 6},
     )
-    daemon = syncd.start("run", **systemd.env())
-    with reaped(daemon):
+    with running_daemon(syncd.start("run", **systemd.env())) as daemon:
         systemd.wait_for("STATUS=baseline recorded")
         healthy_until = time.monotonic() + 2 * WATCHDOG_SECONDS
         while time.monotonic() < healthy_until:
@@ -208,8 +194,7 @@ def scripted_daemon(mode: str, systemd: Systemd, watchdog: float | None = None) 
 
 
 def test_a_long_cycle_that_keeps_asking_stopping_keeps_the_watchdog_fed(systemd: Systemd) -> None:
-    daemon = scripted_daemon("long-cycle", systemd, watchdog=WATCHDOG_SECONDS)
-    with reaped(daemon):
+    with running_daemon(scripted_daemon("long-cycle", systemd, watchdog=WATCHDOG_SECONDS)) as daemon:
         systemd.wait_for("STATUS=last cycle ok", timeout=6)
         code, err = stop(daemon)
     assert code == 0, err
@@ -220,8 +205,7 @@ def test_a_long_cycle_that_keeps_asking_stopping_keeps_the_watchdog_fed(systemd:
 
 
 def test_sigterm_during_a_cycle_stops_at_its_next_check_and_exits_0(systemd: Systemd) -> None:
-    daemon = scripted_daemon("long-cycle", systemd)
-    with reaped(daemon):
+    with running_daemon(scripted_daemon("long-cycle", systemd)) as daemon:
         systemd.wait_for("READY=1")
         time.sleep(0.5)  # inside the first, 3-second cycle
         started = time.monotonic()
@@ -232,8 +216,7 @@ def test_sigterm_during_a_cycle_stops_at_its_next_check_and_exits_0(systemd: Sys
 
 
 def test_sighup_reloads_between_cycles_and_a_failed_reload_keeps_running(systemd: Systemd) -> None:
-    daemon = scripted_daemon("with-reload", systemd)
-    with reaped(daemon):
+    with running_daemon(scripted_daemon("with-reload", systemd)) as daemon:
         systemd.wait_for("STATUS=last cycle ok")
         daemon.send_signal(signal.SIGHUP)
         systemd.wait_for("STATUS=config reloaded")
@@ -250,8 +233,7 @@ def test_sighup_reloads_between_cycles_and_a_failed_reload_keeps_running(systemd
 
 
 def test_sighup_without_reload_is_logged_not_fatal(systemd: Systemd) -> None:
-    daemon = scripted_daemon("without-reload", systemd)
-    with reaped(daemon):
+    with running_daemon(scripted_daemon("without-reload", systemd)) as daemon:
         systemd.wait_for("READY=1")
         daemon.send_signal(signal.SIGHUP)
         time.sleep(0.3)

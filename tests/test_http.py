@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from syncd.errors import AuthError, RateLimited, RejectedError, TransientError
-from syncd.http import GENERIC, HttpClient, Profile, RetryPolicy
+from syncd.http import HttpClient, RetryPolicy
+from syncd.profile import GENERIC, Profile
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.server import FakeServer, Request, Response
 from syncd.sinks import asana

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.request
 
 import pytest
 
 from syncd.sandbox.webhook import FakeWebhook
 
-from conftest import Syncd, qualify
+from conftest import Syncd, qualify, running_daemon
 
 
 @pytest.fixture
@@ -52,24 +51,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def scrape(port: int) -> str:
+    """The daemon's /metrics text; empty while it does not answer yet."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return ""
+
+
 def test_the_daemon_serves_prometheus_metrics_and_healthz(syncd: Syncd) -> None:
     port = free_port()
     syncd.config(metrics={"listen": f"127.0.0.1:{port}"}, schedule={"interval_seconds": 1})
     qualify(syncd, 2)
-    daemon = syncd.start("run")
-    try:
-        deadline = time.time() + 10
-        text = ""
-        while time.time() < deadline and 'syncd_ops{state="created"} 2.0' not in text:
-            time.sleep(0.2)
-            try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-            except OSError:
-                continue
+    with running_daemon(syncd.start("run"), until=lambda: 'syncd_ops{state="created"} 2.0' in scrape(port)):
+        text = scrape(port)
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-    finally:
-        daemon.terminate()
-        daemon.communicate(timeout=15)
     assert 'syncd_ops{state="created"} 2.0' in text
     assert 'syncd_api_requests_total{service="asana",status="201"}' in text
     assert "syncd_cycles_total" in text and "syncd_cursor_age_seconds" in text

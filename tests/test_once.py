@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import ASANA_TOKEN, HUBSPOT_TOKEN, Syncd, win
+from conftest import ASANA_TOKEN, HUBSPOT_TOKEN, Syncd, qualify, win
 
 
 def seed(syncd: Syncd, n: int = 5, **props: str) -> list[str]:
@@ -57,9 +57,7 @@ def test_a_new_deal_created_already_won_after_the_baseline_gets_a_project(syncd:
 
 
 def test_a_deal_that_requalifies_after_reopening_gets_no_second_project(syncd: Syncd) -> None:
-    (deal,) = seed(syncd, 1)
-    syncd.ok("once")
-    win(syncd, deal)
+    (deal,) = qualify(syncd, 1)
     syncd.ok("once")
     syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2.5))
     syncd.ok("once")
@@ -87,9 +85,7 @@ def test_several_flows_each_get_at_most_one_project_per_deal(syncd: Syncd) -> No
 
 
 def test_dry_run_changes_nothing(syncd: Syncd) -> None:
-    (deal,) = seed(syncd, 1)
-    syncd.ok("once")
-    win(syncd, deal)
+    qualify(syncd, 1)
     before = syncd.query("SELECT value_ms FROM cursors"), syncd.query("SELECT id, updated_at_ms FROM deals")
     result = syncd.ok("once", "--dry-run")
     assert "Would create: Onboarding: Deal 0" in result.stdout
@@ -101,9 +97,7 @@ def test_dry_run_changes_nothing(syncd: Syncd) -> None:
 
 
 def test_a_lost_asana_response_is_reconciled_into_exactly_one_project(syncd: Syncd) -> None:
-    (deal,) = seed(syncd, 1)
-    syncd.ok("once")
-    win(syncd, deal)
+    qualify(syncd, 1)
     syncd.asana.inject("drop_after_create", route="create")
     syncd.ok("once")
     assert syncd.op_states() == {"unknown": 1}
@@ -120,9 +114,7 @@ def test_a_lost_asana_response_is_reconciled_into_exactly_one_project(syncd: Syn
 
 
 def test_a_server_error_before_creation_is_reconciled_then_created_once(syncd: Syncd) -> None:
-    (deal,) = seed(syncd, 1)
-    syncd.ok("once")
-    win(syncd, deal)
+    qualify(syncd, 1)
     syncd.asana.inject("503", route="create")
     syncd.ok("once")
     assert syncd.op_states() == {"unknown": 1}
@@ -136,9 +128,7 @@ def test_a_server_error_before_creation_is_reconciled_then_created_once(syncd: S
 
 def test_asana_rejecting_the_request_makes_the_op_dead_with_the_reason_in_status(syncd: Syncd) -> None:
     syncd.config(asana={"team": "1299999999999999"})
-    (deal,) = seed(syncd, 1)
-    syncd.ok("once")
-    win(syncd, deal)
+    (deal,) = qualify(syncd, 1)
     result = syncd("once")
     assert result.returncode == 1
     assert syncd.op_states() == {"dead": 1}
@@ -196,9 +186,7 @@ def test_tokens_never_reach_output_logs_or_the_database(syncd: Syncd) -> None:
 
 
 def test_wrong_asana_token_keeps_the_op_pending_and_names_the_variable(syncd: Syncd) -> None:
-    (deal,) = seed(syncd, 1)
-    syncd.ok("once")
-    win(syncd, deal)
+    qualify(syncd, 1)
     result = syncd("once", ASANA_TOKEN="wrong-token-123")
     assert result.returncode == 1
     assert "token_env" in result.stdout

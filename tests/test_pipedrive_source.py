@@ -12,7 +12,8 @@ from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.pipedrive import FakePipedrive, rfc3339
-from syncd.sources.pipedrive import PROFILE, PipedriveSource, friendly_name, parse_deal, parse_timestamp_ms
+from syncd.sources.pipedrive import PROFILE, PipedriveSource, parse_deal, parse_timestamp_ms
+from syncd.sources.pipedrive_fields import friendly_name
 
 TOKEN = "pd-canary-token-5e1f0c2a9b"
 NAMES = ("name", "stage", "amount", "status", "tier", "deal_size_band", "regions", "no_such_field")
@@ -21,9 +22,8 @@ NAMES = ("name", "stage", "amount", "status", "tier", "deal_size_band", "regions
 @pytest.fixture
 def pipedrive() -> Iterator[FakePipedrive]:
     fake = FakePipedrive(token=TOKEN)
-    fake.start()
-    yield fake
-    fake.stop()
+    with fake:
+        yield fake
 
 
 def source_for(pipedrive: FakePipedrive, names: tuple[str, ...] = NAMES, page_size: int = 500) -> PipedriveSource:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from syncd import config as configuration
-from syncd.http import HttpClient, Profile
+from syncd.http import HttpClient
+from syncd.profile import Profile
 from syncd.ratelimit import TokenBucket
 from syncd.sources import Source, hubspot, pipedrive, salesforce
 

@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from syncd.errors import TransientError
-from syncd.http import GENERIC, HttpClient, Profile, parse_seconds
-from syncd.models import Deal, Page, Quarantined
-from syncd.sources.records import excerpt, iso_ms, text
+from syncd.http import HttpClient
+from syncd.models import Deal, Page
+from syncd.profile import GENERIC, Profile, parse_seconds
+from syncd.sources.records import deal_from, iso_ms, parse_records
 
 SEARCH = "/crm/v3/objects/deals/search"
 PROPERTY_OF = {
@@ -71,7 +72,7 @@ class HubSpotSource:
             reply_data, server_time = self._search(anchor, upper, tie_after)
             if upper is None:
                 upper = int((server_time or self.clock()) * 1000) - delay_ms
-            deals, quarantined = parse_results(reply_data)
+            deals, quarantined = parse_records(reply_data["results"], parse_deal)
             in_window = [d for d in deals if d.updated_at_ms <= upper]
             more = _has_next(reply_data) and anchor <= upper
             if tie_after is None:
@@ -140,17 +141,6 @@ def _has_next(data: dict[str, Any]) -> bool:
     return isinstance(paging, dict) and isinstance(paging.get("next"), dict)
 
 
-def parse_results(data: dict[str, Any]) -> tuple[list[Deal], list[Quarantined]]:
-    deals, quarantined = [], []
-    for record in data["results"]:
-        try:
-            deals.append(parse_deal(record))
-        except ValueError as exc:
-            record_id = record.get("id") if isinstance(record, dict) else None
-            quarantined.append(Quarantined(_short_id(record_id), str(exc), excerpt(record)))
-    return deals, quarantined
-
-
 def parse_deal(record: Any) -> Deal:
     """One search result -> Deal. Raises ValueError with the reason when the record cannot be trusted."""
     if not isinstance(record, dict):
@@ -172,17 +162,7 @@ def parse_deal(record: Any) -> Deal:
     updated_at_ms = parse_timestamp_ms(modified)
     if updated_at_ms is None:
         raise ValueError(f"{MODIFIED} {str(modified)[:40]!r} is not a timestamp")
-    return Deal(
-        id=deal_id,
-        updated_at_ms=updated_at_ms,
-        name=text(props.get("dealname")),
-        stage=text(props.get("dealstage")),
-        amount=parse_amount(props.get("amount")),
-        close_date=text(props.get("closedate")),
-        pipeline=text(props.get("pipeline")),
-        owner=text(props.get("hubspot_owner_id")),
-        properties=props,
-    )
+    return deal_from(deal_id, updated_at_ms, props, PROPERTY_OF, parse_amount(props.get("amount")))
 
 
 def parse_amount(value: Any) -> float | None:
@@ -233,7 +213,3 @@ def error_text(status: int, body: Any) -> str:
 
 
 PROFILE = Profile(pause_seconds=pause_seconds, daily_quota=daily_quota, error_text=error_text)
-
-
-def _short_id(value: Any) -> str | None:
-    return None if value is None else str(value)[:64]

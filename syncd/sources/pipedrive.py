@@ -1,9 +1,9 @@
 """Pipedrive deals through API v2 (`GET /api/v2/deals`), incrementally on `update_time`.
 
 Each `pages()` call first reads the deal fields (`GET /api/v2/dealFields`, cursor-paged). That answer does two
-jobs: it maps the flows' friendly custom-field names ("Deal Size Band" is `deal_size_band`) to Pipedrive's
-40-hex field codes and enum/set option ids to their labels, and its `Date` header is Pipedrive's clock, which
-fixes the window's upper end: server time minus the delay, in whole seconds because `update_time` has no
+jobs: it maps the flows' friendly custom-field names to Pipedrive's field codes and option ids to their labels
+(`syncd.sources.pipedrive_fields`), and its `Date` header is Pipedrive's clock, which fixes the window's upper
+end: server time minus the delay, in whole seconds because `update_time` has no
 fraction. The deals are then listed in one query, `updated_since` (inclusive) .. `updated_until` (exclusive),
 sorted by `update_time` ascending, following `additional_data.next_cursor` until it is null. The cursor is
 opaque and no cap on results is documented, so unlike HubSpot's search one query pages the whole window.
@@ -32,22 +32,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.errors import SourceSetupError, TransientError
-from syncd.http import GENERIC, HttpClient, Profile, Reply, parse_seconds
-from syncd.models import Deal, Page, Quarantined
-from syncd.sources.records import excerpt
+from syncd.errors import TransientError
+from syncd.http import HttpClient, Reply
+from syncd.models import Deal, Page
+from syncd.profile import GENERIC, Profile, parse_seconds
+from syncd.sources.pipedrive_fields import (
+    DEAL_FIELDS,
+    FIELDS_PAGE_SIZE,
+    Field,
+    checked,
+    custom_fields,
+    field_code,
+)
+from syncd.sources.records import parse_records
 
 DEALS = "/api/v2/deals"
-DEAL_FIELDS = "/api/v2/dealFields"
 NORMALISED = frozenset({"id", "name", "stage", "amount", "close_date", "pipeline", "owner", "updated_at"})
-MAX_CUSTOM_FIELDS = 15  # the deals endpoint's documented limit for `custom_fields`
-FIELDS_PAGE_SIZE = 500
-MAX_VALUE_CHARS = 100_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d\d):(\d\d))?"
 )
-Scalar = str | int | float | bool
 
 
 class PipedriveSource:
@@ -69,7 +73,8 @@ class PipedriveSource:
         self.names = frozenset(names) - NORMALISED  # raw deal fields, or custom fields by friendly name
 
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
-        custom, server_time = self._custom_fields()
+        fields, server_time = self._deal_fields()
+        custom = custom_fields(fields, self.names)
         upper_s = (int((server_time or self.clock()) * 1000) - delay_ms) // 1000
         params: dict[str, Any] = {
             "updated_until": rfc3339(upper_s),
@@ -84,7 +89,7 @@ class PipedriveSource:
         cursor_ms = max(since_ms or 0, 0)
         for reply in self._walk(DEALS, params):
             data = reply.data
-            deals, quarantined = parse_deals(data["data"], self.names, custom)
+            deals, quarantined = parse_records(data["data"], lambda record: parse_deal(record, self.names, custom))
             in_window = [d for d in deals if d.updated_at_ms < upper_s * 1000]
             if _next_cursor(data) is None:
                 yield Page(in_window, quarantined, cursor_ms=upper_s * 1000)
@@ -95,48 +100,15 @@ class PipedriveSource:
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one deal field (a custom field by its friendly name, or a standard field) to `value`. A PATCH of
         the same value is idempotent, so it is retried like a read."""
-        code = None
-        for reply in self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}):
-            for item in reply.data["data"]:
-                if (
-                    isinstance(item, dict)
-                    and item.get("is_custom_field") is True
-                    and prop in (item.get("field_code"), friendly_name(str(item.get("field_name", ""))))
-                ):
-                    code = item["field_code"]
+        fields, _ = self._deal_fields()
+        code = field_code(fields, prop)
         body = {"custom_fields": {code: value}} if code else {prop: value}
         self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_write_problem)
 
-    def _custom_fields(self) -> tuple[dict[str, Field], float | None]:
-        """Read every deal field; return the custom fields the flows use, by field code, and the server time."""
-        by_name: dict[str, list[Field]] = {}
-        standard: set[str] = set()
-        server_times: list[float | None] = []
-        for reply in self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}):
-            server_times.append(reply.server_time)
-            for item in reply.data["data"]:
-                if not isinstance(item, dict) or not isinstance(item.get("field_code"), str):
-                    continue
-                if item.get("is_custom_field") is not True:
-                    standard.add(item["field_code"])
-                elif isinstance(item.get("field_name"), str):
-                    field = Field.from_item(item)
-                    by_name.setdefault(field.name, []).append(field)
-        wanted = sorted((self.names - standard) & by_name.keys())
-        for name in wanted:
-            if len(by_name[name]) > 1:
-                labels = ", ".join(repr(f.label) for f in by_name[name])
-                raise SourceSetupError(
-                    f"Pipedrive deal fields {labels} are all called `{name}` in flows; rename all but one of them "
-                    "in Pipedrive (Settings > Data fields) so the flows know which one they mean."
-                )
-        if len(wanted) > MAX_CUSTOM_FIELDS:
-            raise SourceSetupError(
-                f"flows use {len(wanted)} Pipedrive custom fields ({', '.join(wanted)}), but Pipedrive returns at "
-                f"most {MAX_CUSTOM_FIELDS} per request. Use at most {MAX_CUSTOM_FIELDS} custom fields in the flows' "
-                "`when` and project templates."
-            )
-        return {by_name[name][0].code: by_name[name][0] for name in wanted}, server_times[0]
+    def _deal_fields(self) -> tuple[list[Any], float | None]:
+        """Every item of the deal fields listing (all its pages), and the server time of its first answer."""
+        replies = list(self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}))
+        return [item for reply in replies for item in reply.data["data"]], replies[0].server_time
 
     def _walk(self, path: str, params: dict[str, Any]) -> Iterator[Reply]:
         """GET `path`, then every next page (`additional_data.next_cursor`) until it is null."""
@@ -154,50 +126,6 @@ class PipedriveSource:
                 )
             seen.add(cursor)
             params["cursor"] = cursor
-
-
-class Field:
-    """A custom deal field: its friendly `name` for flows, and the labels of its options (enum/set)."""
-
-    def __init__(self, code: str, label: str, kind: str, options: dict[int, str]) -> None:
-        self.code, self.label, self.kind, self.options = code, label, kind, options
-        self.name = friendly_name(label)
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Field:
-        options = {
-            o["id"]: str(o.get("label"))
-            for o in item.get("options") or []
-            if isinstance(o, dict) and isinstance(o.get("id"), int) and not isinstance(o.get("id"), bool)
-        }
-        return cls(item["field_code"], item["field_name"], str(item.get("field_type")), options)
-
-    def values(self, raw: Any) -> dict[str, Any]:
-        """This field's raw value -> what flows see: option ids become labels, a {value, currency} object
-        becomes `name` and `name_currency`. Raises ValueError for a shape Pipedrive does not send."""
-        if isinstance(raw, dict):
-            out = {self.name: _checked(raw.get("value"), self.label)}
-            for key, value in raw.items():
-                if key != "value":
-                    out[f"{self.name}_{friendly_name(str(key))}"] = _checked(value, self.label)
-            return out
-        if self.kind in ("enum", "set") and raw is not None:
-            ids = raw if isinstance(raw, list) else str(raw).split(",") if isinstance(raw, str) else [raw]
-            labels = [self._label(i) for i in ids if i != ""]
-            return {self.name: labels if self.kind == "set" else (labels[0] if labels else None)}
-        return {self.name: _checked(raw, self.label)}
-
-    def _label(self, option: Any) -> Any:
-        if isinstance(option, str) and option.strip().isdigit():
-            option = int(option)
-        if isinstance(option, bool) or not isinstance(option, int | str):
-            raise ValueError(f"custom field {self.label!r} has option {str(option)[:40]!r}, not an option id")
-        return self.options.get(option, option) if isinstance(option, int) else option
-
-
-def friendly_name(label: str) -> str:
-    """'Deal Size Band' -> 'deal_size_band': lower-case, runs of anything but letters and digits -> '_'."""
-    return re.sub(r"[\W_]+", "_", label.lower()).strip("_")
 
 
 def rfc3339(seconds: int) -> str:
@@ -223,21 +151,6 @@ def _next_cursor(data: dict[str, Any]) -> str | None:
     return (data.get("additional_data") or {}).get("next_cursor")
 
 
-def parse_deals(
-    records: list[Any], names: Iterable[str], custom: dict[str, Field]
-) -> tuple[list[Deal], list[Quarantined]]:
-    deals, quarantined = [], []
-    for record in records:
-        try:
-            deals.append(parse_deal(record, names, custom))
-        except ValueError as exc:
-            record_id = record.get("id") if isinstance(record, dict) else None
-            quarantined.append(
-                Quarantined(None if record_id is None else str(record_id)[:64], str(exc), excerpt(record))
-            )
-    return deals, quarantined
-
-
 def parse_deal(record: Any, names: Iterable[str], custom: dict[str, Field]) -> Deal:
     """One v2 deal -> Deal. Raises ValueError with the reason when the record cannot be trusted."""
     if not isinstance(record, dict):
@@ -250,7 +163,7 @@ def parse_deal(record: Any, names: Iterable[str], custom: dict[str, Field]) -> D
     updated_at_ms = parse_timestamp_ms(record.get("update_time"))
     if updated_at_ms is None:
         raise ValueError(f"update_time {str(record.get('update_time'))[:40]!r} is not a timestamp")
-    properties = {name: _checked(record[name], name) for name in names if name in record and name != "custom_fields"}
+    properties = {name: checked(record[name], name) for name in names if name in record and name != "custom_fields"}
     values = record.get("custom_fields")
     if values is not None and not isinstance(values, dict):
         raise ValueError(f"'custom_fields' is a {type(values).__name__}, not an object")
@@ -299,25 +212,12 @@ def parse_timestamp_ms(value: Any) -> int | None:
     return ms if ms >= 0 else None
 
 
-def _checked(value: Any, name: str) -> Any:
-    """A value flows may see: a scalar, or a list of scalars (set fields, label ids)."""
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if item is not None and not isinstance(item, Scalar):
-            raise ValueError(f"field {name!r} holds a {type(item).__name__}")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"field {name!r} holds {item!r}")
-        if isinstance(item, str) and len(item) > MAX_VALUE_CHARS:
-            raise ValueError(f"field {name!r} is {len(item)} characters long")
-    return value
-
-
 def _text(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{name} is a {type(value).__name__}, not a string")
-    _checked(value, name)
+    checked(value, name)
     return value
 
 

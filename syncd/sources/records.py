@@ -1,11 +1,14 @@
-"""What every source does with a CRM record, in one place: exact timestamps, text, and a bounded excerpt for
-the quarantine. Pure."""
+"""What every source does with a CRM record, in one place: exact timestamps, text, the normalised `Deal`, and
+the quarantine (with a bounded excerpt) of a record that cannot be trusted. Pure."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from syncd.models import Deal, Quarantined
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXCERPT_CHARS = 2000
@@ -38,3 +41,42 @@ def excerpt(record: Any) -> str:
         return json.dumps(record, ensure_ascii=True, default=str)[:EXCERPT_CHARS]
     except (TypeError, ValueError):
         return repr(record)[:EXCERPT_CHARS]
+
+
+def parse_records(
+    records: list[Any], parse: Callable[[Any], Deal], id_key: str = "id"
+) -> tuple[list[Deal], list[Quarantined]]:
+    """`parse` each record; a record it rejects (ValueError, with the reason) is quarantined under its `id_key`."""
+    deals, quarantined = [], []
+    for record in records:
+        try:
+            deals.append(parse(record))
+        except ValueError as exc:
+            record_id = record.get(id_key) if isinstance(record, dict) else None
+            quarantined.append(
+                Quarantined(None if record_id is None else str(record_id)[:64], str(exc), excerpt(record))
+            )
+    return deals, quarantined
+
+
+def deal_from(
+    deal_id: str, updated_at_ms: int, values: Mapping[str, Any], columns: Mapping[str, str], amount: float | None
+) -> Deal:
+    """The normalised Deal of a record whose `values` the source has checked: `columns` names the CRM's field
+    for each normalised one (one it has no field for is None), read as text; `amount` is as the source read
+    it; `values` are the deal's properties."""
+
+    def column(name: str) -> str | None:
+        return text(values.get(columns[name])) if name in columns else None
+
+    return Deal(
+        id=deal_id,
+        updated_at_ms=updated_at_ms,
+        name=column("name"),
+        stage=column("stage"),
+        amount=amount,
+        close_date=column("close_date"),
+        pipeline=column("pipeline"),
+        owner=column("owner"),
+        properties=values,
+    )

@@ -26,9 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncd.errors import AuthError, RateLimited, RejectedError
-from syncd.http import GENERIC, Form, HttpClient, Profile, Reply
-from syncd.models import Deal, Page, Quarantined
-from syncd.sources.records import excerpt, iso_ms, text
+from syncd.http import Form, HttpClient, Reply
+from syncd.models import Deal, Page
+from syncd.profile import GENERIC, Profile
+from syncd.sources.records import deal_from, iso_ms, parse_records
 
 FIELD_OF = {
     "name": "Name",
@@ -102,7 +103,7 @@ class SalesforceSource:
         )
         reply = self._get(f"/services/data/{self.api_version}/query", {"q": soql})
         while True:
-            deals, quarantined = self._parse(reply.data["records"])
+            deals, quarantined = parse_records(reply.data["records"], self.parse_record, "Id")
             next_url = reply.data.get("nextRecordsUrl")
             if reply.data.get("done", True) or not next_url:
                 yield Page(deals, quarantined, cursor_ms=upper_ms)
@@ -187,16 +188,6 @@ class SalesforceSource:
             )
 
     # -- parsing -------------------------------------------------------------------------------------
-    def _parse(self, records: list[Any]) -> tuple[list[Deal], list[Quarantined]]:
-        deals, quarantined = [], []
-        for record in records:
-            try:
-                deals.append(self.parse_record(record))
-            except ValueError as exc:
-                rid = record.get("Id") if isinstance(record, dict) else None
-                quarantined.append(Quarantined(None if rid is None else str(rid)[:64], str(exc), excerpt(record)))
-        return deals, quarantined
-
     def parse_record(self, record: Any) -> Deal:
         if not isinstance(record, dict):
             raise ValueError(f"record is a {type(record).__name__}, not an object")
@@ -223,17 +214,7 @@ class SalesforceSource:
             isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount)
         ):
             raise ValueError(f"Amount {str(amount)[:40]!r} is not a number")
-        return Deal(
-            id=rid,
-            updated_at_ms=modstamp,
-            name=text(props.get("Name")),
-            stage=text(props.get("StageName")),
-            amount=None if amount is None else float(amount),
-            close_date=text(props.get("CloseDate")),
-            pipeline=None,
-            owner=text(props.get("OwnerId")),
-            properties=props,
-        )
+        return deal_from(rid, modstamp, props, FIELD_OF, None if amount is None else float(amount))
 
 
 def soql_datetime(ms: int) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import Syncd, assert_exactly_once, qualify
+from conftest import Syncd, assert_exactly_once, qualify, running_daemon
 
 HEAVY = {"requests", "sqlite_utils", "syncd.compose", "syncd.store", "apscheduler"}
 
@@ -15,16 +15,13 @@ HEAVY = {"requests", "sqlite_utils", "syncd.compose", "syncd.store", "apschedule
 def test_ten_onces_while_the_daemon_runs_all_exit_75_quickly(syncd: Syncd) -> None:
     deals = qualify(syncd, 3)
     syncd.config(schedule={"interval_seconds": 1})
-    daemon = syncd.start("run")
-    try:
-        deadline = time.time() + 15
-        while syncd.op_states().get("created", 0) < len(deals) and time.time() < deadline:
-            time.sleep(0.05)
+    with running_daemon(
+        syncd.start("run"), until=lambda: syncd.op_states().get("created", 0) >= len(deals), within=15
+    ) as daemon:
         started = time.time()
         extras = [syncd.start("once", PYTHONPROFILEIMPORTTIME="1") for _ in range(10)]
         results = [(p.wait(timeout=10), time.time() - started, p.communicate()) for p in extras]
         status = syncd("status", "--json")  # a reader while the daemon writes: never "locked"
-    finally:
         daemon.terminate()
         _, daemon_err = daemon.communicate(timeout=15)
     print(

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ASANA_TOKEN, FAST, HUBSPOT_TOKEN, Syncd, qualify, settle_until_done
+from conftest import ASANA_TOKEN, FAST, HUBSPOT_TOKEN, Syncd, qualify, running_daemon, settle_until_done
 
 
 def test_canary_tokens_never_leak(syncd: Syncd) -> None:
@@ -21,14 +21,14 @@ def test_canary_tokens_never_leak(syncd: Syncd) -> None:
     outputs.append(syncd("-vv", "once"))
     outputs.append(syncd("-vv", "once", ASANA_TOKEN="2/not-the-canary"))  # a 401 names the variable, not the value
     outputs.append(syncd("-vv", "once", HUBSPOT_TOKEN="pat-wrong-canary-1234"))
-    daemon = syncd.start("-vv", "run")
-    time.sleep(1.5)
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        out, err = daemon.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        raise AssertionError("the daemon ignored SIGTERM:\n" + daemon.communicate()[1][-3000:]) from None
+    with running_daemon(syncd.start("-vv", "run")) as daemon:
+        time.sleep(1.5)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            out, err = daemon.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            raise AssertionError("the daemon ignored SIGTERM:\n" + daemon.communicate()[1][-3000:]) from None
     syncd.asana.fault_rate = syncd.hubspot.fault_rate = 0.0
     syncd.tick(0.7)
     settle_until_done(syncd)

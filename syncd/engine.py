@@ -99,8 +99,11 @@ class Cycle:
             self.report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
 
     def baselines(self) -> tuple[dict[str, str], dict[str, int]]:
-        """Which flows need a baseline now (name -> why), and when each other flow's baseline was recorded."""
+        """Which flows need a baseline now (name -> why), and for each other flow the creation time before
+        which a deal must have been seen by its baseline: the baseline's time less the delay and the overlap
+        (a deal created just before the baseline may have been outside its window)."""
         flows, store = self.rt.flows, self.store
+        window = self.rt.settings.delay_seconds + self.rt.settings.overlap_seconds
         if not store.baseline_done():
             return {flow.name: "first cycle" for flow in flows}, {}
         recorded = store.flow_baselines()
@@ -116,7 +119,7 @@ class Cycle:
             elif known[0] != flow.rule.source:
                 need[flow.name] = f"its rule changed (was: {known[0]})"
             else:
-                since[flow.name] = int(known[1] * 1000)
+                since[flow.name] = int((known[1] - window) * 1000)
         return need, since
 
     def poll(self) -> None:

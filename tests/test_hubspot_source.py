@@ -42,7 +42,8 @@ def test_asks_for_exactly_the_properties_the_flows_use(hubspot: FakeHubSpot) -> 
     source = source_for(hubspot)
     read_window(source)
     body = hubspot.requests[-1].json()
-    assert body["properties"] == ["amount", "dealname", "dealstage", "hs_lastmodifieddate", "tier"]
+    asked = ["amount", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_merged_object_ids", "tier"]
+    assert body["properties"] == asked  # the flows' properties, plus creation time and merges
     assert body["limit"] == 200
     assert body["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
 

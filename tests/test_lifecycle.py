@@ -273,3 +273,37 @@ def test_a_flow_renamed_without_previous_names_is_reported_with_the_fix(syncd: S
     assert fix in syncd("status").stdout
     check = syncd("check")
     assert check.returncode == 1 and fix in check.stdout
+
+
+def test_a_deal_hubspot_merged_from_a_deal_with_a_project_gets_no_second_project(syncd: Syncd) -> None:
+    seed(syncd, 1)
+    syncd.ok("once")
+    syncd.tick(400)  # past the baseline's window: deals created from now on are new
+    won = syncd.hubspot.add_deal(
+        dealname="Acme", dealstage="closedwon", amount="50000", tier="Enterprise", updated_at=syncd.ago(2)
+    )
+    other = syncd.hubspot.add_deal(dealname="Acme (dup)", dealstage="contractsent", updated_at=syncd.ago(2))
+    syncd.ok("once")
+    assert syncd.asana.create_requests == 1
+    syncd.tick(1.0)
+    merged = syncd.hubspot.merge_deals(won, other)
+    assert merged not in (won, other)  # HubSpot makes a new deal carrying hs_merged_object_ids
+    syncd.tick(2.0)  # past the delay: the merged deal is in the window
+    result = syncd.ok("once")
+    assert "1 deals seen" in result.stdout and syncd.asana.create_requests == 1, result.stdout
+    assert f"onboarding:hubspot:default:{merged} is the same project" in syncd.ok("explain", won).stdout
+
+
+def test_a_won_deal_restored_from_the_recycle_bin_after_the_baseline_is_existing_not_new(syncd: Syncd) -> None:
+    old = syncd.hubspot.add_deal(
+        dealname="Old win", dealstage="closedwon", amount="50000", tier="Enterprise",
+        updated_at=syncd.ago(3000), created_at=syncd.ago(3600),
+    )  # fmt: skip
+    seed(syncd, 1)
+    syncd.hubspot.archive_deal(old)  # in the recycle bin while the baseline is taken
+    syncd.ok("once")
+    syncd.tick(1.0)
+    syncd.hubspot.restore_deal(old)
+    syncd.tick(2.0)
+    result = syncd.ok("once")
+    assert "1 changed" in result.stdout and syncd.asana.projects == [], result.stdout

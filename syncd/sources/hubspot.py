@@ -41,6 +41,9 @@ PROPERTY_OF = {
     "updated_at": "hs_lastmodifieddate",
 }
 MODIFIED = "hs_lastmodifieddate"
+# Always asked for: when the deal was created (a deal restored from the recycle bin keeps its createdate, so
+# one created before the baseline is not new), and the deals HubSpot merged into this one.
+CREATED, MERGED = "createdate", "hs_merged_object_ids"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_VALUE_CHARS = 100_000
 
@@ -62,7 +65,7 @@ class HubSpotSource:
         self.credential_hint = credential_hint
         self.clock = clock
         wanted = {PROPERTY_OF.get(name, name) for name in names if name != "id"}
-        self.properties = sorted(wanted | {MODIFIED})
+        self.properties = sorted(wanted | {MODIFIED, CREATED, MERGED})
 
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         anchor = max(since_ms or 0, 0)
@@ -162,7 +165,16 @@ def parse_deal(record: Any) -> Deal:
     updated_at_ms = parse_timestamp_ms(modified)
     if updated_at_ms is None:
         raise ValueError(f"{MODIFIED} {str(modified)[:40]!r} is not a timestamp")
-    return deal_from(deal_id, updated_at_ms, props, PROPERTY_OF, parse_amount(props.get("amount")))
+    merged = tuple(part.strip() for part in str(props.get(MERGED) or "").split(";") if part.strip())
+    return deal_from(
+        deal_id,
+        updated_at_ms,
+        props,
+        PROPERTY_OF,
+        parse_amount(props.get("amount")),
+        created_at_ms=parse_timestamp_ms(props.get(CREATED)),
+        merged_ids=merged,
+    )
 
 
 def parse_amount(value: Any) -> float | None:

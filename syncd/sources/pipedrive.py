@@ -180,6 +180,7 @@ def parse_deal(record: Any, names: Iterable[str], custom: dict[str, Field]) -> D
         pipeline=_ident(record.get("pipeline_id"), "pipeline_id"),
         owner=_ident(record.get("owner_id"), "owner_id"),
         properties=properties,
+        created_at_ms=parse_timestamp_ms(record.get("add_time")),
     )
 
 

@@ -60,11 +60,18 @@ def parse_records(
 
 
 def deal_from(
-    deal_id: str, updated_at_ms: int, values: Mapping[str, Any], columns: Mapping[str, str], amount: float | None
+    deal_id: str,
+    updated_at_ms: int,
+    values: Mapping[str, Any],
+    columns: Mapping[str, str],
+    amount: float | None,
+    *,
+    created_at_ms: int | None = None,
+    merged_ids: tuple[str, ...] = (),
 ) -> Deal:
     """The normalised Deal of a record whose `values` the source has checked: `columns` names the CRM's field
     for each normalised one (one it has no field for is None), read as text; `amount` is as the source read
-    it; `values` are the deal's properties."""
+    it; `values` are the deal's properties; the creation time and merged deals as the CRM reports them."""
 
     def column(name: str) -> str | None:
         return text(values.get(columns[name])) if name in columns else None
@@ -79,4 +86,6 @@ def deal_from(
         pipeline=column("pipeline"),
         owner=column("owner"),
         properties=values,
+        created_at_ms=created_at_ms,
+        merged_ids=merged_ids,
     )

@@ -39,7 +39,7 @@ FIELD_OF = {
     "owner": "OwnerId",
     "updated_at": "SystemModstamp",
 }
-BASE_FIELDS = ("Id", "SystemModstamp")
+BASE_FIELDS = ("Id", "SystemModstamp", "CreatedDate")  # CreatedDate: a deal created before the baseline is not new
 USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 
@@ -214,7 +214,14 @@ class SalesforceSource:
             isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount)
         ):
             raise ValueError(f"Amount {str(amount)[:40]!r} is not a number")
-        return deal_from(rid, modstamp, props, FIELD_OF, None if amount is None else float(amount))
+        return deal_from(
+            rid,
+            modstamp,
+            props,
+            FIELD_OF,
+            None if amount is None else float(amount),
+            created_at_ms=parse_datetime_ms(record.get("CreatedDate")),
+        )
 
 
 def soql_datetime(ms: int) -> str:

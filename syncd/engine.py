@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from syncd import baselines, effects
 from syncd import diff as diffing
-from syncd import effects
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import new_op, unconfigured
 from syncd.marker import without_markers
@@ -98,34 +98,10 @@ class Cycle:
         except RemoteError as exc:
             self.report.errors.append(f"polling {exc.service} stopped; the cursor stays where it was: {exc}")
 
-    def baselines(self) -> tuple[dict[str, str], dict[str, int]]:
-        """Which flows need a baseline now (name -> why), and for each other flow the creation time before
-        which a deal must have been seen by its baseline: the baseline's time less the delay and the overlap
-        (a deal created just before the baseline may have been outside its window)."""
-        flows, store = self.rt.flows, self.store
-        window = self.rt.settings.delay_seconds + self.rt.settings.overlap_seconds
-        if not store.baseline_done():
-            return {flow.name: "first cycle" for flow in flows}, {}
-        recorded = store.flow_baselines()
-        if not recorded and not self.report.dry_run:  # a database from before per-flow baselines
-            at = store.get_meta("baseline_done") or ""
-            store.record_flow_baselines([(f.name, f.rule.source, f"assumed unchanged since {at}") for f in flows], 0.0)
-            recorded = store.flow_baselines()
-        need, since = {}, {}
-        for flow in flows:
-            known = next((recorded[n] for n in (flow.name, *flow.previous_names) if n in recorded), None)
-            if known is None:
-                need[flow.name] = "a new flow"
-            elif known[0] != flow.rule.source:
-                need[flow.name] = f"its rule changed (was: {known[0]})"
-            else:
-                since[flow.name] = int((known[1] - window) * 1000)
-        return need, since
-
     def poll(self) -> None:
         rt, store, report = self.rt, self.store, self.report
         settings, by_name = rt.settings, {flow.name: flow for flow in rt.flows}
-        need, since_ms = self.baselines()
+        need, since_ms = baselines.plan(store, rt.flows, rt.settings, dry_run=report.dry_run)
         report.warnings += unconfigured(store.ledger_flows(), rt.flows)
         report.baseline = not store.baseline_done()
         report.rebaselined = {} if report.baseline else need

@@ -8,7 +8,6 @@ One writer: `SqliteStore.open` runs under the single-instance lock (`syncd.lock`
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,9 +18,10 @@ from sqlite_utils import Database
 
 from syncd import lock
 from syncd.diff import Change, Stored
-from syncd.errors import StoreError
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
+from syncd.store.failures import is_storage, store_error
 from syncd.store.ledger import Ledger
+from syncd.store.rows import effect_of, op_of
 from syncd.store.schema import connect, migrations
 
 
@@ -68,7 +68,7 @@ class SqliteStore:
                 raise
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if not _is_storage(exc):
+            if not is_storage(exc):
                 raise
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -244,11 +244,11 @@ class SqliteStore:
                ORDER BY created_at, op_key""",
             (now, now - settle_seconds),
         )
-        return [_op(row) for row in rows]
+        return [op_of(row) for row in rows]
 
     def dead_ops(self, deal_id: str) -> list[Op]:
         rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
-        return [_op(row) for row in rows]
+        return [op_of(row) for row in rows]
 
     def ledger_flows(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT DISTINCT flow FROM ops ORDER BY flow")]
@@ -299,21 +299,7 @@ class SqliteStore:
                ORDER BY o.created_at, e.op_key, e.seq""",
             (now, now - settle_seconds),
         )
-        return [
-            Effect(
-                effect_key=r["effect_key"],
-                op_key=r["op_key"],
-                kind=r["kind"],
-                state=State(r["state"]),
-                body=json.loads(r["body"]),
-                attempts=r["attempts"],
-                deal_id=r["deal_id"],
-                asana_gid=r["asana_gid"],
-                asana_url=r["asana_url"],
-                job_gid=r["job_gid"],
-            )
-            for r in rows
-        ]
+        return [effect_of(r) for r in rows]
 
     # -- cycles ----------------------------------------------------------------------------------------
     def start_cycle(self, now: float) -> int:
@@ -329,55 +315,3 @@ class SqliteStore:
                 (now, int(ok), error, deals_seen, created, cycle_id),
             )
             c.execute("DELETE FROM cycles WHERE id <= ? - 1000", (cycle_id,))
-
-
-def _is_storage(exc: sqlite3.Error) -> bool:
-    """The disk, not the database: SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN, a read-only file."""
-    code = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc).lower()
-    return code.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")) or any(
-        words in text for words in ("disk", "unable to open", "readonly")
-    )
-
-
-def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    """A sentence for what went wrong with the database file, told apart by cause: the disk (say so, with the
-    free space) or the file itself (say what a restore costs, and that it is safe)."""
-    if _is_storage(exc):
-        try:
-            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.1f} MB free on its file system"
-        except OSError:
-            free = "free space unknown"
-        return StoreError(
-            f"Could not write {path}: {exc} ({free}). Nothing was lost: what syncd committed before is intact. "
-            "Free some space (or fix the disk or the folder's permissions), then run syncd again."
-        )
-    return StoreError(
-        f"{path} is not a usable syncd database ({exc}). Restoring a backup is safe (syncd checks Asana before "
-        "it creates any project) but forgets the cycles since the backup; or point [state] path at a new file, "
-        "which starts with a baseline."
-    )
-
-
-def _op(row: sqlite3.Row) -> Op:
-    return Op(
-        op_key=row["op_key"],
-        flow=row["flow"],
-        deal_id=row["deal_id"],
-        state=State(row["state"]),
-        marker=row["marker"],
-        body=json.loads(row["body"]),
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_attempt_at=row["last_attempt_at"],
-        asana_gid=row["asana_gid"],
-        asana_url=row["asana_url"],
-        last_error=row["last_error"],
-        aliases=tuple(json.loads(row["aliases"])),
-        team=_team(json.loads(row["body"])),
-    )
-
-
-def _team(body: dict[str, Any]) -> str | None:
-    team = body.get("team")
-    return team if isinstance(team, str) else None

@@ -523,7 +523,7 @@ def test_opening_a_file_of_random_bytes_for_writing_is_a_store_error_and_frees_t
     junk = tmp_path / "junk.db"
     junk.write_bytes(random.Random(7).randbytes(8192))
 
-    with pytest.raises(StoreError, match=r"junk\.db is not a usable syncd database .* Restore it"):
+    with pytest.raises(StoreError, match=r"junk\.db is not a usable syncd database .* Restoring a backup is safe"):
         SqliteStore.open(junk)
 
     junk.unlink()

@@ -149,6 +149,35 @@ class Suite:
             ),
         ]
 
+    def check_before_create(self, team: int, projects: int = 10) -> dict[str, Any]:
+        """What Asana being the truth costs: a team already holding `team` projects; one process start creates
+        `projects` projects, so it lists the team once (check before create), then POSTs each."""
+        world = World(f"check-{team}", self.root)
+        try:
+            for i in range(team):
+                world.asana.add_project(name=f"Existing project {i}", notes="not syncd's")
+            world.seed(projects * 10, end=world.hubspot.now() - SEED_AGE_S)
+            world.syncd("once").check()
+            newest = world.change(projects * 2, projects, span=1.0)
+            world.settle(newest)
+            before = len(world.asana.requests)
+            run = world.syncd("once").check()
+            sent = world.asana.requests[before:]
+        finally:
+            world.close()
+        listing = sum(1 for r in sent if r.method == "GET" and r.path.endswith("/projects"))
+        created = polled(run)["created"]
+        return row(
+            f"check before create, team of {label(team)}",
+            run,
+            projects,
+            team_projects=team,
+            listing_requests=listing,
+            listing_minimum=math.ceil(team / 100) + 1,
+            created=created,
+            asana_per_project=round(run.asana_requests / created, 2) if created else None,
+        )
+
     def rate_limited(self, changed: int, projects: int) -> dict[str, Any]:
         """Sandbox limits on (HubSpot search 5/s and 100 req/10 s, Asana 150/min) and syncd configured with the
         same documented values: `changed` deals modified, `projects` of them newly qualifying."""

@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rows import Suite, label, parse_size
 
-KINDS = ("baseline", "status", "idle", "incremental", "comparison", "rate-limited")
+KINDS = ("baseline", "status", "idle", "incremental", "comparison", "check-before-create", "rate-limited")
 PROFILES = {
-    "full": {"sizes": [10_000, 100_000, 300_000], "steady": 100_000, "rate": (20_000, 300)},
-    "quick": {"sizes": [10_000], "steady": 10_000, "rate": (2_000, 30)},
-    "smoke": {"sizes": [2_000], "steady": 2_000, "rate": (400, 4)},
+    "full": {"sizes": [10_000, 100_000, 300_000], "steady": 100_000, "rate": (20_000, 300), "teams": [100, 5_000]},
+    "quick": {"sizes": [10_000], "steady": 10_000, "rate": (2_000, 30), "teams": [100, 5_000]},
+    "smoke": {"sizes": [2_000], "steady": 2_000, "rate": (400, 4), "teams": [100]},
 }
 COLUMNS = (  # header, key, format
     ("benchmark", "benchmark", ""),
@@ -64,6 +64,8 @@ NOTES = [
     "Rate-limited theoretical minimum = max(ceil(changed / 200) searches / 5 per s, projects / (150 per min)), "
     "i.e. the limits read as steady rates; 429s must be 0.",
     "Incremental: requests = ceil(changed / 200) + O(1), checked as CRM searches <= ceil(changed / 200) + 2.",
+    "Check before create: the team already holds N projects that are not syncd's; one `syncd once` creates 10. "
+    "The listing (100 per page, live and archived) is paid once per process start and per team, not per project.",
 ]
 
 
@@ -97,6 +99,8 @@ def main() -> None:
             rows += [{**idle, "kind": "idle"}, {**incremental, "kind": "incremental"}]
             rows += [{**naive_idle, "kind": "comparison"}, {**naive_incremental, "kind": "comparison"}]
         suite.release(steady)
+        if "check-before-create" in only:
+            rows += [{**suite.check_before_create(team), "kind": "check-before-create"} for team in profile["teams"]]
         if "rate-limited" in only:
             rows.append({**suite.rate_limited(changed, projects), "kind": "rate-limited"})
     finally:
@@ -179,6 +183,15 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         if r["kind"] == "status":
             check("status", "wall < 0.5 s", f"{r['wall_s']:.3f}s ({r['benchmark']})", r["wall_s"] < 0.5)
+        if r["kind"] == "check-before-create":
+            check(
+                "check-before-create",
+                f"one listing per process start: ceil({r['team_projects']:,} / 100) + 1 = {r['listing_minimum']} "
+                "GETs, then one POST per project",
+                f"{r['listing_requests']} listing GETs, {r['asana_requests']} Asana requests for {r['created']} "
+                f"projects = {r['asana_per_project']} per project",
+                r["listing_requests"] == r["listing_minimum"] and r["created"] == r["deals"],
+            )
         if r["kind"] == "rate-limited":
             check(
                 "rate-limited",

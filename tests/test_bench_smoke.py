@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
-KINDS = {"start-up", "baseline", "status", "idle", "incremental", "comparison", "rate-limited"}
+KINDS = {"start-up", "baseline", "status", "idle", "incremental", "comparison", "check-before-create", "rate-limited"}
 
 
 def test_bench_run_smoke_emits_every_row_and_target(tmp_path: Path) -> None:

@@ -10,13 +10,19 @@ from dataclasses import dataclass
 
 from syncd.engine import title
 from syncd.flows import Flow, new_op
-from syncd.models import Deal, Op, State, iso_ms
+from syncd.models import Deal, NewOp, Op, State, iso_ms
 from syncd.runtime import Settings
 from syncd.store import Store
 
 
 def _flow_of(op: Op, flows: tuple[Flow, ...]) -> Flow | None:
     return next((f for f in flows if op.flow in (f.name, *f.previous_names)), None)
+
+
+def _render(flow: Flow, deal: Deal, settings: Settings, crm: str, entry: int = 1) -> NewOp:
+    return new_op(
+        flow, deal, crm=crm, account=settings.account, workspace=settings.workspace, team=settings.team, entry=entry
+    )
 
 
 def _entry(op: Op) -> int:
@@ -37,17 +43,8 @@ def retry(store: Store, deal_id: str, now: float, settings: Settings, flows: tup
     for op in ops:
         flow = _flow_of(op, flows)
         if flow is not None and latest is not None:
-            deal = Deal.from_values(deal_id, latest[0], latest[1])
             same = dataclasses.replace(flow, name=op.flow)  # a renamed flow keeps the op's marker
-            fresh = new_op(
-                same,
-                deal,
-                crm=crm,
-                account=settings.account,
-                workspace=settings.workspace,
-                team=settings.team,
-                entry=_entry(op),
-            )
+            fresh = _render(same, Deal.from_values(deal_id, *latest), settings, crm, _entry(op))
             body = fresh.body if fresh.marker == op.marker else {**op.body, "team": settings.team}
             if fresh.marker == op.marker:
                 store.replace_effects(op.op_key, fresh.effects, now)
@@ -91,17 +88,7 @@ def backfill(
                 unjudged.append(f"deal {deal_id}, flow {flow.name}: never fetched {', '.join(missing)}")
                 continue
             if flow.rule.evaluate(values):
-                deal = Deal.from_values(deal_id, updated_at_ms, values)
-                ops.append(
-                    new_op(
-                        flow,
-                        deal,
-                        crm=crm,
-                        account=settings.account,
-                        workspace=settings.workspace,
-                        team=settings.team,
-                    )
-                )
+                ops.append(_render(flow, Deal.from_values(deal_id, updated_at_ms, values), settings, crm))
     if not dry_run:
         store.queue_ops(ops, now, f"backfill: qualified before syncd watched (since {iso_ms(since_ms)})")
     return Backfill([f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops], unjudged)

@@ -292,30 +292,40 @@ def test_a_400_makes_the_op_dead_with_asanas_words(
     assert asana.projects == [] and asana.create_requests == 1  # a dead op is not sent again
 
 
-# -- a crash between the in_flight commit and the POST -------------------------------------------------
-def test_a_crash_after_the_in_flight_commit_is_recovered_by_the_next_process_to_one_project(
-    runtime: Runtime, hubspot: FakeHubSpot, asana: FakeAsana, db_path: Path, now: list[float]
-) -> None:
+def win_then_crash(runtime: Runtime, hubspot: FakeHubSpot, point: str) -> str:
+    """Baseline, win a deal, then a cycle that dies at `point`; the process is gone, the database stays."""
+
     def step(name: str) -> None:
-        if name == "after_inflight_commit":
+        if name == point:
             raise Crash(name)
 
     dying = dataclasses.replace(runtime, hooks=Hooks(step=step))
     deal_id = baseline_then_win(dying, hubspot)
-
     with pytest.raises(Crash):
         cycle(dying)
-    runtime.store.close()  # the process is gone: its lock goes with it, the database stays
+    runtime.store.close()  # its lock goes with it
+    return deal_id
+
+
+def next_process(hubspot: FakeHubSpot, asana: FakeAsana, db_path: Path, now: list[float]) -> CycleReport:
+    restarted = build_runtime(hubspot, asana, db_path, lambda: now[0])
+    try:
+        return cycle(restarted)
+    finally:
+        close(restarted)
+
+
+# -- a crash between the in_flight commit and the POST -------------------------------------------------
+def test_a_crash_after_the_in_flight_commit_is_recovered_by_the_next_process_to_one_project(
+    runtime: Runtime, hubspot: FakeHubSpot, asana: FakeAsana, db_path: Path, now: list[float]
+) -> None:
+    deal_id = win_then_crash(runtime, hubspot, "after_inflight_commit")
 
     assert op_of(db_path, deal_id).state == State.IN_FLIGHT
     assert asana.create_requests == 0
 
     now[0] += SETTLE + 1
-    restarted = build_runtime(hubspot, asana, db_path, lambda: now[0])
-    try:
-        report = cycle(restarted)
-    finally:
-        close(restarted)
+    report = next_process(hubspot, asana, db_path, now)
 
     assert report.ok, report.summary()
     events = op_of(db_path, deal_id).events
@@ -334,23 +344,11 @@ def test_a_crash_after_the_in_flight_commit_is_recovered_by_the_next_process_to_
 def test_a_crash_after_the_post_is_adopted_by_reconcile_without_a_second_post(
     runtime: Runtime, hubspot: FakeHubSpot, asana: FakeAsana, db_path: Path, now: list[float]
 ) -> None:
-    def step(name: str) -> None:
-        if name == "after_post":
-            raise Crash(name)
-
-    dying = dataclasses.replace(runtime, hooks=Hooks(step=step))
-    deal_id = baseline_then_win(dying, hubspot)
-    with pytest.raises(Crash):
-        cycle(dying)
-    runtime.store.close()
+    deal_id = win_then_crash(runtime, hubspot, "after_post")
     assert op_of(db_path, deal_id).state == State.IN_FLIGHT and len(asana.projects) == 1
 
     now[0] += SETTLE + 1
-    restarted = build_runtime(hubspot, asana, db_path, lambda: now[0])
-    try:
-        report = cycle(restarted)
-    finally:
-        close(restarted)
+    report = next_process(hubspot, asana, db_path, now)
 
     assert report.reconciled == 1, report.summary()
     assert states(db_path, deal_id) == [State.PENDING, State.IN_FLIGHT, State.UNKNOWN, State.CREATED]

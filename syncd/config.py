@@ -6,8 +6,8 @@ names the variable (`token_env`), and `read_secret` finds its value in the envir
 credential of that name (`$CREDENTIALS_DIRECTORY/<name>`). The config is loaded without tokens, so
 `syncd status` works without them.
 
-Each key is declared once, in `TABLES` below (the [[flow]] tables are in `syncd.flow_config`, which defines
-`Key`): parsing, the unknown-key check and `documented_defaults` all come from those declarations.
+Each key is declared once, as a `syncd.config_keys.Key`, in `TABLES` below (the [[flow]] tables are in
+`syncd.flow_config`): parsing, the unknown-key check and `documented_defaults` all come from those declarations.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
+from syncd.config_keys import REQUIRED, Derived, Key, Site, plain_defaults, read_tables
 from syncd.errors import ConfigError
 from syncd.flow_config import ASANA_COLORS as ASANA_COLORS
 from syncd.flow_config import ASANA_PRIVACY as ASANA_PRIVACY
-from syncd.flow_config import REQUIRED, Derived, Key, Site, check_keys, parse_flows, read_table
 from syncd.flow_config import TABLES as FLOW_TABLES
+from syncd.flow_config import parse_flows
 from syncd.flows import Flow
 from syncd.marker import NAME, NAME_RULE
 from syncd.redact import register_secret
@@ -287,15 +288,7 @@ def load(path: Path) -> Config:
 
 
 def parse(raw: dict[str, Any], path: Path) -> Config:
-    check_keys(path, "", raw, [*TABLES, "flow"])
-    tables = {name: raw.get(name, {}) for name in TABLES}
-    for name, table in tables.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path} [{name}]: '{name}' must be a table, written [{name}].")
-        check_keys(path, name, table, [key.name for key in TABLES[name]])
-    values: dict[str, dict[str, Any]] = {}  # in the order of TABLES, so that derived defaults find their sources
-    for name, table in tables.items():
-        read_table(path, name, name, table, TABLES[name], values)
+    values = read_tables(path, raw, TABLES, elsewhere=["flow"])  # the [[flow]] tables: parse_flows
     return Config(
         path=path,
         crm=CrmConfig(**values["crm"]),
@@ -310,10 +303,8 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
 
 
 def documented_defaults() -> dict[str, dict[str, object]]:
-    """Table -> key -> default, for every key whose default is a value of its own (not required, optional,
-    derived from another key, or a table)."""
-    tables = {**TABLES, **FLOW_TABLES}
-    return {name: {key.name: key.default for key in keys if key.plain_default} for name, keys in tables.items()}
+    """Table -> key -> default, for every key whose default is a value of its own, in config.toml's tables."""
+    return plain_defaults({**TABLES, **FLOW_TABLES})
 
 
 def read_secret(name: str) -> str:

@@ -1,9 +1,4 @@
-"""The [[flow]] tables of config.toml -> `Flow`s; and `Key`, how every table's keys are declared and read.
-
-Each key is declared once, as a `Key`: its type, default, range and a line of help. Reading a table, the
-unknown-key check and `syncd.config.documented_defaults` all come from the declarations; what a type and a range
-cannot say is a `check` function attached to the key. `syncd.config` declares [state], [crm], ... the same way
-and imports this module, so `Key` lives here, below both.
+"""The [[flow]] tables of config.toml -> `Flow`s; their keys are declared as `syncd.config_keys.Key`s.
 
 A flow's sub-tables ([flow.project], [[flow.tasks]], [flow.writeback], [flow.notify]) are keys of [[flow]]
 whose check reads the sub-table's own keys, so that every message names the flow: "[flow 'onboarding' project]".
@@ -11,14 +6,12 @@ whose check reads the sub-table's own keys, so that every message names the flow
 
 from __future__ import annotations
 
-import difflib
-import enum
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from syncd import rules
+from syncd.config_keys import REQUIRED, Key, Site, check_keys, read_key, read_table
 from syncd.errors import ConfigError
 from syncd.flows import Flow, TaskSpec, Template, TemplateError
 from syncd.marker import NAME, NAME_RULE
@@ -26,110 +19,6 @@ from syncd.marker import NAME, NAME_RULE
 _HUES = ("pink", "green", "blue", "red", "teal", "brown", "orange", "purple", "warm-gray")
 ASANA_COLORS = (*(f"{shade}-{hue}" for shade in ("dark", "light") for hue in _HUES), "none")
 ASANA_PRIVACY = ("public_to_workspace", "private_to_team", "private")
-
-
-class _Required(enum.Enum):
-    REQUIRED = "required"
-
-
-REQUIRED = _Required.REQUIRED  # the default of a key that must be written
-Values = Mapping[str, Mapping[str, Any]]  # what has been read so far: table -> attribute -> value
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A default (or maximum) computed from keys read before it, such as the CRM's kind: none to document."""
-
-    compute: Callable[[Values], Any]
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of a table. `type`: str, float (a number), int (a number, truncated) or object (`check` decides).
-    `default`: a value, None (optional), REQUIRED or Derived. `check(value, site)` returns the value to keep;
-    `fix` ends the "is missing" message; `attr` is the attribute when it is not `name`; `table` says how a key
-    that holds a table is written ("[flow.project]")."""
-
-    name: str
-    type: type
-    default: object
-    help: str
-    minimum: float | None = None
-    maximum: float | Derived | None = None
-    check: Callable[[Any, Site], Any] | None = None
-    fix: str = ""
-    attr: str = ""
-    table: str = ""
-
-    @property
-    def field(self) -> str:
-        return self.attr or self.name
-
-    @property
-    def plain_default(self) -> bool:
-        return not self.table and self.default is not None and not isinstance(self.default, Derived | _Required)
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where a key is read: the file and the table as the message names it, and the values read so far."""
-
-    path: Path
-    where: str
-    key: Key
-    values: Values
-
-    def fail(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.path} [{self.where}]: {message}")
-
-
-def check_keys(path: Path, name: str, table: Mapping[str, Any], known: Collection[str]) -> None:
-    for key in table:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(sorted(known))}."
-            raise ConfigError(f"{path} [{name or 'top level'}]: unknown key {key!r}.{hint}")
-
-
-def read_table(
-    path: Path, name: str, where: str, table: Mapping[str, Any], keys: tuple[Key, ...], values: dict[str, Any]
-) -> dict[str, Any]:
-    """The table's values by attribute, read in declaration order; also kept as `values[name]` for later keys."""
-    got: dict[str, Any] = {}
-    values[name] = got
-    for key in keys:
-        got[key.field] = read_key(Site(path, where, key, values), table)
-    return got
-
-
-def read_key(site: Site, table: Mapping[str, Any]) -> Any:
-    """One key's value: the default when absent, then its type, range and check."""
-    key = site.key
-    value = table.get(key.name, key.default)
-    if isinstance(value, Derived):
-        value = value.compute(site.values)
-    if value is REQUIRED:
-        raise site.fail(f"{key.name!r} is missing." + (f" {key.fix}." if key.fix else ""))
-    if value is None:
-        return None
-    if key.type in (float, int):
-        value = _number(value, site)
-    elif not isinstance(value, key.type):
-        raise site.fail(f"{key.name!r} must be a {key.type.__name__}, not {value!r}.")
-    if key.check:
-        value = key.check(value, site)
-    return int(value) if key.type is int else value
-
-
-def _number(value: Any, site: Site) -> float:
-    key = site.key
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise site.fail(f"{key.name!r} must be a number, not {value!r}.")
-    maximum = key.maximum.compute(site.values) if isinstance(key.maximum, Derived) else key.maximum
-    if (key.minimum is not None and value < key.minimum) or (maximum is not None and value > maximum):
-        limits = f"between {key.minimum:g} and {maximum:g}" if maximum is not None else f"at least {key.minimum:g}"
-        raise site.fail(f"{key.name!r} = {value!r} is out of range; use a value {limits}.")
-    return float(value)
 
 
 def parse_flows(flows: Any, path: Path) -> tuple[Flow, ...]:

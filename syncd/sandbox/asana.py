@@ -485,7 +485,7 @@ class FakeAsana(FakeServer):
         if not (re.fullmatch(r"\d{1,3}", limit) and 1 <= int(limit) <= 100):
             return _error(400, f"limit: Value {limit} is not in the range [1, 100]")
         page = matching[start : start + int(limit)]
-        body = {"data": [self._render(p, fields, full) for p in page], "next_page": None}
+        body: dict[str, Any] = {"data": [self._render(p, fields, full) for p in page], "next_page": None}
         if start + len(page) < len(matching):
             token = {"after": page[-1]["gid"], "q": signature, "t": now}
             offset = base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
@@ -558,7 +558,7 @@ class FakeAsana(FakeServer):
             "due_on": data.get("due_on"), "due_date": data.get("due_on"), "start_on": data.get("start_on"),
             "privacy_setting": privacy, "public": privacy == "public_to_workspace",
             "owner": self._resolve_user(data.get("owner", "me")),
-            "custom_fields": self._custom_values({}, data.get("custom_fields") or {}), "custom_field_settings": [],
+            "custom_fields": self._custom_values([], data.get("custom_fields") or {}), "custom_field_settings": [],
             "default_view": data.get("default_view", "list"), "default_access_level": "editor",
             "minimum_access_level_for_customization": "admin", "minimum_access_level_for_sharing": "admin",
             "current_status": None, "current_status_update": None,
@@ -737,7 +737,7 @@ class FakeAsana(FakeServer):
         values: dict[str, str] = {}
         for item in given:
             gid = item.get("gid") if isinstance(item, dict) else None
-            if gid not in known:
+            if gid is None or gid not in known:
                 return _error(400, f"requested_dates: Unknown date variable: {gid}")
             value = item.get("value")
             if value is not None and not _is_date(value):
@@ -786,8 +786,9 @@ class FakeAsana(FakeServer):
                     self._remove_project(project)
             else:
                 job["status"] = "succeeded"
-                for spec in job["_pending"] if project is not None else []:
-                    self._copy_task(project, spec)
+                if project is not None:
+                    for spec in job["_pending"]:
+                        self._copy_task(project, spec)
             job["_pending"] = []
 
     def _job_get(self, ids: dict[str, str], request: Request, now: float) -> Response:

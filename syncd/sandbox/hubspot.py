@@ -158,7 +158,7 @@ class _Version:
         self.props, self.end = _props(record), INF
 
 
-_vkey = attrgetter("mod", "idn", "seq")
+_vkey: Callable[[_Version], tuple[Any, ...]] = attrgetter("mod", "idn", "seq")
 
 
 class FakeHubSpot(FakeServer):
@@ -533,7 +533,7 @@ class FakeHubSpot(FakeServer):
             return lambda x: x not in (None, "")
         if op == "NOT_HAS_PROPERTY":
             return lambda x: x in (None, "")
-        values = f.get("values") if op in ("IN", "NOT_IN") else [f.get("value")]
+        values: Any = f.get("values") if op in ("IN", "NOT_IN") else [f.get("value")]
         values = [*values, f.get("highValue")] if op == "BETWEEN" else values
         if not isinstance(values, list) or not values or None in values:
             raise self._invalid(f"Filter {f!r} is missing value, highValue or values")
@@ -583,6 +583,7 @@ class FakeHubSpot(FakeServer):
     def _sort(self, hits: list[_Version], rule: Any) -> list[_Version]:
         if rule is None:
             return sorted(hits, key=attrgetter("cseq"))  # default: creation order, oldest first
+        prop: str | None
         if isinstance(rule, str):
             prop, desc = rule.lstrip("+-"), rule.startswith("-")
         elif isinstance(rule, dict) and rule.get("direction", "ASCENDING") in ("ASCENDING", "DESCENDING"):

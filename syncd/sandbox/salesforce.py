@@ -43,8 +43,8 @@ from syncd.sandbox.server import FakeServer, Request, Response
 
 FAULT_KINDS = ("500", "503", "drop", "slow", "malformed_json", "wrong_envelope", "request_limit", "expired_session")
 DATETIME = frozenset({"SystemModstamp", "LastModifiedDate", "CreatedDate"})
-STANDARD = ("Id", "Name", "StageName", "Amount", "IsWon", "IsClosed", "IsDeleted", "CloseDate", "OwnerId")
-STANDARD += ("AccountId", "Probability", "Type", "LeadSource", "Description", "NextStep", "CreatedById")
+STANDARD: tuple[str, ...] = ("Id", "Name", "StageName", "Amount", "IsWon", "IsClosed", "IsDeleted", "CloseDate")
+STANDARD += ("OwnerId", "AccountId", "Probability", "Type", "LeadSource", "Description", "NextStep", "CreatedById")
 STANDARD += ("LastModifiedById", *sorted(DATETIME))
 READ_ONLY = frozenset({"Id", "IsWon", "IsClosed", "IsDeleted", "CreatedById", "LastModifiedById", *DATETIME})
 RELATIONS = {"Account": ("AccountId", "Account"), "Owner": ("OwnerId", "User")}  # name -> (id field, type)
@@ -488,7 +488,7 @@ class FakeSalesforce(FakeServer):
         rows = [r for i, r in self.opportunities.items() if i not in self._raw or r.get("SystemModstamp") is not None]
         rows = [r for r in rows if (include_deleted or r.get("IsDeleted") is not True) and (where is None or where(r))]
         for name, desc in reversed(order):  # stable sorts; nulls first ascending, last descending (SOQL)
-            rows.sort(key=lambda r, n=name: _sort_key(self._value(r, n)), reverse=desc)
+            rows.sort(key=lambda r: _sort_key(self._value(r, name)), reverse=desc)
         rows += [r for i, r in self.opportunities.items() if i in self._raw and r.get("SystemModstamp") is None]
         rendered = [self._render(r, fields, version) for r in rows[:limit]]
         match = re.search(r"batchSize\s*=\s*(\d+)", request.headers.get("sforce-query-options", ""))

@@ -35,10 +35,13 @@ class FakeWebhook(FakeServer):
         self.delivered: list[tuple[str, Any]] = []
         self._faults: list[list[Any]] = []  # [kind, times left, params]
 
-    def inject(self, kind: str, times: int = 1, **params: Any) -> None:
-        """Make the next `times` POSTs misbehave; `retry_after` (429) and `delay` (slow) are optional."""
+    def inject(self, kind: str, times: int = 1, route: str | None = None, **params: Any) -> None:
+        """Make the next `times` POSTs misbehave; `retry_after` (429) and `delay` (slow) are optional. Every POST
+        is one route, so `route` must stay None."""
         if kind not in KINDS:
             raise ValueError(f"unknown fault {kind!r}; use one of {', '.join(KINDS)}")
+        if route is not None:
+            raise ValueError(f"unknown fault route {route!r}; the webhook has one route, leave it None")
         with self.lock:
             self._faults.append([kind, times, params])
 

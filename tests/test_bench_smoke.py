@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 KINDS = {"start-up", "baseline", "status", "idle", "incremental", "comparison", "check-before-create", "rate-limited"}
 
 
+@pytest.mark.soak  # a long run by design, like the soaks: CI runs it with `pytest -m soak`
 def test_bench_run_smoke_emits_every_row_and_target(tmp_path: Path) -> None:
     command = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--json", "--workdir", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)

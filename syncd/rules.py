@@ -9,7 +9,8 @@ literals, comparisons (`== != < <= > >= in`, `not in`, chains), `and`, `or`, `no
 minus. Anything else (calls, attributes, subscripts, arithmetic) is rejected at load with the position.
 
 Evaluation is total: it never raises. A name the deal does not have is None. Comparing a number with a
-string converts the string when it is numeric (CRMs send numbers as strings); an ordering comparison
+string converts the string when it is numeric (CRMs send numbers as strings), and a boolean with the
+string "true" or "false" (HubSpot sends booleans so); an ordering comparison
 that cannot be decided (None, or a non-numeric string against a number) is false.
 """
 
@@ -169,7 +170,12 @@ def _equal(left: Any, right: Any) -> bool:
 
 
 def _coerce(left: Any, right: Any) -> tuple[Any, Any]:
-    """Make a number and a numeric string comparable; leave everything else as it is."""
+    """Make a number and a numeric string comparable, and a boolean and HubSpot's string booleans ("true",
+    "false"); leave everything else as it is."""
+    if isinstance(left, bool) and isinstance(right, str):
+        return left, _boolean(right)
+    if isinstance(left, str) and isinstance(right, bool):
+        return _boolean(left), right
     if _is_number(left) and isinstance(right, str):
         return float(left), _number(right)
     if isinstance(left, str) and _is_number(right):
@@ -177,6 +183,11 @@ def _coerce(left: Any, right: Any) -> tuple[Any, Any]:
     if _is_number(left) and _is_number(right):
         return float(left), float(right)
     return left, right
+
+
+def _boolean(text: str) -> bool | str:
+    """HubSpot sends boolean properties as the strings "true" and "false" (`hs_is_closed_won`)."""
+    return {"true": True, "false": False}.get(text.strip().lower(), text)
 
 
 def _number(text: str) -> float | str:

@@ -175,6 +175,11 @@ def test_config_path_from_the_environment(syncd: Syncd, tmp_path: Path) -> None:
         ("tier not in ['Enterprise']", {"tier": None}, True),
         ("not is_vip", {"is_vip": "false"}, True),
         ("is_vip", {"is_vip": "true"}, True),
+        ("hs_is_closed_won == true", {"hs_is_closed_won": "true"}, True),  # HubSpot's booleans are strings
+        ("hs_is_closed_won == true", {"hs_is_closed_won": "false"}, False),
+        ("hs_is_closed_won != false", {"hs_is_closed_won": "TRUE"}, True),
+        ("IsWon == true", {"IsWon": True}, True),  # Salesforce sends JSON booleans
+        ("flag == true", {"flag": "yes"}, False),
         ("missing == null", {}, True),
         ("0 < amount <= 100", {"amount": 100}, True),
         ("amount > -1", {"amount": 0}, True),

@@ -227,3 +227,13 @@ def test_a_malformed_deal_is_quarantined_and_does_not_block_the_cursor(syncd: Sy
     assert report["quarantined_records"][0]["record_id"] == "777"
     assert "not a timestamp" in report["quarantined_records"][0]["reason"]
     assert "quarantined: record 777" in syncd.ok("status").stdout
+
+
+def test_hubspot_string_booleans_match_a_boolean_rule(syncd: Syncd) -> None:
+    """HubSpot sends booleans as the strings "true"/"false"; `hs_is_closed_won == true` must still fire."""
+    syncd.config(flows=[{"name": "onboarding", "when": "hs_is_closed_won == true"}])
+    deal = syncd.hubspot.add_deal(dealname="Acme", hs_is_closed_won="false", updated_at=syncd.ago(60))
+    syncd.ok("once")
+    syncd.hubspot.update_deal(deal, hs_is_closed_won="true", updated_at=syncd.ago())
+    syncd.ok("once")
+    assert project_names(syncd) == ["Onboarding: Acme"]

@@ -97,8 +97,7 @@ def test_deleting_the_database_of_a_per_entry_flow_does_not_post_entry_two_again
     for _ in range(2):  # entries 1 and 2
         win(syncd, deal)
         syncd.ok("once")
-        syncd.tick(1.0)
-        syncd.hubspot.update_deal(deal, dealstage="contractsent", updated_at=syncd.ago(2))
+        reopen(syncd, deal)
         syncd.ok("once")
         syncd.tick(1.0)
     assert syncd.asana.create_requests == 2

@@ -17,7 +17,6 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,12 +24,16 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 
 from syncd.config_keys import REQUIRED, Derived, Key, Site, plain_defaults, read_tables
+from syncd.config_values import AlertsConfig as AlertsConfig
+from syncd.config_values import AsanaConfig as AsanaConfig
+from syncd.config_values import Config as Config
+from syncd.config_values import CrmConfig as CrmConfig
+from syncd.config_values import HttpConfig as HttpConfig
 from syncd.errors import ConfigError
 from syncd.flow_config import ASANA_COLORS as ASANA_COLORS
 from syncd.flow_config import ASANA_PRIVACY as ASANA_PRIVACY
 from syncd.flow_config import TABLES as FLOW_TABLES
 from syncd.flow_config import parse_flows
-from syncd.flows import Flow
 from syncd.marker import NAME, NAME_RULE
 from syncd.redact import register_secret
 
@@ -41,71 +44,6 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "salesforce": {"base_url": "https://login.salesforce.com", "token_env": "", "page": (2000, 2000), "burst": 100},
     "pipedrive": {"base_url": None, "token_env": "PIPEDRIVE_TOKEN", "page": (500, 500), "burst": 100},
 }
-
-
-@dataclass(frozen=True)
-class CrmConfig:
-    kind: str
-    base_url: str
-    token_env: str
-    overlap_seconds: float
-    delay_seconds: float
-    account: str
-    page_size: int
-    search_per_second: float
-    requests_per_10_seconds: int
-    # Salesforce only
-    client_id_env: str = "SALESFORCE_CLIENT_ID"
-    client_secret_env: str = "SALESFORCE_CLIENT_SECRET"
-    refresh_token_env: str = "SALESFORCE_REFRESH_TOKEN"
-    api_version: str = "v60.0"
-    fields: tuple[str, ...] = ()
-    api_usage_stop_percent: float = 90.0
-
-
-@dataclass(frozen=True)
-class AsanaConfig:
-    base_url: str
-    token_env: str
-    workspace: str
-    team: str
-    requests_per_minute: int
-    settle_seconds: float
-    max_attempts: int
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    connect_timeout: float
-    read_timeout: float
-    max_tries: int
-    max_time_seconds: float
-    retry_base_seconds: float
-
-
-@dataclass(frozen=True)
-class AlertsConfig:
-    slack_webhook_env: str | None = None  # variable names; the URLs are secrets
-    webhook_url_env: str | None = None
-    stale_after_seconds: float = 900.0
-    quota_warn_fraction: float = 0.8
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path
-    state_path: Path
-    crm: CrmConfig
-    asana: AsanaConfig
-    http: HttpConfig
-    interval_seconds: float
-    flows: tuple[Flow, ...]
-    alerts: AlertsConfig = AlertsConfig()
-    metrics_listen: str | None = None
-
-    @property
-    def crm_properties(self) -> frozenset[str]:
-        return frozenset().union(*(flow.names for flow in self.flows))
 
 
 def _kind(kind: str, site: Site) -> str:

@@ -1,0 +1,74 @@
+"""What a loaded config is: frozen values, one dataclass per table, built by `syncd.config.parse` from the
+declarations there. Other modules read these and never the TOML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncd.flows import Flow
+
+
+@dataclass(frozen=True)
+class CrmConfig:
+    kind: str
+    base_url: str
+    token_env: str
+    overlap_seconds: float
+    delay_seconds: float
+    account: str
+    page_size: int
+    search_per_second: float
+    requests_per_10_seconds: int
+    # Salesforce only
+    client_id_env: str = "SALESFORCE_CLIENT_ID"
+    client_secret_env: str = "SALESFORCE_CLIENT_SECRET"
+    refresh_token_env: str = "SALESFORCE_REFRESH_TOKEN"
+    api_version: str = "v60.0"
+    fields: tuple[str, ...] = ()
+    api_usage_stop_percent: float = 90.0
+
+
+@dataclass(frozen=True)
+class AsanaConfig:
+    base_url: str
+    token_env: str
+    workspace: str
+    team: str
+    requests_per_minute: int
+    settle_seconds: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    connect_timeout: float
+    read_timeout: float
+    max_tries: int
+    max_time_seconds: float
+    retry_base_seconds: float
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    slack_webhook_env: str | None = None  # variable names; the URLs are secrets
+    webhook_url_env: str | None = None
+    stale_after_seconds: float = 900.0
+    quota_warn_fraction: float = 0.8
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    state_path: Path
+    crm: CrmConfig
+    asana: AsanaConfig
+    http: HttpConfig
+    interval_seconds: float
+    flows: tuple[Flow, ...]
+    alerts: AlertsConfig = AlertsConfig()
+    metrics_listen: str | None = None
+
+    @property
+    def crm_properties(self) -> frozenset[str]:
+        return frozenset().union(*(flow.names for flow in self.flows))

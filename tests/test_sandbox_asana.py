@@ -237,6 +237,21 @@ def test_unknown_team_or_workspace_in_listing_is_404(fake):
     assert r.status_code == 200 and "Asana-Change" in r.headers  # the team filter is deprecated
 
 
+def test_announced_changes_ride_on_the_answers_of_their_route(fake):
+    fake.announce("name=new_thing;info=https://forum.asana.com/t/1", route="list")
+    fake.announce("name=everywhere;info=https://forum.asana.com/t/2;affected=true")
+    r = get(fake, f"/teams/{fake.team}/projects")
+    assert r.headers["Asana-Change"] == (
+        "name=new_thing;info=https://forum.asana.com/t/1, name=everywhere;info=https://forum.asana.com/t/2;affected=true"
+    )
+    r = create(fake)  # `team` in the body: the fake's own deprecation comes first
+    assert r.headers["Asana-Change"] == f"{CHANGE}, name=everywhere;info=https://forum.asana.com/t/2;affected=true"
+    r = create(fake, f"/teams/{fake.team}/projects")
+    assert r.headers["Asana-Change"] == "name=everywhere;info=https://forum.asana.com/t/2;affected=true"
+    with pytest.raises(ValueError, match="unknown route"):
+        fake.announce("name=x", route="nowhere")
+
+
 def test_list_lag_hides_new_projects_from_listings_only(fake):
     fake.list_lag = 5.0
     gid = create(fake).json()["data"]["gid"]

@@ -239,6 +239,7 @@ class FakeAsana(FakeServer):
         self.unique_external_gids = True  # a second task with the same external.gid is a 400 (guess)
         self.ignore_external = False  # True: like a personal access token, `external` is silently dropped
         self.duplicate_memberships = "return_existing"  # or "reject": 400 (guess)
+        self.announcements: list[tuple[str | None, str]] = []  # (route or None: every route, Asana-Change value)
         self.create_requests = self.rate_limited = self.early_requests = 0
         self.instantiate_requests = self.task_create_requests = 0
         self._phrases = random.Random(seed + 1)
@@ -259,6 +260,18 @@ class FakeAsana(FakeServer):
         with self.lock:
             project = self._by_gid[gid]
             project["archived"], project["modified_at"] = True, _iso(self.now())
+
+    def announce(self, change: str, *, route: str | None = None) -> None:
+        """Announce an ongoing API change: `change` (`name=...;info=<url>[;affected=true]`) goes out as an
+        `Asana-Change` header on every answer of `route` (default: every route). The deprecations page: "the
+        API will begin sending Asana-Change headers in the responses ... This header may be present multiple
+        times in the response if there are multiple ongoing changes"
+        (https://developers.asana.com/docs/deprecations). Several are joined with ", ", which means the same
+        as repeated headers (RFC 9110 section 5.3)."""
+        if route is not None and route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; one of {', '.join(ROUTES)}")
+        with self.lock:
+            self.announcements.append((route, change))
 
     def add_team(self, gid: str, name: str = "Another Team") -> None:
         """Another team in the sandbox workspace: projects are created in and listed by their own team."""
@@ -383,6 +396,10 @@ class FakeAsana(FakeServer):
                     self._leave_out_fields(response, _fields(request), fault[1])
                 else:
                     response = self._fault_response(fault, key, now, response.status)
+            announced = [change for where, change in self.announcements if where in (None, route)]
+            if announced and not response.drop:
+                own = response.headers.get("Asana-Change")
+                response.headers["Asana-Change"] = ", ".join([own, *announced] if own else announced)
             return response
 
     def _rate_limit(self, key: str, now: float) -> Response | None:

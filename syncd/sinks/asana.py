@@ -1,7 +1,7 @@
 """Asana: create a project (directly or from a template), its tasks, and find projects by the marker syncd
 writes into their notes (or, for templates, their name).
 
-Asana has no idempotency key for `POST /projects`, so the marker is how syncd learns what happened to a POST
+Asana has no idempotency key for creating a project, so the marker is how syncd learns what happened to a POST
 whose answer it never saw, and whether a project exists before it creates one. `projects_by_marker` is
 evidence of absence only because it is complete: it lists every page of the team's projects, archived and
 not, every record carries the fields it asked for (a record without `notes` could hide a marker), and any
@@ -9,19 +9,64 @@ failure part-way raises instead of returning a partial answer.
 
 `PROFILE` is what Asana's answers mean to the HTTP layer: an error body is `{"errors": [{"message", "help"}]}`.
 Its rate limits are a standard 429 with `Retry-After`, which the HTTP layer handles itself.
+
+Deprecations (https://developers.asana.com/docs/deprecations): Asana announces a breaking change with an
+`Asana-Change: name=...;info=<url>[;affected=true]` header on its answers, and lets a client choose the old or
+the new behaviour per request with `Asana-Enable` / `Asana-Disable` during the deprecation period. The sink
+reads the header on every answer it gets, logs each change once per process (name, info URL, and whether
+Asana says the request was affected) and keeps them in `changes_seen`.
+
+Which changes syncd opts into: Asana recommends that an integration which handles a change's new behaviour
+pass `Asana-Enable` with the change's name, so the default flipping on the activation date changes nothing.
+`READY_FOR` lists the changes syncd is ready for, and is sent as `Asana-Enable`. It is empty: the one change
+that touches syncd's requests, the deprecated `team` in `POST /projects`' body, is avoided rather than opted
+into (projects are created with `POST /teams/{team_gid}/projects`, so no request carries `team`), and Asana
+publishes no name for it that a header could carry (the spec only says the `Asana-Change` header "will
+indicate an affected deprecation"). `enable` / `disable` pass other names through (an operator's choice,
+e.g. to buy time with `Asana-Disable` after an activation date); nothing is sent when both are empty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from syncd.errors import RejectedError, TransientError
-from syncd.http import GENERIC, HttpClient, Profile
+from syncd.http import GENERIC, HttpClient, Profile, Reply
 from syncd.marker import markers_in
 from syncd.models import Project
 
+log = logging.getLogger("syncd.sinks.asana")
+
 LIST_FIELDS = "name,notes,created_at,permalink_url,archived"
+READY_FOR: tuple[str, ...] = ()  # Asana changes whose new behaviour syncd handles: sent as Asana-Enable
+_WARNED: set[str] = set()  # change names already logged by this process (one warning each)
+_WARNED_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One `Asana-Change` announcement: the change's name, its info URL, and whether Asana says the request
+    that got it is affected (Asana never claims `affected=false`: absent means "may be")."""
+
+    name: str
+    info: str | None
+    affected: bool
+
+
+def parse_changes(value: str | None) -> list[Change]:
+    """Every change in an `Asana-Change` header value. Repeated headers arrive joined with ", " (RFC 9110);
+    an entry starts at `name=`, so a comma inside an info URL does not split it."""
+    changes = []
+    for entry in re.split(r",\s*(?=name=)", value or ""):
+        fields = dict(part.strip().partition("=")[::2] for part in entry.split(";") if "=" in part)
+        if name := fields.get("name", "").strip():
+            changes.append(Change(name, fields.get("info") or None, fields.get("affected", "").lower() == "true"))
+    return changes
 
 
 def error_text(status: int, body: Any) -> str:
@@ -35,16 +80,62 @@ PROFILE = Profile(error_text=error_text)
 
 
 class AsanaSink:
-    def __init__(self, http: HttpClient, *, workspace: str, team: str) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        *,
+        workspace: str,
+        team: str,
+        enable: Iterable[str] = READY_FOR,
+        disable: Iterable[str] = (),
+    ) -> None:
         self.http, self.workspace, self.team = http, workspace, team
+        self.changes_seen: dict[str, Change] = {}  # every Asana-Change this sink was told about, by name
+        self.enable, self.disable = tuple(dict.fromkeys(enable)), tuple(dict.fromkeys(disable))
+        # The client is this sink's own (one session per service): every request carries the choice.
+        if self.enable:
+            http.session.headers["Asana-Enable"] = ",".join(self.enable)
+        if self.disable:
+            http.session.headers["Asana-Disable"] = ",".join(self.disable)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Reply:
+        reply = self.http.call(method, path, **kwargs)
+        self._observe(method, path, reply.headers)
+        return reply
+
+    def _observe(self, method: str, path: str, headers: Mapping[str, str]) -> None:
+        """Note every announced change; warn once per change name per process."""
+        for change in parse_changes(headers.get("Asana-Change")):
+            seen = self.changes_seen.get(change.name)
+            if seen is None or (change.affected and not seen.affected):
+                self.changes_seen[change.name] = change  # keep the first, or the first that says "affected"
+            with _WARNED_LOCK:
+                if change.name in _WARNED:
+                    continue
+                _WARNED.add(change.name)
+            log.warning(
+                "asana: Asana announces API change %r (%s) on %s %s; read %s, then opt in with Asana-Enable "
+                "or out with Asana-Disable if it affects syncd",
+                change.name,
+                "this request is affected" if change.affected else "this request may be affected",
+                method,
+                path.split("?")[0],
+                change.info or "https://developers.asana.com/docs/deprecations",
+            )
 
     def create_project(self, body: dict[str, Any]) -> Project:
-        """POST once, never retried here. An answer that cannot be read means "maybe created"."""
-        reply = self.http.call("POST", "/projects", json={"data": body}, idempotent=False)
+        """POST once, never retried here. An answer that cannot be read means "maybe created".
+
+        The project is created in its team with `POST /teams/{team_gid}/projects` (the team from the frozen
+        body, else the configured one); `team` in `POST /projects`' body is deprecated, so it is not sent."""
+        team = body.get("team") or self.team
+        path = f"/teams/{team}/projects"
+        fields = {k: v for k, v in body.items() if k != "team"}
+        reply = self._call("POST", path, json={"data": fields}, idempotent=False)
         data = reply.data.get("data") if isinstance(reply.data, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("gid"), str) or not data["gid"]:
             raise TransientError(
-                f"asana: POST /projects answered {reply.status} without a project gid; the project may exist",
+                f"asana: POST {path} answered {reply.status} without a project gid; the project may exist",
                 service="asana",
                 status=reply.status,
                 sent=True,
@@ -55,7 +146,7 @@ class AsanaSink:
         """POST instantiateProject once (never retried here): the job creates the project asynchronously.
         Returns the new project (gid known at once) and the job gid to follow."""
         data = {k: v for k, v in body.items() if k != "template"}
-        reply = self.http.call(
+        reply = self._call(
             "POST", f"/project_templates/{body['template']}/instantiateProject", json={"data": data}, idempotent=False
         )
         job = reply.data.get("data") if isinstance(reply.data, dict) else None
@@ -71,18 +162,18 @@ class AsanaSink:
         return _project(project), job_gid if isinstance(job_gid, str) else None
 
     def job_status(self, job_gid: str) -> str:
-        reply = self.http.call("GET", f"/jobs/{job_gid}", params={"opt_fields": "status"})
+        reply = self._call("GET", f"/jobs/{job_gid}", params={"opt_fields": "status"})
         data = reply.data.get("data") if isinstance(reply.data, dict) else None
         return str(data.get("status")) if isinstance(data, dict) else "unknown"
 
     def update_project(self, gid: str, fields: dict[str, Any]) -> Project:
         """PUT is idempotent (the same fields set twice are the same project), so it retries like a read."""
-        reply = self.http.call("PUT", f"/projects/{gid}", json={"data": fields}, params={"opt_fields": LIST_FIELDS})
+        reply = self._call("PUT", f"/projects/{gid}", json={"data": fields}, params={"opt_fields": LIST_FIELDS})
         return _project(reply.data["data"])
 
     def create_task(self, project_gid: str, body: dict[str, Any]) -> str:
         """POST once (never retried here). The task's external gid is how reconcile finds it afterwards."""
-        reply = self.http.call("POST", "/tasks", json={"data": {**body, "projects": [project_gid]}}, idempotent=False)
+        reply = self._call("POST", "/tasks", json={"data": {**body, "projects": [project_gid]}}, idempotent=False)
         data = reply.data.get("data") if isinstance(reply.data, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("gid"), str):
             raise TransientError(
@@ -100,7 +191,7 @@ class AsanaSink:
         when Asana has none under that id, a complete listing of the project's tasks is searched for the
         marker in their notes. A listing that fails part-way raises: it proves nothing."""
         try:
-            reply = self.http.call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
+            reply = self._call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
             data = reply.data.get("data") if isinstance(reply.data, dict) else None
             if isinstance(data, dict) and isinstance(data.get("gid"), str):
                 return str(data["gid"])
@@ -110,7 +201,7 @@ class AsanaSink:
         offset: str | None = None
         while True:
             params = {"limit": 100, "opt_fields": "notes"} | ({"offset": offset} if offset else {})
-            reply = self.http.call(
+            reply = self._call(
                 "GET", f"/projects/{project_gid}/tasks", params=params, expect=_listing_problem(("notes",))
             )
             for task in reply.data["data"]:
@@ -128,9 +219,9 @@ class AsanaSink:
     def check(self) -> list[str]:
         """`syncd check`: who the token is, and that the workspace and team exist and are visible to it.
         Raises RemoteError (AuthError, RejectedError...) with the reason."""
-        me = self.http.call("GET", "/users/me", params={"opt_fields": "name,email"}).data.get("data", {})
-        ws = self.http.call("GET", f"/workspaces/{self.workspace}", params={"opt_fields": "name"}).data.get("data", {})
-        team = self.http.call("GET", f"/teams/{self.team}", params={"opt_fields": "name"}).data.get("data", {})
+        me = self._call("GET", "/users/me", params={"opt_fields": "name,email"}).data.get("data", {})
+        ws = self._call("GET", f"/workspaces/{self.workspace}", params={"opt_fields": "name"}).data.get("data", {})
+        team = self._call("GET", f"/teams/{self.team}", params={"opt_fields": "name"}).data.get("data", {})
         return [
             f"Asana token belongs to {me.get('name', '?')} <{me.get('email', '?')}>",
             f"workspace {self.workspace}: {ws.get('name', '?')}",
@@ -150,7 +241,7 @@ class AsanaSink:
                 if offset:
                     params["offset"] = offset
                 path = f"/teams/{team or self.team}/projects"
-                data = self.http.call("GET", path, params=params, expect=_listing_problem(("name", "notes"))).data
+                data = self._call("GET", path, params=params, expect=_listing_problem(("name", "notes"))).data
                 on_page()
                 for raw in data["data"]:
                     project = _project(raw)

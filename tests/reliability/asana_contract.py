@@ -1,5 +1,6 @@
 """Checks requests against Asana's OpenAPI spec (../shared/specs/asana/asana_oas.yaml): the method and path
-exist, every query parameter is declared, and every field of a JSON body is one the schema knows."""
+exist, every query parameter is declared, every field of a JSON body is one the schema knows, and none of them
+is one the spec marks `deprecated` (Asana answers those with an `Asana-Change` header)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ def violations(method: str, path: str, query: dict[str, str], body: Any) -> list
         for name in query
         if name not in params and name not in GLOBAL_PARAMS
     ]
+    problems += [
+        f"{method} {template}: query parameter {name!r} is deprecated"
+        for name in query
+        if name in params and params[name].get("deprecated")
+    ]
     for name, param in params.items():
         if param.get("in") == "query" and param.get("required") and name not in query:
             problems.append(f"{method} {template}: required query parameter {name!r} missing")
@@ -75,6 +81,11 @@ def violations(method: str, path: str, query: dict[str, str], body: Any) -> list
         known = schema_properties(envelope["data"])
         problems += [
             f"{method} {template}: body field {key!r} is not in the schema" for key in body["data"] if key not in known
+        ]
+        problems += [
+            f"{method} {template}: body field {key!r} is deprecated"
+            for key in body["data"]
+            if key in known and resolve(known[key]).get("deprecated")
         ]
         required = resolve(envelope["data"]).get("required", [])
         problems += [

@@ -28,6 +28,12 @@ def test_the_checker_catches_a_bad_request() -> None:
         "POST /projects: body field 'bogus_field' is not in the schema"
     ]
     assert violations("GET", "/teams/1/projects", {"limit": "500"}, None)
+    assert violations("POST", "/projects", {}, {"data": {"name": "x", "workspace": "1", "team": "2"}}) == [
+        "POST /projects: body field 'team' is deprecated"
+    ]
+    deprecated_filter = ["GET /projects: query parameter 'team' is deprecated"]
+    assert violations("GET", "/projects", {"team": "2"}, None) == deprecated_filter
+    assert violations("POST", "/teams/2/projects", {}, {"data": {"name": "x", "workspace": "1"}}) == []
     assert violations("DELETE", "/nothing/here", {}, None)
 
 
@@ -42,7 +48,8 @@ def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
     settle_until_done(syncd)
     assert_exactly_once(syncd, deals)
     problems, kinds = check_requests(syncd)
-    assert "POST /projects" in kinds and "GET /teams/{team_gid}/projects" in kinds
+    assert "POST /teams/{team_gid}/projects" in kinds and "GET /teams/{team_gid}/projects" in kinds
+    assert "POST /projects" not in kinds  # `team` in its body is deprecated
     assert problems == []
 
 

@@ -5,6 +5,9 @@ Its contract:
   timeouts on every call, the token only in a header and only to the configured origin;
 - proactive rate limiting (a `TokenBucket` per bucket name) and reactive limiting (429/`Retry-After`, and a
   vendor's own limit headers, read by its `Profile`, pause the bucket);
+- a spent daily or other long quota (the profile's `quota_spent`: HubSpot's `DAILY` 429, Salesforce's 403
+  `REQUEST_LIMIT_EXCEEDED`) raises `QuotaExhausted` at once, never retried, and pauses every bucket of the
+  service; `on_pause` is told the wall-clock end, so a restarted process honours it too;
 - `requests` exceptions and error statuses become syncd's own (see `syncd.errors`), with redacted text;
 - idempotent calls retry transient errors with `backoff` (full jitter; a `Retry-After` is honoured exactly,
   through the bucket pause, never jittered below). Non-idempotent calls (creating a project) are never
@@ -34,6 +37,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.profile import GENERIC as GENERIC  # re-exported: the sink and compose import it from here
 from syncd.profile import Profile as Profile
+from syncd.profile import QuotaPause as QuotaPause
 from syncd.profile import parse_date, parse_retry_after
 from syncd.ratelimit import TokenBucket
 from syncd.redact import redact, redact_url, register_secret
@@ -57,6 +61,10 @@ class Form:
 
 
 RATE_LIMITED = (429, 423, 477)  # statuses that always mean "slow down"
+
+
+class QuotaExhausted(RateLimited):
+    """A daily or other long quota is spent (`.retry_after`: the pause, seconds); never retried within a call."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,10 @@ class HttpClient:
             max_time=self.retry.max_time,
             jitter=None,
             on_backoff=self._log_retry,
-            giveup=lambda exc: isinstance(exc, RateLimited) and (exc.retry_after or 0) > self.max_wait,
+            giveup=lambda exc: (
+                isinstance(exc, QuotaExhausted)
+                or (isinstance(exc, RateLimited) and (exc.retry_after or 0) > self.max_wait)
+            ),
             logger=None,
         )
         return retrying(send)(method, url, params, json, bucket)
@@ -238,6 +249,14 @@ class HttpClient:
                 if self.on_pause:
                     self.on_pause(self.wall() + retry_after)
 
+    def _pause_service(self, seconds: float) -> None:
+        """Hold every bucket for `seconds` (a quota is the service's, not one endpoint's) and tell `on_pause`."""
+        until = self.clock() + seconds
+        for limiter in self.buckets.values():
+            limiter.pause_until(until)
+        if self.on_pause:
+            self.on_pause(self.wall() + seconds)
+
     def pause_until_wall(self, until: float) -> None:
         """Honour a pause a previous process was told about (its `on_pause`), in every bucket."""
         remaining = until - self.wall()
@@ -264,6 +283,16 @@ class HttpClient:
             body = response.text or response.reason or "no body"
         detail = redact(self.profile.error_text(status, body))[:300]
         message = f"{self.service}: {shown} answered {status}: {detail}"
+        quota = self.profile.quota_spent(status, response.headers, body, server_time or self.wall())
+        if quota is not None:
+            self._pause_service(quota.seconds)
+            resume = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.wall() + quota.seconds))
+            raise QuotaExhausted(
+                f"{message.rstrip('.')}. {quota.limit}; {self.service} calls pause until {resume}",
+                service=self.service,
+                status=status,
+                retry_after=quota.seconds,
+            )
         if status in RATE_LIMITED or self.profile.is_rate_limit(status, detail):
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self.wall())
             raise RateLimited(message, service=self.service, status=status, retry_after=retry_after)

@@ -33,13 +33,27 @@ class Profile:
     - `error_text(status, body)`: the vendor's own words from an error body (parsed JSON, else the text); the
       client redacts and bounds them;
     - `is_rate_limit(status, text)`: whether an error that is not a 429 is the vendor saying "too many
-      requests" (`text` is what `error_text` returned).
+      requests" (`text` is what `error_text` returned);
+    - `quota_spent(status, headers, body, now)`: whether an error answer says a daily or other long quota is
+      spent, so that retrying within the cycle is pointless (`body` as for `error_text`, `now` the vendor's
+      clock in epoch seconds: its `Date` header, else ours). A `QuotaPause` pauses the whole service for its
+      `seconds` without a retry; None (the default) keeps the ordinary rate-limit handling.
     """
 
     pause_seconds: Callable[[Mapping[str, str]], float | None] = lambda headers: None
     daily_quota: Callable[[Mapping[str, str]], tuple[int, int] | None] = lambda headers: None
     error_text: Callable[[int, Any], str] = _generic_error_text
     is_rate_limit: Callable[[int, str], bool] = lambda status, text: False
+    quota_spent: Callable[[int, Mapping[str, str], Any, float], QuotaPause | None] = lambda *answer: None
+
+
+@dataclass(frozen=True)
+class QuotaPause:
+    """A long quota is spent: pause every call to the service for `seconds`, then let one request ask again.
+    `limit` names the limit, when it resets and when syncd checks, for the error message."""
+
+    seconds: float
+    limit: str
 
 
 GENERIC = Profile()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from syncd.errors import AuthError, RateLimited, RejectedError, TransientError
-from syncd.http import HttpClient, RetryPolicy
-from syncd.profile import GENERIC, Profile
+from syncd.http import HttpClient, QuotaExhausted, RetryPolicy
+from syncd.profile import GENERIC, Profile, QuotaPause
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.server import FakeServer, Request, Response
 from syncd.sinks import asana
@@ -205,6 +205,45 @@ def test_error_text_and_rate_limits_come_from_the_profile(server: Scripted, make
     assert caught.value.retry_after is None
 
 
+def spent_for_an_hour(status: int, headers: Any, body: Any, now: float) -> QuotaPause | None:
+    return QuotaPause(3600.0, "the vendor's daily quota is spent") if body == {"quota": "day"} else None
+
+
+def test_a_spent_quota_is_not_retried_and_pauses_every_bucket_until_a_wall_clock_end(
+    server: Scripted, make_client: Any, clock: Clock
+) -> None:
+    pauses: list[float] = []
+    client = make_client(server.url, Profile(quota_spent=spent_for_an_hour), on_pause=pauses.append, max_wait=7200)
+    client.buckets["search"] = TokenBucket(rate=1.0, capacity=100.0, tokens=100.0)
+    server.script = [Response(429, {"quota": "day"})]
+    with pytest.raises(QuotaExhausted, match=r"daily quota is spent; vendor calls pause until .* UTC") as caught:
+        client.call("GET", "/a")
+    assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 3600.0
+    assert len(server.requests) == 1 and clock.slept == []  # no retry, even with max_wait above the pause
+    assert pauses == [WALL + 3600.0]  # the engine saves it: a restarted process honours it too
+    assert not client.ready("default") and not client.ready("search")
+
+
+def test_within_a_quota_pause_a_call_sends_nothing(server: Scripted, make_client: Any, clock: Clock) -> None:
+    client = make_client(server.url, Profile(quota_spent=spent_for_an_hour))
+    server.script = [Response(429, {"quota": "day"})]
+    with pytest.raises(QuotaExhausted):
+        client.call("GET", "/a")
+    with pytest.raises(RateLimited, match="resuming next cycle") as caught:
+        client.call("GET", "/b")
+    assert caught.value.retry_after == pytest.approx(3600.0)
+    assert len(server.requests) == 1 and clock.slept == []
+    clock.now += 3600.0
+    assert client.call("GET", "/c").data == {"ok": True}  # the pause over, one request asks again
+
+
+def test_a_rate_limit_that_is_no_quota_is_still_retried(server: Scripted, make_client: Any) -> None:
+    client = make_client(server.url, Profile(quota_spent=spent_for_an_hour))
+    server.script = [Response(429, {"quota": "ten seconds"})]
+    assert client.call("GET", "/a").data == {"ok": True}
+    assert len(server.requests) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "text"),
     [
@@ -325,6 +364,37 @@ def test_only_salesforce_calls_a_403_request_limit_exceeded_a_rate_limit() -> No
     assert salesforce.PROFILE.is_rate_limit(403, "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.")
     assert not salesforce.PROFILE.is_rate_limit(403, "INSUFFICIENT_ACCESS: no")
     assert not GENERIC.is_rate_limit(403, "REQUEST_LIMIT_EXCEEDED")
+
+
+HOUR = 1_760_000_400.0  # a full UTC hour (epoch seconds divisible by 3600)
+DAILY = {"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT"}
+DAILY |= {"correlationId": "c033cdaa-2c40-4a64-ae48-b4cec88dad24", "policyName": "DAILY", "requestId": "3d3e"}
+TOTAL = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+CONCURRENT = [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+
+
+@pytest.mark.parametrize(
+    ("profile", "status", "body", "now", "pause"),
+    [
+        (hubspot.PROFILE, 429, DAILY, HOUR + 600, 3000 + 30),  # until the next full UTC hour, 30 s past it
+        (hubspot.PROFILE, 429, DAILY, HOUR - 1, 1 + 30),
+        (hubspot.PROFILE, 429, DAILY, HOUR, 3600 + 30),
+        (hubspot.PROFILE, 429, {**DAILY, "policyName": "TEN_SECONDLY_ROLLING"}, HOUR, None),
+        (hubspot.PROFILE, 429, {**DAILY, "policyName": "SECONDLY"}, HOUR, None),
+        (hubspot.PROFILE, 400, DAILY, HOUR, None),
+        (hubspot.PROFILE, 429, "You have reached your daily limit.", HOUR, None),
+        (salesforce.PROFILE, 403, TOTAL, HOUR, 1800),
+        (salesforce.PROFILE, 403, [{"message": "other words", "errorCode": "REQUEST_LIMIT_EXCEEDED"}], HOUR, 1800),
+        (salesforce.PROFILE, 403, CONCURRENT, HOUR, None),
+        (salesforce.PROFILE, 403, [{"message": "no", "errorCode": "INSUFFICIENT_ACCESS"}], HOUR, None),
+        (salesforce.PROFILE, 400, TOTAL, HOUR, None),
+        (GENERIC, 429, DAILY, HOUR, None),
+        (asana.PROFILE, 403, TOTAL, HOUR, None),
+    ],
+)
+def test_vendor_quotas_spent(profile: Profile, status: int, body: Any, now: float, pause: float | None) -> None:
+    spent = profile.quota_spent(status, {}, body, now)
+    assert (spent and spent.seconds) == pause
 
 
 def closed_port() -> int:

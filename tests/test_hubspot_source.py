@@ -1,11 +1,14 @@
-"""The HubSpot source against the fake HubSpot over HTTP: windows, ties, the 10,000 cap, lag, skew, bad input."""
+"""The HubSpot source against the fake HubSpot over HTTP: windows, ties, the 10,000 cap, lag, skew, bad input,
+the daily limit."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from syncd.errors import TransientError
-from syncd.http import HttpClient, RetryPolicy
+from syncd.errors import RateLimited, TransientError
+from syncd.http import HttpClient, QuotaExhausted, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.hubspot import FakeHubSpot
@@ -14,7 +17,9 @@ from syncd.sources.hubspot import PROFILE, HubSpotSource, parse_deal, parse_time
 NAMES = ("name", "stage", "amount", "tier")
 
 
-def source_for(hubspot: FakeHubSpot, page_size: int = 200, search_per_second: float = 1e6) -> HubSpotSource:
+def source_for(
+    hubspot: FakeHubSpot, page_size: int = 200, search_per_second: float = 1e6, **client: Any
+) -> HubSpotSource:
     http = HttpClient(
         service="hubspot",
         base_url=hubspot.url,
@@ -26,6 +31,7 @@ def source_for(hubspot: FakeHubSpot, page_size: int = 200, search_per_second: fl
         profile=PROFILE,
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
+        **client,
     )
     return HubSpotSource(http, NAMES, page_size=page_size)
 
@@ -143,6 +149,51 @@ def test_transient_search_failures_are_retried(hubspot: FakeHubSpot) -> None:
     hubspot.inject("502", route="search")
     hubspot.inject("429", route="search")
     assert seen_ids(read_window(source_for(hubspot))) == {deal}
+
+
+def test_a_ten_secondly_429_is_still_retried(hubspot: FakeHubSpot) -> None:
+    deal = hubspot.add_deal(updated_at=hubspot.now() - 60)
+    hubspot.inject("429", times=2, route="search")  # policyName TEN_SECONDLY_ROLLING
+    pauses: list[float] = []
+    assert seen_ids(read_window(source_for(hubspot, on_pause=pauses.append))) == {deal}
+    assert hubspot.search_requests == 3 and pauses == []
+
+
+def test_a_daily_429_is_not_retried_and_pauses_hubspot_until_the_next_full_utc_hour(hubspot: FakeHubSpot) -> None:
+    hubspot.add_deal(updated_at=hubspot.now() - 60)
+    hubspot.daily_used = hubspot.daily_limit
+    pauses: list[float] = []
+    source = source_for(hubspot, on_pause=pauses.append)
+    with pytest.raises(QuotaExhausted, match=r"daily limit.*policyName DAILY.*pause until") as caught:
+        read_window(source)
+    assert hubspot.search_requests == 1, "one request for the call: no retries"
+    expected = 3600 - hubspot.now() % 3600 + 30
+    assert caught.value.retry_after == pytest.approx(expected, abs=2)
+    assert pauses == [pytest.approx(hubspot.now() + expected, abs=2)]  # what the engine saves for a restart
+    with pytest.raises(RateLimited, match="resuming next cycle"):
+        read_window(source)  # a second call within the pause
+    with pytest.raises(RateLimited):
+        source.write_back("7", "asana_url", "https://app.asana.com/0/1")  # another bucket: paused too
+    assert len(hubspot.requests) == 1, "nothing sent within the pause"
+
+
+def test_after_the_portals_midnight_the_next_cycle_asks_once_and_resumes(hubspot: FakeHubSpot) -> None:
+    deal = hubspot.add_deal(updated_at=hubspot.now() - 60)
+    hubspot.daily_used = hubspot.daily_limit
+    with pytest.raises(QuotaExhausted) as caught:
+        read_window(source_for(hubspot))
+    until = hubspot.now() + (caught.value.retry_after or 0)
+    sent = len(hubspot.requests)
+    early = source_for(hubspot, wall=hubspot.now)
+    early.http.pause_until_wall(until)  # a restart within the pause honours it
+    with pytest.raises(RateLimited):
+        read_window(early)
+    assert len(hubspot.requests) == sent
+    hubspot.clock_offset += 86_400  # a day later: past midnight in the portal's zone, past the pause
+    restarted = source_for(hubspot, wall=hubspot.now)
+    restarted.http.pause_until_wall(until)  # what Cycle.run does with the saved pause
+    assert seen_ids(read_window(restarted)) == {deal}
+    assert hubspot.daily_used == 1
 
 
 def test_the_search_rate_limit_is_respected_proactively(hubspot: FakeHubSpot) -> None:

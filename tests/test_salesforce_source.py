@@ -1,13 +1,14 @@
-"""The Salesforce source against the fake Salesforce over HTTP: the daily allocation and the session."""
+"""The Salesforce source against the fake Salesforce over HTTP: the API allocation and the session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from syncd.errors import RateLimited
-from syncd.http import HttpClient, RetryPolicy
+from syncd.http import HttpClient, QuotaExhausted, RetryPolicy
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.salesforce import FakeSalesforce
 from syncd.sources.salesforce import PROFILE, SalesforceSource
@@ -21,7 +22,7 @@ def salesforce() -> Iterator[FakeSalesforce]:
     fake.stop()
 
 
-def source_for(fake: FakeSalesforce, stop_percent: float = 90.0) -> SalesforceSource:
+def source_for(fake: FakeSalesforce, stop_percent: float = 90.0, **client: Any) -> SalesforceSource:
     http = HttpClient(
         "salesforce",
         fake.url,
@@ -30,6 +31,7 @@ def source_for(fake: FakeSalesforce, stop_percent: float = 90.0) -> SalesforceSo
         PROFILE,
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
+        **client,
     )
     return SalesforceSource(
         http,
@@ -59,14 +61,40 @@ def test_a_cycle_stops_early_near_the_daily_allocation_without_losing_its_place(
     assert pages[-1].cursor_ms < int((salesforce.now() - 1) * 1000), "the cursor stays at what was read"
 
 
-def test_request_limit_exceeded_is_a_rate_limit_and_an_expired_session_refreshes_once(
+def test_a_concurrent_request_limit_is_retried_and_an_expired_session_refreshes_once(
     salesforce: FakeSalesforce,
 ) -> None:
     seed(salesforce, 3)
     source = source_for(salesforce)
     assert sum(len(p.deals) for p in source.pages(None, 1000)) == 3
-    tokens = salesforce.token_requests
+    tokens, queries = salesforce.token_requests, salesforce.query_requests
     salesforce.expire_tokens()
-    salesforce.inject("request_limit", route="query")  # 403 REQUEST_LIMIT_EXCEEDED: retried like a 429
+    salesforce.inject("concurrent_limit", route="query")  # 403 REQUEST_LIMIT_EXCEEDED, ConcurrentRequests: retried
     assert sum(len(p.deals) for p in source.pages(None, 1000)) == 3
     assert salesforce.token_requests == tokens + 1
+    assert salesforce.query_requests == queries + 3  # the 401, the 403, the answer
+
+
+def test_the_spent_allocation_is_not_retried_and_pauses_salesforce_for_30_minutes(salesforce: FakeSalesforce) -> None:
+    seed(salesforce, 3)
+    salesforce.daily_limit = salesforce.api_used = 5  # the next call answers 403 REQUEST_LIMIT_EXCEEDED
+    pauses: list[float] = []
+    source = source_for(salesforce, on_pause=pauses.append, wall=lambda: 1_760_000_000.0)
+    with pytest.raises(QuotaExhausted, match=r"TotalRequests Limit exceeded.*rolling 24-hour.*pause until") as caught:
+        list(source.pages(None, 1000))
+    assert salesforce.query_requests == 1, "one request for the call: no retries"
+    assert caught.value.retry_after == 1800 and pauses == [1_760_000_000.0 + 1800]
+    sent = len(salesforce.requests)
+    with pytest.raises(RateLimited, match="resuming next cycle"):
+        list(source.pages(None, 1000))  # a second call within the pause
+    with pytest.raises(RateLimited):
+        source.write_back("0068d0000000001AAA", "Name", "x")
+    assert len(salesforce.requests) == sent, "nothing sent within the pause"
+
+
+def test_a_request_limit_fault_is_the_spent_allocation_too(salesforce: FakeSalesforce) -> None:
+    seed(salesforce, 1)
+    salesforce.inject("request_limit", route="query")
+    with pytest.raises(QuotaExhausted):
+        list(source_for(salesforce).pages(None, 1000))
+    assert salesforce.query_requests == 1

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -440,6 +441,28 @@ def test_daily_limit_is_429_daily(fake):
     body = assert_error(search(fake), 429)
     assert body["policyName"] == "DAILY" and body["message"] == "You have reached your daily limit."
     assert fake.rate_limited == 1
+
+
+def test_daily_429_has_the_documented_body_no_retry_after_and_resets_at_the_portals_midnight(fake):
+    fake.time_zone = timezone(timedelta(hours=5, minutes=30))
+    local = datetime.fromtimestamp(fake.now(), fake.time_zone)
+    fake.clock_offset = (local.replace(hour=23, minute=59, second=0) - local).total_seconds()  # 23:59 portal time
+    fake.daily_limit = 1
+    assert search(fake).status_code == 200
+    limited = search(fake)
+    body = assert_error(limited, 429)
+    assert {k: body[k] for k in ("message", "errorType", "policyName")} == {
+        "message": "You have reached your daily limit.",
+        "errorType": "RATE_LIMIT",
+        "policyName": "DAILY",
+    }
+    uuid.UUID(body["requestId"])
+    assert "Retry-After" not in limited.headers
+    fake.clock_offset += 30
+    assert search(fake).status_code == 429  # 23:59:30: still the same day
+    fake.clock_offset += 60
+    assert search(fake).status_code == 200  # 00:00:30 in the portal's zone: a new day
+    assert fake.daily_used == 1
 
 
 # -- creation time, recycle bin, merges ---------------------------------------------------------------

@@ -285,6 +285,15 @@ def test_every_api_response_reports_usage_and_exhaustion_is_a_403(fake, auth):
     assert refresh(fake).status_code == 200  # the token endpoint is not an API call
 
 
+def test_the_two_request_limits_say_which_limit_in_the_message(fake, auth):
+    fake.inject("request_limit", route="query")
+    fake.inject("concurrent_limit", route="query")
+    total, concurrent = (query(fake, auth, "SELECT Id FROM Opportunity") for _ in range(2))
+    assert error(total, 403, "REQUEST_LIMIT_EXCEEDED") == "TotalRequests Limit exceeded."
+    assert error(concurrent, 403, "REQUEST_LIMIT_EXCEEDED").startswith("ConcurrentRequests")
+    assert "Retry-After" not in total.headers and "Retry-After" not in concurrent.headers
+
+
 # -- PATCH -----------------------------------------------------------------------------------------------
 def test_patch_is_204_and_bumps_modstamps(fake, auth):
     opp = fake.add_opportunity(Name="Acme", modstamp=T0)
@@ -331,6 +340,7 @@ def test_automation_bumps_system_modstamp_only(fake, auth):
         ("500", 500, "UNKNOWN_EXCEPTION"),
         ("503", 503, "SERVER_UNAVAILABLE"),
         ("request_limit", 403, "REQUEST_LIMIT_EXCEEDED"),
+        ("concurrent_limit", 403, "REQUEST_LIMIT_EXCEEDED"),
         ("expired_session", 401, "INVALID_SESSION_ID"),
     ],
 )

@@ -3,8 +3,8 @@
 Why: syncd's HubSpot poller lives or dies by behaviour that is hard to provoke against the real service:
 the 10,000-result cap on search paging (400 beyond it), thousands of deals sharing one
 `hs_lastmodifieddate` millisecond, a search index that lags the database, the per-second search limit and
-the ten-second burst limit with their exact 429 bodies, and flaky transport. This fake reproduces them
-from HubSpot's public documentation (/work/shared/reference/apis.md §1), not from syncd's client code.
+the ten-second burst limit and the daily limit with their exact 429 bodies, and flaky transport. This fake
+reproduces them from HubSpot's public documentation (/work/shared/reference/apis.md §1), not from syncd's client code.
 
 How search stays fast at 25k deals: every write appends an immutable version to `_index`, a list sorted by
 (hs_lastmodifieddate ms, numeric id, seq). A version is visible from its own modification time until the
@@ -12,6 +12,12 @@ earliest modification time of any later version of the same deal (`end`). Filter
 `hs_lastmodifieddate` / `hs_object_id` become a bisected slice plus one cheap pass; other filters are
 evaluated per candidate. Mutate state through the helpers (`add_deal`, `update_deal`, `archive_deal`...),
 not by editing `deals` in place, or search will not see the change.
+
+The daily limit (`daily_limit`, `daily_used`): once spent, every call answers the usage guidelines' 429
+`{"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "correlationId",
+"policyName": "DAILY", "requestId"}` without Retry-After, until "The daily limit resets at midnight based on your
+time zone setting" (https://developers.hubspot.com/docs/api/usage-details): `daily_used` returns to 0 at midnight
+in `time_zone` (the portal's setting; UTC-5 here is a guess, any zone will do, since no API call can read it).
 
 Recycle bin and merges (`archive_deal`, `restore_deal`, `merge_deals`, and the DELETE and merge routes):
 - DELETE /crm/v3/objects/deals/{dealId} "Move an Object identified by `{dealId}` to the recycling bin" and
@@ -51,7 +57,7 @@ import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from itertools import count
 from operator import attrgetter
@@ -177,6 +183,8 @@ class FakeHubSpot(FakeServer):
         self.nominal_burst = 100  # X-HubSpot-RateLimit-Max when burst_per_10s is None (not enforced)
         self.daily_limit = 250_000
         self.daily_used = 0
+        self.time_zone: tzinfo = timezone(timedelta(hours=-5))  # the portal's setting: where midnight resets it
+        self._daily_date: date | None = None  # the portal's calendar day daily_used counts
         self.rate_limited = 0
         self.merge_keeps_primary_id = False  # True: the endpoint reference's reading (see the module docstring)
         self.merged_into: dict[str, str] = {}  # merged-away deal id -> id of the deal that holds it now
@@ -377,6 +385,10 @@ class FakeHubSpot(FakeServer):
 
     def _dispatch(self, route: str, deal_id: str | None, request: Request) -> Response:
         who = request.bearer
+        today = datetime.fromtimestamp(self.now(), self.time_zone).date()
+        if self._daily_date not in (None, today):
+            self.daily_used = 0  # midnight in the portal's time zone
+        self._daily_date = today
         if self.daily_used >= self.daily_limit:
             return self._limit("You have reached your daily limit.", "DAILY")
         self.daily_used += 1

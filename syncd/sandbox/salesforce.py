@@ -8,6 +8,12 @@ REQUEST_LIMIT_EXCEEDED (not 429, and without Retry-After), and flaky transport. 
 from Salesforce's public documentation and widely observed responses (/work/shared/reference/apis.md §2),
 not from syncd's client code.
 
+Both 403 REQUEST_LIMIT_EXCEEDED answers: the allocation spent (`api_used >= daily_limit`, or the
+`request_limit` fault) is `TotalRequests Limit exceeded.`; too many concurrent long-running requests (the
+`concurrent_limit` fault) is `ConcurrentRequests (Concurrent API Requests) Limit exceeded.`, as observed in the
+field (the docs name only the code: "the API returns a REQUEST_LIMIT_EXCEEDED exception code",
+https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-api.html).
+
 SOQL: `SELECT <fields, incl. Account.Name / Owner.Name> FROM Opportunity [WHERE <comparisons = != <> < <= > >=
 joined by AND, OR and parentheses>] [ORDER BY f [ASC|DESC], ...] [LIMIT n]`. A query snapshots its result and
 `nextRecordsUrl` pages through that snapshot.
@@ -41,7 +47,8 @@ from urllib.parse import parse_qs
 
 from syncd.sandbox.server import FakeServer, Request, Response
 
-FAULT_KINDS = ("500", "503", "drop", "slow", "malformed_json", "wrong_envelope", "request_limit", "expired_session")
+FAULT_KINDS: tuple[str, ...] = ("500", "503", "drop", "slow", "malformed_json", "wrong_envelope", "request_limit")
+FAULT_KINDS += ("expired_session", "concurrent_limit")  # concurrent_limit: see the module docstring
 DATETIME = frozenset({"SystemModstamp", "LastModifiedDate", "CreatedDate"})
 STANDARD: tuple[str, ...] = ("Id", "Name", "StageName", "Amount", "IsWon", "IsClosed", "IsDeleted", "CloseDate")
 STANDARD += ("OwnerId", "AccountId", "Probability", "Type", "LeadSource", "Description", "NextStep", "CreatedById")
@@ -56,6 +63,9 @@ IS_DELETED = [{"errorCode": "ENTITY_IS_DELETED", "message": "entity is deleted",
 CUSTOM = "If you are attempting to use a custom %s, be sure to append %s. Please reference your WSDL or the "
 CUSTOM += "describe call for the appropriate names."
 LIMIT_EXCEEDED = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+CONCURRENT_EXCEEDED = [
+    {"message": "ConcurrentRequests (Concurrent API Requests) Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+]
 RESERVED = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "ASC", "DESC", "LIMIT", "NULL"})
 _API = re.compile(
     r"^/services/data/(?P<v>v\d+\.\d)(?:/query(?P<all>All)?/?|/query(?:All)?/(?P<locator>\w+)-(?P<offset>\d+)"
@@ -448,6 +458,8 @@ class FakeSalesforce(FakeServer):
             return common
         if kind == "request_limit":
             return Response(403, LIMIT_EXCEEDED, self._limit_header())
+        if kind == "concurrent_limit":
+            return Response(403, CONCURRENT_EXCEEDED, self._limit_header())
         if kind == "expired_session":
             self._tokens.discard(bearer or "")  # an expired session stays expired
             return Response(401, SESSION)

@@ -8,7 +8,8 @@ SyncdError                 base; the CLI prints "Error: <message>" and exits wit
 │   └── LockHeld           exit 75: another syncd holds the lock; try again later
 └── RemoteError            a call to a CRM or to Asana failed; .service, .status
     ├── TransientError     timeouts, connection errors, 5xx, unparsable answers: try again later
-    │   └── RateLimited    429 (or Salesforce's 403 REQUEST_LIMIT_EXCEEDED); .retry_after seconds or None
+    │   └── RateLimited    429 (or Salesforce's 403 REQUEST_LIMIT_EXCEEDED, Pipedrive's edge HTML 403); .retry_after
+    │       └── QuotaExhausted  a daily (or other long) quota is spent: never retried within a call
     ├── AuthError          401/403: the credential named in the message must be fixed
     └── RejectedError      any other 4xx: the request itself is wrong; retrying will not help
 ```
@@ -71,3 +72,7 @@ class AuthError(RemoteError):
 
 class RejectedError(RemoteError):
     pass
+
+
+class QuotaExhausted(RateLimited):
+    """A daily or other long quota is spent (`.retry_after`: the pause, seconds); never retried within a call."""

@@ -34,7 +34,7 @@ import backoff
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
+from syncd.errors import AuthError, QuotaExhausted, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.profile import GENERIC as GENERIC  # re-exported: the sink and compose import it from here
 from syncd.profile import Profile as Profile
 from syncd.profile import QuotaPause as QuotaPause
@@ -61,10 +61,6 @@ class Form:
 
 
 RATE_LIMITED = (429, 423, 477)  # statuses that always mean "slow down"
-
-
-class QuotaExhausted(RateLimited):
-    """A daily or other long quota is spent (`.retry_after`: the pause, seconds); never retried within a call."""
 
 
 @dataclass(frozen=True)

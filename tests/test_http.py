@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from syncd.errors import AuthError, RateLimited, RejectedError, TransientError
-from syncd.http import HttpClient, QuotaExhausted, RetryPolicy
+from syncd.errors import AuthError, QuotaExhausted, RateLimited, RejectedError, TransientError
+from syncd.http import HttpClient, RetryPolicy
 from syncd.profile import GENERIC, Profile, QuotaPause
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.server import FakeServer, Request, Response

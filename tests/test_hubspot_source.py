@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from syncd.errors import RateLimited, TransientError
-from syncd.http import HttpClient, QuotaExhausted, RetryPolicy
+from syncd.errors import QuotaExhausted, RateLimited, TransientError
+from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.hubspot import FakeHubSpot

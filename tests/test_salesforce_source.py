@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from syncd.errors import RateLimited
-from syncd.http import HttpClient, QuotaExhausted, RetryPolicy
+from syncd.errors import QuotaExhausted, RateLimited
+from syncd.http import HttpClient, RetryPolicy
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.salesforce import FakeSalesforce
 from syncd.sources.salesforce import PROFILE, SalesforceSource

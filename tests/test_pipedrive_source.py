@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from syncd import rules
-from syncd.errors import EX_CONFIG, SourceSetupError, TransientError
+from syncd.errors import EX_CONFIG, AuthError, RateLimited, SourceSetupError, TransientError
 from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
-from syncd.sandbox.pipedrive import FakePipedrive, rfc3339
+from syncd.sandbox.pipedrive import COSTS, EDGE_PAGE, FakePipedrive, rfc3339
 from syncd.sources.pipedrive import PROFILE, PipedriveSource, parse_deal, parse_timestamp_ms
 from syncd.sources.pipedrive_fields import friendly_name
 
@@ -26,7 +27,19 @@ def pipedrive() -> Iterator[FakePipedrive]:
         yield fake
 
 
-def source_for(pipedrive: FakePipedrive, names: tuple[str, ...] = NAMES, page_size: int = 500) -> PipedriveSource:
+class Timer:
+    """The source's monotonic timer, which a test moves instead of sleeping (`moved` seconds ahead)."""
+
+    def __init__(self) -> None:
+        self.moved = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.moved
+
+
+def source_for(
+    pipedrive: FakePipedrive, names: tuple[str, ...] = NAMES, page_size: int = 500, timer: Timer | None = None
+) -> PipedriveSource:
     http = HttpClient(
         service="pipedrive",
         base_url=pipedrive.url,
@@ -36,7 +49,7 @@ def source_for(pipedrive: FakePipedrive, names: tuple[str, ...] = NAMES, page_si
         timeout=(1.0, 2.0),
         retry=RetryPolicy(max_tries=3, base=0.0),
     )
-    return PipedriveSource(http, names, page_size=page_size)
+    return PipedriveSource(http, names, page_size=page_size, timer=timer or Timer())
 
 
 def read_window(source: PipedriveSource, since_ms: int | None = None, delay_ms: int = 1000) -> list[Page]:
@@ -49,6 +62,12 @@ def seen_ids(pages: list[Page]) -> set[str]:
 
 def deals_queries(pipedrive: FakePipedrive) -> list[dict[str, str]]:
     return [r.query for r in pipedrive.requests if r.path == "/api/v2/deals"]
+
+
+def field_listings(pipedrive: FakePipedrive) -> tuple[int, int]:
+    """(listings begun, pages read) of `GET /api/v2/dealFields`."""
+    queries = [r.query for r in pipedrive.requests if r.path == "/api/v2/dealFields"]
+    return sum("cursor" not in q for q in queries), len(queries)
 
 
 def test_the_token_travels_only_in_the_x_api_token_header(pipedrive: FakePipedrive) -> None:
@@ -173,12 +192,14 @@ def test_the_window_ends_at_pipedrive_clock_minus_the_delay(pipedrive: FakePiped
 
 
 def test_a_deal_stamped_at_the_upper_second_is_read_by_the_next_window(pipedrive: FakePipedrive) -> None:
-    source = source_for(pipedrive)
+    timer = Timer()
+    source = source_for(pipedrive, timer=timer)
     first = read_window(source, delay_ms=0)
     upper_s = first[-1].cursor_ms // 1000
     boundary = pipedrive.add_deal(update_time=upper_s)  # updated_until is exclusive: not in the first window
     assert deals_queries(pipedrive)[0]["updated_until"] == rfc3339(upper_s)
-    pipedrive.clock_offset += 2  # the next cycle, a little later
+    pipedrive.clock_offset += 2  # the next cycle, a little later, for Pipedrive and for syncd
+    timer.moved += 2
     second = read_window(source, since_ms=first[-1].cursor_ms, delay_ms=0)
     assert str(boundary) in seen_ids(second)
 
@@ -244,6 +265,118 @@ def test_the_burst_limit_headers_are_respected(pipedrive: FakePipedrive) -> None
     pages = read_window(source_for(pipedrive, page_size=100))
     assert seen_ids(pages) == {str(i) for i in ids}
     assert pipedrive.rate_limited == 0 and pipedrive.early_requests == 0
+
+
+# -- the deal fields are kept (issue 12 row 9: Pipedrive charges tokens per call) ---------------------------
+def test_idle_cycles_on_one_source_read_the_deal_fields_once(pipedrive: FakePipedrive) -> None:
+    for i in range(500):
+        pipedrive.add_custom_field(f"Filler {i}")
+    tier = pipedrive.add_custom_field("Tier", "enum", ["Enterprise"])  # on the listing's second page
+    deal = pipedrive.add_deal(update_time=pipedrive.now() - 60, custom={"Tier": "Enterprise"})
+    source = source_for(pipedrive)
+    first = read_window(source)
+    assert [d.values()["tier"] for p in first for d in p.deals if d.id == str(deal)] == ["Enterprise"]
+    spent = pipedrive.budget_used
+    for _ in range(4):
+        read_window(source, since_ms=first[-1].cursor_ms)
+    assert field_listings(pipedrive) == (1, 2), "one listing, all its pages, for five cycles"
+    assert pipedrive.deals_requests == 5 and all(q["custom_fields"] == tier for q in deals_queries(pipedrive))
+    assert pipedrive.budget_used - spent == 4 * COSTS["deals"], "an idle cycle costs one deals listing"
+
+
+def test_write_backs_reuse_the_kept_fields_and_look_up_a_new_one(pipedrive: FakePipedrive) -> None:
+    project = pipedrive.add_custom_field("Asana project")
+    deal = pipedrive.add_deal(update_time=pipedrive.now() - 60)
+    source = source_for(pipedrive)
+    read_window(source)
+    for url in ("https://app.asana.com/0/1", "https://app.asana.com/0/2"):
+        source.write_back(str(deal), "asana_project", url)
+    source.write_back(str(deal), "title", "Renamed")  # a standard field the listing has
+    assert field_listings(pipedrive) == (1, 1)
+    assert pipedrive.deals[deal]["custom_fields"][project] == "https://app.asana.com/0/2"
+    assert pipedrive.deals[deal]["title"] == "Renamed"
+    later = pipedrive.add_custom_field("Kickoff link")  # created after the listing was read
+    source.write_back(str(deal), "kickoff_link", "https://example.com/k")
+    assert pipedrive.deals[deal]["custom_fields"][later] == "https://example.com/k"
+    assert field_listings(pipedrive) == (2, 2)
+
+
+def test_a_custom_field_created_later_is_picked_up_from_its_unknown_code(pipedrive: FakePipedrive) -> None:
+    t = int(pipedrive.now()) - 60
+    deal = pipedrive.add_deal(update_time=t, status="won")
+    source = source_for(pipedrive)
+    first = read_window(source)
+    assert [d.values().get("tier") for p in first for d in p.deals] == [None]
+    pipedrive.add_custom_field("Tier", "enum", ["Standard", "Enterprise"])
+    pipedrive.update_deal(deal, update_time=t + 30, custom={"Tier": "Enterprise"})
+    second = read_window(source, since_ms=first[-1].cursor_ms - 60_000)
+    assert [d.values()["tier"] for p in second for d in p.deals] == ["Enterprise"]
+    assert field_listings(pipedrive) == (2, 2), "the deals carried a code the kept listing lacked"
+    read_window(source, since_ms=second[-1].cursor_ms)
+    assert field_listings(pipedrive) == (2, 2)
+    assert deals_queries(pipedrive)[-1]["custom_fields"] == pipedrive.field_key("Tier")
+
+
+def test_the_deal_fields_are_read_again_after_an_hour(pipedrive: FakePipedrive) -> None:
+    timer = Timer()
+    source = source_for(pipedrive, timer=timer)
+    read_window(source)
+    timer.moved += 3599
+    pipedrive.clock_offset += 3599
+    read_window(source)
+    assert field_listings(pipedrive) == (1, 1)
+    timer.moved += 2
+    pipedrive.clock_offset += 2
+    read_window(source)
+    assert field_listings(pipedrive) == (2, 2)
+
+
+def test_a_field_setup_the_flows_cannot_use_is_not_kept(pipedrive: FakePipedrive) -> None:
+    pipedrive.add_custom_field("Tier")
+    pipedrive.add_custom_field("TIER")
+    source = source_for(pipedrive)
+    with pytest.raises(SourceSetupError):
+        read_window(source)
+    pipedrive.fields[-1]["field_name"] = "Tier (old)"  # renamed in Pipedrive
+    read_window(source)
+    assert field_listings(pipedrive) == (2, 2) and deals_queries(pipedrive)[0]["custom_fields"]
+
+
+# -- the edge's HTML 403 (issue 12 row 12) -----------------------------------------------------------------
+def test_an_html_403_from_the_edge_is_retried_not_an_auth_error(pipedrive: FakePipedrive) -> None:
+    deal = pipedrive.add_deal(update_time=pipedrive.now() - 60)
+    pipedrive.inject("edge_403", route="deals")
+    assert seen_ids(read_window(source_for(pipedrive))) == {str(deal)}
+    assert pipedrive.deals_requests == 2 and pipedrive.faults_injected == 1
+
+
+def test_an_edge_403_that_persists_is_a_rate_limit_for_this_cycle(pipedrive: FakePipedrive) -> None:
+    pipedrive.inject("edge_403", times=3, route="deals")
+    with pytest.raises(RateLimited) as caught:
+        read_window(source_for(pipedrive))
+    assert not isinstance(caught.value, AuthError) and caught.value.status == 403
+    assert EDGE_PAGE.decode() not in str(caught.value), "the page is summed up, not pasted"
+    assert "HTML page from Pipedrive's edge" in str(caught.value) and "Access denied" in str(caught.value)
+    assert pipedrive.deals_requests == 3
+
+
+def test_a_json_403_is_still_an_auth_error(pipedrive: FakePipedrive) -> None:
+    pipedrive.inject("403", route="deals")
+    with pytest.raises(AuthError, match="Request not allowed") as caught:
+        read_window(source_for(pipedrive))
+    assert caught.value.status == 403 and pipedrive.deals_requests == 1, "not retried"
+
+
+def test_the_profile_reads_a_403_by_its_body() -> None:
+    page = EDGE_PAGE.decode()
+    assert PROFILE.is_rate_limit(403, PROFILE.error_text(403, page))
+    envelope = {"success": False, "error": "Request not allowed", "error_info": "Please check ..."}
+    assert not PROFILE.is_rate_limit(403, PROFILE.error_text(403, envelope))
+    assert not PROFILE.is_rate_limit(403, PROFILE.error_text(403, "Forbidden"))
+    assert not PROFILE.is_rate_limit(502, PROFILE.error_text(502, "<html><title>502 Bad Gateway</title></html>"))
+    assert PROFILE.error_text(403, page).endswith(
+        "Access denied | api.pipedrive.com used Cloudflare to restrict access"
+    )
 
 
 def test_timestamps_parse_exactly() -> None:

@@ -321,6 +321,26 @@ def test_502_is_a_cloudflare_html_page(fake):
     assert b"cloudflare" in response.content
 
 
+def test_edge_403_is_an_html_page_served_before_the_api(fake):
+    fake.daily_budget = 10  # one list
+    fake.inject("edge_403", times=2, route="deals")
+    blocked = get(fake)
+    assert blocked.status_code == 403 and blocked.headers["Content-Type"].startswith("text/html")
+    assert b"Access denied" in blocked.content and b"Cloudflare" in blocked.content
+    assert not any(name.lower().startswith("x-ratelimit") for name in blocked.headers), "the API never saw it"
+    assert get(fake, headers={}).status_code == 403, "the edge checks no token"
+    assert fake.budget_used == 0 and fake.faults_injected == 2
+    assert get(fake).status_code == 200 and fake.budget_used == 10
+    fake.inject("edge_403", route="fields")
+    assert get(fake).status_code == 429, "a fault for another route does not block this one"
+
+
+def test_a_json_403_is_the_api_s_own_envelope(fake):
+    fake.inject("403", route="deals")
+    failure(get(fake), 403, "Request not allowed")
+    assert get(fake).status_code == 200
+
+
 def test_injected_429_with_and_without_retry_after(fake):
     fake.inject("429", retry_after=3)
     plain = get(fake)

@@ -3,10 +3,12 @@
 Why: syncd's Pipedrive poller must cope with things a real account produces only by accident: many deals
 sharing one whole-second `update_time` (so `updated_since` has to be inclusive and results deduplicated),
 custom fields keyed by 40-hex hashes whose enum values are option ids, the 2-second burst window with its
-`x-ratelimit-*` headers, the daily token budget, 429s that may or may not carry `Retry-After`, and flaky
-transport. It also checks the client's manners: `tokens_in_query` counts requests that put `api_token` in the
-URL (accepted, as by the real API, but syncd must send `x-api-token`), and `early_requests` counts requests
-sent before a `Retry-After`, or a `x-ratelimit-reset` announced with `x-ratelimit-remaining: 0`, had elapsed.
+`x-ratelimit-*` headers, the daily token budget, 429s that may or may not carry `Retry-After`, the edge's HTML
+403 for a flood (`inject("edge_403")`: served before the API, so it checks no token, spends no tokens and has no
+`x-ratelimit-*` headers), and flaky transport. It also checks the client's manners: `tokens_in_query` counts
+requests that put `api_token` in the URL (accepted, as by the real API, but syncd must send `x-api-token`), and
+`early_requests` counts requests sent before a `Retry-After`, or a `x-ratelimit-reset` announced with
+`x-ratelimit-remaining: 0`, had elapsed. `budget_used` is the day's token spend (`COSTS` per request).
 
 Written from Pipedrive's documentation (API v2 reference and SDK docs, migration guide, rate-limiting page;
 /work/shared/reference/apis.md §3), not from syncd's client code. Time is the fake's clock (`now()`, which
@@ -30,7 +32,7 @@ from typing import Any
 
 from syncd.sandbox.server import FakeServer, Request, Response
 
-FAULT_KINDS = ("500", "502", "503", "429", "drop", "slow", "malformed_json", "wrong_envelope")
+FAULT_KINDS = ("500", "502", "503", "429", "403", "edge_403", "drop", "slow", "malformed_json", "wrong_envelope")
 ROUTES = ("deals", "deal", "patch", "fields")
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 STATUSES = ("open", "won", "lost", "deleted")
@@ -49,6 +51,17 @@ STANDARD += [("add_time", "Deal created", "date"), ("update_time", "Update time"
 STANDARD += [("won_time", "Won time", "date"), ("close_time", "Deal closed on", "date")]
 STANDARD += [("expected_close_date", "Expected close date", "date")]
 WINDOW = 2.0  # seconds, the documented rolling burst window
+# What the edge in front of the API answers a flood with (api_token integrations that keep sending after 429s
+# get a 403 HTML page, "Access denied", from Cloudflare, not a JSON answer from the API:
+# https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting, /work/shared/reference/apis.md §3.4). The page
+# is Cloudflare's error 1020 page in outline; no Retry-After is documented, so none is sent.
+EDGE_PAGE = (
+    b'<!DOCTYPE html>\n<html lang="en-US"><head><meta charset="UTF-8" />'
+    b"<title>Access denied | api.pipedrive.com used Cloudflare to restrict access</title></head>"
+    b'<body><div id="cf-wrapper"><h1>Access denied</h1><p>Error code 1020</p>'
+    b"<p>You do not have access to api.pipedrive.com.</p><p>The site owner may have set restrictions that prevent "
+    b"you from accessing the site.</p><span>Cloudflare Ray ID: 8c2f3a1b9d4e5f60</span></div></body></html>"
+)
 BIG = 2**53  # sort key of a raw deal whose timestamp does not parse
 _DEALS = re.compile(r"^/api/v2/deals(?:/(\d+))?/?$")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", re.I)
@@ -76,6 +89,10 @@ class _Reject(Exception):
 def _error(status: int, message: str) -> Response:
     body = {"success": False, "error": message, "errorCode": status, "error_info": INFO}
     return Response(status, {**body, "data": None, "additional_data": None})
+
+
+def _edge_page() -> Response:
+    return Response(403, EDGE_PAGE, {"Content-Type": "text/html; charset=UTF-8", "Server": "cloudflare"})
 
 
 def _invalid(message: str) -> _Reject:
@@ -281,6 +298,9 @@ class FakePipedrive(FakeServer):
             route, deal_id = _route(request.method, request.path)
             if route == "deals":
                 self.deals_requests += 1
+            if route is not None and self._edge_next(route.removesuffix("_v1")):
+                self._next_fault(route.removesuffix("_v1"))
+                return _edge_page()  # the edge answers: no token check, no tokens spent, no API headers
             if token != self.token:
                 return _error(401, "unauthorized access")
             if route is None:
@@ -305,6 +325,12 @@ class FakePipedrive(FakeServer):
                     reset = now + float(response.headers["x-ratelimit-reset"])
                     self._not_before[key] = max(self._not_before.get(key, -math.inf), reset)
             return response
+
+    def _edge_next(self, route: str) -> bool:
+        """Whether the next queued fault for `route` is `edge_403`, which the edge serves before the API."""
+        with self.lock:
+            first = next((fault for fault in self._faults if fault[2] in (None, route)), None)
+        return first is not None and first[0] == "edge_403"
 
     def _window(self, key: str, now: float) -> deque[float]:
         q = self._windows.setdefault(key, deque())
@@ -356,10 +382,15 @@ class FakePipedrive(FakeServer):
             return common
         if kind == "429":
             return self._too_many(key, now, "Rate limit exceeded", int(params.get("retry_after", 2)))
+        if kind == "edge_403":  # drawn at random (fault_kinds): served by the edge, as HTML
+            return _edge_page()
         if kind == "502":  # served by Cloudflare in front of the API, as HTML
             page = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
             page += b"</center><hr><center>cloudflare</center></body></html>"
             return Response(502, page, {"Content-Type": "text/html"})
+        if kind == "403":  # the API's own 403, in its JSON envelope: "Request not allowed"
+            # (https://pipedrive.readme.io/docs/core-api-concepts-http-status-codes)
+            return _error(403, "Request not allowed")
         return _error(int(kind), "Internal server error" if kind == "500" else "Service unavailable")
 
     # -- endpoints -------------------------------------------------------------------------------------

@@ -1,13 +1,24 @@
 """Pipedrive deals through API v2 (`GET /api/v2/deals`), incrementally on `update_time`.
 
-Each `pages()` call first reads the deal fields (`GET /api/v2/dealFields`, cursor-paged). That answer does two
-jobs: it maps the flows' friendly custom-field names to Pipedrive's field codes and option ids to their labels
-(`syncd.sources.pipedrive_fields`), and its `Date` header is Pipedrive's clock, which fixes the window's upper
-end: server time minus the delay, in whole seconds because `update_time` has no
-fraction. The deals are then listed in one query, `updated_since` (inclusive) .. `updated_until` (exclusive),
-sorted by `update_time` ascending, following `additional_data.next_cursor` until it is null. The cursor is
-opaque and no cap on results is documented, so unlike HubSpot's search one query pages the whole window.
-The next page is asked for only when the caller takes it, i.e. after the previous page was recorded.
+The deal fields (`GET /api/v2/dealFields`, cursor-paged) map the flows' friendly custom-field names to
+Pipedrive's field codes and option ids to their labels (`syncd.sources.pipedrive_fields`). Pipedrive charges
+API tokens per call against a daily budget ("each request consumes a certain number of tokens from a set daily
+allowance, or 'budget'", https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting; "each API endpoint
+has an associated 'token cost'", https://pipedrive.readme.io/docs/guide-for-optimizing-api-usage), so the
+listing is read once and kept for the life of the source object: an idle cycle costs one `GET /api/v2/deals`,
+and write-backs reuse it. It is read again when it is older than `fields_ttl` (an hour), when a listed deal
+carries a custom field code it does not have (a field created since; deals asked for without `custom_fields=`
+carry every custom field), and before a write-back to a field it does not know. A reading the flows cannot
+use (`SourceSetupError`) is not kept.
+
+The window's upper end is Pipedrive's clock minus the delay, in whole seconds because `update_time` has no
+fraction. Pipedrive's clock is the `Date` of its last answer plus the time elapsed since on a monotonic timer
+(never ahead of Pipedrive: the `Date` is floored and was stamped before it arrived; a step of the local clock
+does not move it); before any answer, the local clock. The deals are then listed in one query,
+`updated_since` (inclusive) .. `updated_until` (exclusive), sorted by `update_time` ascending, following
+`additional_data.next_cursor` until it is null. The cursor is opaque and no cap on results is documented, so
+unlike HubSpot's search one query pages the whole window. The next page is asked for only when the caller
+takes it, i.e. after the previous page was recorded.
 
 Cursors: a page's `cursor_ms` is the newest `update_time` it holds (deals sharing that second may continue on
 the next page; the next cycle re-reads from there, inclusive); the last page carries the window's upper end.
@@ -15,8 +26,9 @@ Because `updated_until` is exclusive, a deal stamped exactly at the upper second
 at or after the stored cursor, so the next window reads it. Every call yields at least one page.
 
 `PROFILE` is what Pipedrive's answers mean to the HTTP layer: `x-ratelimit-remaining: 0` pauses the bucket for
-`x-ratelimit-reset` seconds (Pipedrive's rolling 2 s window), and an error body is
-`{"success": false, "error", "error_info"}`.
+`x-ratelimit-reset` seconds (Pipedrive's rolling 2 s window); an error body is
+`{"success": false, "error", "error_info"}`; and a 403 that is an HTML page, not that JSON envelope, is
+Pipedrive's edge refusing a flood (a rate limit, retried with backoff), not a rejected token.
 
 Only the custom fields the flows use are asked for (`custom_fields=`, at most 15, else `SourceSetupError`).
 Standard deal fields win over a custom field with the same friendly name; the normalised names (`name`,
@@ -30,20 +42,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from syncd.errors import TransientError
 from syncd.http import HttpClient, Reply
 from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, parse_seconds
-from syncd.sources.pipedrive_fields import (
-    DEAL_FIELDS,
-    FIELDS_PAGE_SIZE,
-    Field,
-    checked,
-    custom_fields,
-    field_code,
-)
+from syncd.sources.pipedrive_fields import DEAL_FIELDS, FIELDS_PAGE_SIZE, DealFields, Field, checked
 from syncd.sources.records import parse_records
 
 DEALS = "/api/v2/deals"
@@ -65,17 +71,23 @@ class PipedriveSource:
         page_size: int = 500,
         credential_hint: str = "the Pipedrive API token",
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
+        fields_ttl: float = 3600.0,
     ) -> None:
         self.http = http
         self.page_size = page_size
         self.credential_hint = credential_hint
-        self.clock = clock
+        self.clock = clock  # epoch seconds: Pipedrive's clock until an answer carries a `Date`
+        self.timer = timer  # monotonic seconds: the fields' age and the time since the last `Date`
+        self.fields_ttl = fields_ttl
         self.names = frozenset(names) - NORMALISED  # raw deal fields, or custom fields by friendly name
+        self._fields: DealFields | None = None
+        self._date: tuple[float, float] | None = None  # (the last answer's `Date`, the timer when it came)
 
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
-        fields, server_time = self._deal_fields()
-        custom = custom_fields(fields, self.names)
-        upper_s = (int((server_time or self.clock()) * 1000) - delay_ms) // 1000
+        fields = self._deal_fields()
+        custom = fields.custom
+        upper_s = (int(self._server_now() * 1000) - delay_ms) // 1000
         params: dict[str, Any] = {
             "updated_until": rfc3339(upper_s),
             "sort_by": "update_time",
@@ -87,9 +99,13 @@ class PipedriveSource:
         if custom:
             params["custom_fields"] = ",".join(sorted(custom))
         cursor_ms = max(since_ms or 0, 0)
+        refreshed = False
         for reply in self._walk(DEALS, params):
             data = reply.data
-            deals, quarantined = parse_records(data["data"], lambda record: parse_deal(record, self.names, custom))
+            if not refreshed and (unknown := fields.unknown(data["data"])):
+                fields = self._deal_fields(refresh=True).knowing(unknown)  # at most once a poll
+                self._fields, custom, refreshed = fields, fields.custom, True
+            deals, quarantined = parse_records(data["data"], partial(parse_deal, names=self.names, custom=custom))
             in_window = [d for d in deals if d.updated_at_ms < upper_s * 1000]
             if _next_cursor(data) is None:
                 yield Page(in_window, quarantined, cursor_ms=upper_s * 1000)
@@ -99,22 +115,44 @@ class PipedriveSource:
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one deal field (a custom field by its friendly name, or a standard field) to `value`. A PATCH of
-        the same value is idempotent, so it is retried like a read."""
-        fields, _ = self._deal_fields()
-        code = field_code(fields, prop)
+        the same value is idempotent, so it is retried like a read. A field the kept listing does not know is
+        looked up in a fresh one first (it may have been created since)."""
+        fields = self._deal_fields()
+        if not fields.knows(prop):
+            fields = self._deal_fields(refresh=True)
+        code = fields.code(prop)
         body = {"custom_fields": {code: value}} if code else {prop: value}
-        self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_write_problem)
+        self._heard(self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_write_problem))
 
-    def _deal_fields(self) -> tuple[list[Any], float | None]:
-        """Every item of the deal fields listing (all its pages), and the server time of its first answer."""
-        replies = list(self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}))
-        return [item for reply in replies for item in reply.data["data"]], replies[0].server_time
+    def _deal_fields(self, *, refresh: bool = False) -> DealFields:
+        """The kept reading of the deal fields; a new one (every page of the listing) when there is none, it is
+        `fields_ttl` old, or `refresh`."""
+        now = self.timer()
+        if refresh or self._fields is None or now - self._fields.read_at >= self.fields_ttl:
+            items = [
+                item for reply in self._walk(DEAL_FIELDS, {"limit": FIELDS_PAGE_SIZE}) for item in reply.data["data"]
+            ]
+            self._fields = None  # until the new reading resolves: a SourceSetupError keeps nothing
+            self._fields = DealFields.resolve(items, self.names, now)
+        return self._fields
+
+    def _server_now(self) -> float:
+        """Pipedrive's clock, epoch seconds: the last `Date` plus the timer's seconds since it came."""
+        if self._date is None:
+            return self.clock()
+        date, at = self._date
+        return date + max(0.0, self.timer() - at)
+
+    def _heard(self, reply: Reply) -> Reply:
+        if reply.server_time is not None:
+            self._date = (reply.server_time, self.timer())
+        return reply
 
     def _walk(self, path: str, params: dict[str, Any]) -> Iterator[Reply]:
         """GET `path`, then every next page (`additional_data.next_cursor`) until it is null."""
         params, seen = dict(params), set[str]()
         while True:
-            reply = self.http.call("GET", path, params=params, expect=_envelope_problem)
+            reply = self._heard(self.http.call("GET", path, params=params, expect=_envelope_problem))
             yield reply
             cursor = _next_cursor(reply.data)
             if cursor is None:
@@ -239,11 +277,29 @@ def pause_seconds(headers: Mapping[str, str]) -> float | None:
     return parse_seconds(h.get("x-ratelimit-reset"), 2)
 
 
+EDGE_PAGE = "an HTML page from Pipedrive's edge, not its JSON error envelope"
+_HTML = re.compile(r"<!doctype\s+html|<html[\s>]", re.I)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
 def error_text(status: int, body: Any) -> str:
-    """Pipedrive's own words are `error`; `error_info` is a generic pointer to its documentation."""
+    """Pipedrive's own words are `error`; `error_info` is a generic pointer to its documentation. An HTML page
+    (the JSON would have parsed) is from the edge in front of the API: `EDGE_PAGE` and the page's title."""
     if isinstance(body, dict) and body.get("error"):
         return str(body["error"])
+    if isinstance(body, str) and _HTML.search(body[:2000]):
+        title = _TITLE.search(body)
+        return f"{EDGE_PAGE}: {' '.join(title[1].split())[:120]}" if title else EDGE_PAGE
     return GENERIC.error_text(status, body)
 
 
-PROFILE = Profile(pause_seconds=pause_seconds, error_text=error_text)
+def is_rate_limit(status: int, text: str) -> bool:
+    """A 403 that is an HTML page is Pipedrive's edge refusing a flood: an api_token integration that keeps
+    sending after 429s gets a 403 HTML page from the Cloudflare-style edge, not an answer from the API
+    (https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting; /work/shared/reference/apis.md §3.4). It
+    is retried with backoff like a 429 without Retry-After. A 403 in the JSON envelope ("Request not allowed",
+    a plan limit: https://pipedrive.readme.io/docs/core-api-concepts-http-status-codes) stays an AuthError."""
+    return status == 403 and text.startswith(EDGE_PAGE)
+
+
+PROFILE = Profile(pause_seconds=pause_seconds, error_text=error_text, is_rate_limit=is_rate_limit)

@@ -7,6 +7,11 @@ pages the deals, because the resolution is its own pure job with its own setup e
 one friendly name, or more custom fields than one deals request may ask for (`SourceSetupError`).
 
 A custom field whose friendly name is a standard deal field's is not asked for: the standard field wins.
+
+`DealFields` is one reading of the whole listing, resolved for the flows, and when it was read. Pipedrive
+charges API tokens per call against a daily budget ("each request consumes a certain number of tokens from a set
+daily allowance", https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting), so the source keeps one
+reading for the life of the process and reads again only when it is old or has been proved incomplete.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from syncd.errors import SourceSetupError
@@ -62,6 +68,50 @@ class Field:
         if isinstance(option, bool) or not isinstance(option, int | str):
             raise ValueError(f"custom field {self.label!r} has option {str(option)[:40]!r}, not an option id")
         return self.options.get(option, option) if isinstance(option, int) else option
+
+
+@dataclass(frozen=True)
+class DealFields:
+    """Every item of one dealFields listing, `custom` (the flows' custom fields by code, as `custom_fields`
+    resolves them), the `codes` of every field listed, and `read_at` (the source's monotonic timer)."""
+
+    items: tuple[Any, ...]
+    custom: dict[str, Field]
+    codes: frozenset[str]
+    read_at: float
+
+    @classmethod
+    def resolve(cls, items: Iterable[Any], names: frozenset[str], read_at: float) -> DealFields:
+        """Raises SourceSetupError as `custom_fields` does, so that a setup the flows cannot use is not kept."""
+        items = tuple(items)
+        codes = frozenset(
+            i["field_code"] for i in items if isinstance(i, dict) and isinstance(i.get("field_code"), str)
+        )
+        return cls(items, custom_fields(items, names), codes, read_at)
+
+    def code(self, prop: str) -> str | None:
+        """The custom field code `prop` names (see `field_code`); None for a standard or unknown field."""
+        return field_code(self.items, prop)
+
+    def knows(self, prop: str) -> bool:
+        """Whether `prop` is a field of this listing, by its code or a custom field's friendly name."""
+        return prop in self.codes or self.code(prop) is not None
+
+    def unknown(self, records: Iterable[Any]) -> frozenset[str]:
+        """The custom field codes in `records` (deals as listed) that this listing does not have: a field was
+        created since it was read."""
+        seen = {
+            code
+            for record in records
+            if isinstance(record, dict) and isinstance(record.get("custom_fields"), dict)
+            for code in record["custom_fields"]
+        }
+        return frozenset(seen - self.codes)
+
+    def knowing(self, codes: frozenset[str]) -> DealFields:
+        """This reading, with `codes` counted as known: a code that a fresh listing still lacks (a field hidden
+        from this user, say) does not make every later poll read the listing again."""
+        return replace(self, codes=self.codes | codes)
 
 
 def custom_fields(items: Iterable[Any], names: frozenset[str]) -> dict[str, Field]:

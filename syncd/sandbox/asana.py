@@ -238,6 +238,7 @@ class FakeAsana(FakeServer):
         self.failed_jobs_keep_project = True  # a failed instantiation leaves its project half-made (guess)
         self.unique_external_gids = True  # a second task with the same external.gid is a 400 (guess)
         self.ignore_external = False  # True: like a personal access token, `external` is silently dropped
+        self.external_lookup_status: int | None = None  # e.g. 400/403: `GET /tasks/external:...` is refused
         self.duplicate_memberships = "return_existing"  # or "reject": 400 (guess)
         self.announcements: list[tuple[str | None, str]] = []  # (route or None: every route, Asana-Change value)
         self.create_requests = self.rate_limited = self.early_requests = 0
@@ -893,6 +894,10 @@ class FakeAsana(FakeServer):
         return Response(201, {"data": self._render(task, _fields(request), True)})
 
     def _task_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        if self.external_lookup_status and ids["task"].startswith("external:"):
+            # (guess) external data is app-specific and needs OAuth (developers.asana.com/docs/custom-external-data);
+            # what a personal access token's lookup answers is not documented
+            return _error(self.external_lookup_status, "external: Not available for this authentication")
         task = self._find_task(ids["task"])
         if task is None:
             return _error(404, f"task: Unknown object: {ids['task']}")

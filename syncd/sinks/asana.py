@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from syncd.errors import RejectedError, TransientError
+from syncd.errors import AuthError, RejectedError, TransientError
 from syncd.http import GENERIC, HttpClient, Profile, Reply
 from syncd.marker import markers_in
 from syncd.models import Project
@@ -188,16 +188,15 @@ class AsanaSink:
         """The task this effect created, or None when Asana proves there is none.
 
         First by its external gid (`GET /tasks/external:<gid>`); external ids are an OAuth-app feature, so
-        when Asana has none under that id, a complete listing of the project's tasks is searched for the
-        marker in their notes. A listing that fails part-way raises: it proves nothing."""
+        when Asana has none under that id, or refuses the lookup (a personal access token), a complete
+        listing of the project's tasks is searched for the marker in their notes. A listing that fails part-way raises: it proves nothing."""
         try:
             reply = self._call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
             data = reply.data.get("data") if isinstance(reply.data, dict) else None
             if isinstance(data, dict) and isinstance(data.get("gid"), str):
                 return str(data["gid"])
-        except RejectedError as exc:
-            if exc.status != 404:
-                raise
+        except (RejectedError, AuthError):
+            pass  # not found, or not available to this token (external data needs OAuth): ask the listing
         offset: str | None = None
         while True:
             params = {"limit": 100, "opt_fields": "notes"} | ({"offset": offset} if offset else {})

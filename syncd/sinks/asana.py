@@ -189,7 +189,8 @@ class AsanaSink:
 
         First by its external gid (`GET /tasks/external:<gid>`); external ids are an OAuth-app feature, so
         when Asana has none under that id, or refuses the lookup (a personal access token), a complete
-        listing of the project's tasks is searched for the marker in their notes. A listing that fails part-way raises: it proves nothing."""
+        listing of the project's tasks is searched for the marker in their notes. A listing that fails
+        part-way raises: it proves nothing."""
         try:
             reply = self._call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
             data = reply.data.get("data") if isinstance(reply.data, dict) else None

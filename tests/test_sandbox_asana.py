@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +13,9 @@ import requests
 from syncd.sandbox import server
 from syncd.sandbox.asana import CHANGE, FakeAsana
 
-SPEC = Path(
-    os.environ.get("SYNCD_ASANA_SPEC")
-    or Path(__file__).resolve().parents[2] / "shared" / "specs" / "asana" / "asana_oas.yaml"
-)
+from conftest import require
+from reliability.asana_contract import SPEC
+
 HELP = (
     "For more information on API status codes and how to handle them, "
     "read the docs on errors: https://developers.asana.com/docs/errors"
@@ -107,9 +104,7 @@ def _schema_properties(text: str, name: str) -> set[str]:
 
 
 def test_created_project_keys_are_those_of_project_response(fake):
-    pytest.importorskip("yaml")
-    if not SPEC.exists():
-        pytest.skip("Asana OpenAPI spec not available")
+    require(not SPEC.exists(), f"Asana's OpenAPI spec is not at {SPEC}")
     allowed = _schema_properties(SPEC.read_text(), "ProjectResponse")
     keys = set(create(fake).json()["data"])
     assert keys <= allowed, keys - allowed
@@ -420,9 +415,7 @@ DATES = [{"gid": "1", "value": "2026-03-01"}, {"gid": "2", "value": "2026-04-01"
 
 
 def spec_keys(name: str) -> set[str]:
-    pytest.importorskip("yaml")
-    if not SPEC.exists():
-        pytest.skip("Asana OpenAPI spec not available")
+    require(not SPEC.exists(), f"Asana's OpenAPI spec is not at {SPEC}")
     return _schema_properties(SPEC.read_text(), name)
 
 

@@ -20,6 +20,8 @@ import pytest
 
 from syncd import config as configuration
 
+from conftest import unless_ci
+
 ROOT = Path(__file__).parent.parent
 UNITS = ROOT / "systemd"
 EXAMPLE = ROOT / "config.toml"
@@ -28,7 +30,7 @@ ANALYZE = shutil.which("systemd-analyze")
 SERVICES = ["syncd.service", "syncd@acme.service", "syncd-once.service", "syncd-once@acme.service"]
 TIMERS = ["syncd-once.timer", "syncd-once@acme.timer"]
 
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (apt install systemd)")
+needs_analyze = unless_ci(ANALYZE is None, "systemd-analyze is not installed (apt install systemd)")
 
 
 @pytest.fixture

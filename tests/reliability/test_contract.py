@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from conftest import FAST, Syncd, assert_exactly_once, qualify, settle_until_done
+from conftest import FAST, Syncd, assert_exactly_once, qualify, settle_until_done, unless_ci
 from reliability.asana_contract import SPEC, operation, violations
 
-pytestmark = pytest.mark.skipif(
-    not SPEC.exists(), reason=f"Asana's OpenAPI spec is not at {SPEC} (set SYNCD_ASANA_SPEC)"
-)
+pytestmark = unless_ci(not SPEC.exists(), f"Asana's OpenAPI spec is not at {SPEC} (set SYNCD_ASANA_SPEC)")
 
 
 def check_requests(syncd: Syncd) -> tuple[list[str], list[str]]:

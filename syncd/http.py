@@ -35,10 +35,8 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from syncd.errors import AuthError, QuotaExhausted, RateLimited, RejectedError, RemoteError, TransientError
-from syncd.profile import GENERIC as GENERIC  # re-exported: the sink and compose import it from here
-from syncd.profile import Profile as Profile
+from syncd.profile import GENERIC, Profile, parse_date, parse_retry_after
 from syncd.profile import QuotaPause as QuotaPause
-from syncd.profile import parse_date, parse_retry_after
 from syncd.ratelimit import TokenBucket
 from syncd.redact import redact, redact_url, register_secret
 

@@ -21,8 +21,9 @@ from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
 from syncd.compose.sources import build_source
 from syncd.errors import ConfigError
 from syncd.hooks import Hooks
-from syncd.http import HttpClient, Profile, RetryPolicy
+from syncd.http import HttpClient, RetryPolicy
 from syncd.metrics import Metrics
+from syncd.profile import Profile
 from syncd.ratelimit import TokenBucket
 from syncd.runtime import Runtime, Settings
 from syncd.sinks.asana import PROFILE as ASANA

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.errors import AuthError, RejectedError, TransientError
-from syncd.http import GENERIC, HttpClient, Profile, Reply
+from syncd.http import HttpClient, Reply
 from syncd.marker import markers_in
 from syncd.models import Project
+from syncd.profile import GENERIC, Profile
 
 log = logging.getLogger("syncd.sinks.asana")
 

@@ -19,6 +19,8 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     try:
         page = next(iter(source.pages(int(time.time() * 1000) - 60_000, 0)))
         say(f"{source.kind}: ok, the credentials can read deals ({len(page.deals)} changed in the last minute)")
+        if source.credential_origin:
+            say(f"{source.kind}: using {source.credential_origin}")
     except AuthError as exc:
         problems += 1
         say(

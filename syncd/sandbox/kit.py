@@ -46,6 +46,8 @@ class CrmDriver:
         if secrets is not None:
             credentials = {key.removesuffix("_env"): secrets[name] for key, name in self.env_names.items()}
         self.fake = self.new_fake(**credentials)
+        # What an operator configured once: a Salesforce refresh token rotates in the fake, not in this copy.
+        self.configured = {name: getattr(self.fake, key.removesuffix("_env")) for key, name in self.env_names.items()}
 
     def new_fake(self, **credentials: Any) -> FakeServer:
         raise NotImplementedError
@@ -66,8 +68,9 @@ class CrmDriver:
         return {"kind": self.kind, "base_url": self.fake.url, **self.env_names, **self.settings}
 
     def env(self) -> dict[str, str]:
-        """The environment syncd logs in to this fake with, in the variables `config()` names."""
-        return {name: getattr(self.fake, key.removesuffix("_env")) for key, name in self.env_names.items()}
+        """The environment syncd logs in to this fake with, in the variables `config()` names: the credentials the
+        fake was made with (a rotated refresh token is syncd's to keep, as it would be in production)."""
+        return dict(self.configured)
 
     # -- the story ---------------------------------------------------------------------------------------
     def add(

@@ -266,7 +266,11 @@ class FakeSalesforce(FakeServer):
         self.api_used = 0
         self.locator_ttl = 2 * 86_400.0  # seconds a nextRecordsUrl stays valid (documented: two days)
         self.batch_cap: int | None = None  # serve at most this many rows per batch ("not guaranteed")
-        self.rotate_refresh_token = False
+        # On by default, as Salesforce recommends: "For better security, enable refresh token rotation ... the
+        # connected app issues a new refresh token along with the access token each time the flow is invoked. The
+        # previous refresh token is automatically invalidated."
+        # (https://help.salesforce.com/s/articleView?id=remoteaccess_oauth_refresh_token_flow.htm)
+        self.rotate_refresh_token = True
         self.token_requests = self.query_requests = self.patch_requests = 0
         self.rate_limited = 0
         self.fault_kinds = ["500", "503", "drop"]

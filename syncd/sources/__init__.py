@@ -26,6 +26,11 @@ class Source(Protocol):
     http: HttpClient
     credential_hint: str  # what to check when the CRM rejects the credentials ("the variable named by ...")
 
+    @property
+    def credential_origin(self) -> str | None:
+        """Which of several possible credentials is in use, when there is a choice (never the credential)."""
+        ...
+
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one property of one deal (the project URL, for [flow.writeback]); idempotent."""
         ...

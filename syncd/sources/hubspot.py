@@ -51,6 +51,7 @@ MAX_VALUE_CHARS = 100_000
 
 class HubSpotSource:
     kind = "hubspot"
+    credential_origin: str | None = None
 
     def __init__(
         self,

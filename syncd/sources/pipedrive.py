@@ -62,6 +62,7 @@ _TIMESTAMP = re.compile(
 
 class PipedriveSource:
     kind = "pipedrive"
+    credential_origin: str | None = None
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ from syncd.http import Form, HttpClient, Reply
 from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, QuotaPause
 from syncd.sources.records import deal_from, iso_ms, parse_records
+from syncd.sources.refresh_token import RefreshToken
 
 FIELD_OF = {
     "name": "Name",
@@ -56,7 +57,7 @@ class SalesforceSource:
         *,
         client_id: str,
         client_secret: str,
-        refresh_token: str,
+        refresh_token: str | RefreshToken,
         api_version: str = "v60.0",
         fields: Iterable[str] = (),
         page_size: int = 2000,
@@ -66,14 +67,8 @@ class SalesforceSource:
     ) -> None:
         self.http = http
         self.login_url = http.base_url
-        self._login = Form(
-            {
-                "grant_type": "refresh_token",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "refresh_token": refresh_token,
-            }
-        )
+        self._client = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret}
+        self.refresh_token = refresh_token if isinstance(refresh_token, RefreshToken) else RefreshToken(refresh_token)
         self.credential_hint = credential_hint
         self.api_version = api_version
         self.page_size = max(200, min(page_size, 2000))
@@ -87,6 +82,10 @@ class SalesforceSource:
         wanted = {self.relationships.get(f, f) for f in wanted}
         self.fields = sorted(wanted - set(BASE_FIELDS))
         http.session.headers["Sforce-Query-Options"] = f"batchSize={self.page_size}"
+
+    @property
+    def credential_origin(self) -> str:
+        return self.refresh_token.origin
 
     # -- paging --------------------------------------------------------------------------------------
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
@@ -150,13 +149,17 @@ class SalesforceSource:
     def _refresh(self) -> None:
         self.http.retarget(self.login_url, {})
         try:
-            reply = self.http.call("POST", "/services/oauth2/token", json=self._login, expect=_token_problem)
+            grant = Form({**self._client, "refresh_token": self.refresh_token.value})
+            reply = self.http.call("POST", "/services/oauth2/token", json=grant, expect=_token_problem)
         except RejectedError as exc:
             raise AuthError(
-                f"salesforce: the refresh-token login failed ({exc}). Check {self.credential_hint}.",
+                f"salesforce: the refresh-token login with {self.refresh_token.origin} failed ({exc}). "
+                f"Check {self.credential_hint}.",
                 service="salesforce",
                 status=exc.status,
             ) from exc
+        if isinstance(rotated := reply.data.get("refresh_token"), str) and rotated:
+            self.refresh_token.rotate(rotated)  # the old one is already invalid: keep this one before anything else
         instance = str(reply.data["instance_url"]).rstrip("/")
         parts = urlsplit(instance)
         login = urlsplit(self.login_url)

@@ -54,6 +54,7 @@ def require(missing: bool, reason: str) -> None:
 @pytest.fixture
 def hubspot() -> Iterator[FakeHubSpot]:
     fake = FakeHubSpot(token=HUBSPOT_TOKEN)
+    fake.declare_property("asana_project_url")  # the write-back target of the suite's flows
     fake.start()
     yield fake
     fake.stop()

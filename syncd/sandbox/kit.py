@@ -133,7 +133,9 @@ class HubSpot(CrmDriver):
     fake: FakeHubSpot
 
     def new_fake(self, **credentials: Any) -> FakeHubSpot:
-        return FakeHubSpot(**credentials)
+        fake = FakeHubSpot(**credentials)
+        fake.declare_property("tier", "enumeration", ("Enterprise", "Growth", "Starter"))
+        return fake
 
     def create(
         self, name: str, stage: str, amount: float, tier: str, at: float, close: str | None, fields: dict[str, Any]
@@ -150,7 +152,8 @@ class HubSpot(CrmDriver):
         self.fake.add_raw_deal({"id": deal_id, "properties": {"hs_lastmodifieddate": "not a time", "amount": "x"}})
 
     def add_writeback(self) -> str:
-        return "asana_project_url"  # HubSpot's fake, like HubSpot, takes a custom property on PATCH
+        self.fake.declare_property("asana_project_url")  # HubSpot, like its fake, refuses a PATCH of an unknown one
+        return "asana_project_url"
 
     def written_back(self, deal: str) -> Any:
         return self.fake.deals[deal]["properties"].get("asana_project_url")

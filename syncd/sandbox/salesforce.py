@@ -428,6 +428,8 @@ class FakeSalesforce(FakeServer):
             if m and m["opp"] is None and request.method == "GET":
                 route = "query"
                 self.query_requests += 1
+            elif m and m["opp"] == "describe" and request.method == "GET":
+                route = "describe"
             elif m and m["opp"] is not None and request.method == "PATCH":
                 route = "patch"
                 self.patch_requests += 1
@@ -443,7 +445,9 @@ class FakeSalesforce(FakeServer):
                 return Response(403, LIMIT_EXCEEDED, self._limit_header())
             self.api_used += 1
             try:
-                if route == "patch":
+                if route == "describe":
+                    response = self._describe()
+                elif route == "patch":
                     response = self._patch(m["opp"], request)
                 elif m["locator"]:
                     response = self._more(m["v"], m["locator"], int(m["offset"]))
@@ -453,6 +457,22 @@ class FakeSalesforce(FakeServer):
                 response = error.response
             response.headers.update(self._limit_header())
             return self._fault(*fault, response, bearer=request.bearer) if fault else response
+
+    def _describe(self) -> Response:
+        """GET /services/data/vXX.X/sobjects/Opportunity/describe: "Completely describes the individual metadata at
+        all levels for the specified object", each field with `name`, `label`, `type`, `custom` and `updateable`
+        (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm).
+        Types as the standard object reference gives them; a custom field is a string."""
+        types = {"Id": "id", "Amount": "currency", "CloseDate": "date", "Probability": "percent", "IsWon": "boolean"}
+        types |= {"IsClosed": "boolean", "IsDeleted": "boolean", "StageName": "picklist", "Type": "picklist"}
+        types |= {"LeadSource": "picklist", "Description": "textarea", "OwnerId": "reference", "AccountId": "reference"}
+        types |= {"CreatedById": "reference", "LastModifiedById": "reference", **dict.fromkeys(DATETIME, "datetime")}
+        fields = [
+            {"name": name, "label": name, "type": types.get(name, "string"), "custom": name in self.custom_fields,
+             "updateable": name not in READ_ONLY, "nillable": name not in ("Id", "Name", "StageName", "CloseDate")}
+            for name in (*STANDARD, *sorted(self.custom_fields))
+        ]  # fmt: skip
+        return Response(200, {"name": "Opportunity", "label": "Opportunity", "custom": False, "fields": fields})
 
     def _limit_header(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}

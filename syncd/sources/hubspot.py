@@ -39,6 +39,7 @@ from syncd.http import HttpClient
 from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, QuotaPause, parse_seconds
 from syncd.sources.records import deal_from, iso_ms, parse_records
+from syncd.sources.schema import Declared, Schema
 
 SEARCH = "/crm/v3/objects/deals/search"
 PROPERTY_OF = {
@@ -58,6 +59,7 @@ CREATED, MERGED = "createdate", "hs_merged_object_ids"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_VALUE_CHARS = 100_000
 ACCOUNT = "/account-info/v3/details"
+PROPERTIES = "/crm/v3/properties/deals"
 ZONE_TTL = 86_400.0
 
 
@@ -133,6 +135,17 @@ class HubSpotSource:
                     )
                 yield Page(in_window, quarantined, cursor_ms=anchor)
                 tie_after = max(ids)
+
+    def schema(self) -> Schema:
+        """Every deal property the portal declares (`GET /crm/v3/properties/deals`), with its type."""
+        results = self.http.call("GET", PROPERTIES, expect=_search_problem).data["results"]
+        fields = {}
+        for item in results:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                meta = item.get("modificationMetadata")
+                read_only = isinstance(meta, dict) and meta.get("readOnlyValue") is True
+                fields[item["name"]] = Declared(item["name"], str(item.get("type", "string")), not read_only)
+        return Schema("HubSpot", fields)
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one deal property (e.g. the project URL). Idempotent, so retried like a read. HubSpot bumps

@@ -33,6 +33,7 @@ from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, QuotaPause
 from syncd.sources.records import deal_from, iso_ms, parse_records
 from syncd.sources.refresh_token import RefreshToken
+from syncd.sources.schema import Declared, Schema
 
 FIELD_OF = {
     "name": "Name",
@@ -114,6 +115,19 @@ class SalesforceSource:
             self._check_usage()
             reply = self._get(str(next_url), None)
 
+    def schema(self) -> Schema:
+        """Every Opportunity field (`GET .../sobjects/Opportunity/describe`). SOQL matches field names in any
+        case and answers with the canonical one, which is why `parse_record` reads them case-insensitively."""
+        if self.token is None:
+            self._refresh()
+        data = self._get(f"/services/data/{self.api_version}/sobjects/Opportunity/describe", None, _describe_problem)
+        fields = {
+            f["name"]: Declared(f["name"], str(f.get("type", "string")), f.get("updateable") is True)
+            for f in data.data["fields"]
+            if isinstance(f, dict) and isinstance(f.get("name"), str)
+        }
+        return Schema("Salesforce", fields, case_insensitive=True, derived=frozenset(self.relationships))
+
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one Opportunity field (e.g. Asana_Project__c). Idempotent, so retried like a read."""
         if self.token is None:
@@ -128,10 +142,12 @@ class SalesforceSource:
             self.http.call("PATCH", path, json={prop: value})
 
     # -- requests ------------------------------------------------------------------------------------
-    def _get(self, path: str, params: dict[str, str] | None) -> Reply:
+    def _get(
+        self, path: str, params: dict[str, str] | None, expect: Callable[[Any], str | None] | None = None
+    ) -> Reply:
         for attempt in (1, 2):
             try:
-                reply = self.http.call("GET", path, params=params, expect=_query_problem)
+                reply = self.http.call("GET", path, params=params, expect=expect or _query_problem)
             except AuthError as exc:
                 if attempt == 2 or exc.status != 401:
                     raise AuthError(
@@ -203,14 +219,19 @@ class SalesforceSource:
         if modstamp is None:
             raise ValueError(f"SystemModstamp {str(record.get('SystemModstamp'))[:40]!r} is not a datetime")
         props: dict[str, Any] = {}
+        folded = {str(key).casefold(): value for key, value in record.items()}  # SOQL answers canonical names
         for name in self.fields:
             if "." in name:
                 parent, child = name.split(".", 1)
-                related = record.get(parent)
-                value = related.get(child) if isinstance(related, dict) else None
+                related = folded.get(parent.casefold())
+                value = (
+                    {str(k).casefold(): v for k, v in related.items()}.get(child.casefold())
+                    if isinstance(related, dict)
+                    else None
+                )
                 props[name.replace(".", "_")] = value
             else:
-                props[name] = record.get(name)
+                props[name] = folded.get(name.casefold())
         for key, value in props.items():
             if value is not None and not isinstance(value, str | int | float | bool):
                 raise ValueError(f"field {key!r} is a {type(value).__name__}")
@@ -242,6 +263,12 @@ def parse_datetime_ms(value: Any) -> int | None:
 def _query_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         return "a body without a 'records' list (the page is not recorded; it will be read again)"
+    return None
+
+
+def _describe_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("fields"), list):
+        return "a describe answer without a 'fields' list"
     return None
 
 

@@ -8,7 +8,8 @@ The query is `SystemModstamp >= since AND SystemModstamp <= upper ORDER BY Syste
 unquoted datetime literals to the second; pages follow `nextRecordsUrl`. The upper end is Salesforce's clock
 (the `Date` header seen last, minus the delay). `Sforce-Limit-Info: api-usage=n/m` is read on every answer:
 past `stop_percent` of the daily allocation the cycle stops early (cursor where it was recorded) with a
-sentence saying so, so syncd never spends the org's last API calls.
+sentence saying so, so syncd never spends the org's last API calls. The allocation is a rolling 24-hour
+window, so the next cycle asks `GET .../limits` (one call) for the current figure instead of assuming.
 
 `PROFILE` is what Salesforce's answers mean to the HTTP layer: `Sforce-Limit-Info` is the daily allocation, an
 error body is a list `[{"errorCode", "message"}]` (the OAuth endpoint answers RFC 6749's `error_description`),
@@ -92,6 +93,8 @@ class SalesforceSource:
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         if self.token is None or self.skew is None:
             self._refresh()
+        if self._past_stop():
+            self._read_limits()  # the window rolls: the last figure seen may be hours old
         self._check_usage()
         upper_ms = (int((self.clock() + (self.skew or 0.0)) * 1000) - delay_ms) // 1000 * 1000  # SOQL: seconds
         since = max(since_ms or 0, 0)
@@ -196,8 +199,21 @@ class SalesforceSource:
             self.skew = reply.server_time - self.clock()
         self.quota = daily_quota(reply.headers) or self.quota
 
+    def _past_stop(self) -> bool:
+        return bool(
+            self.quota and self.quota[1] and 100 * (self.quota[1] - self.quota[0]) / self.quota[1] >= self.stop_percent
+        )
+
+    def _read_limits(self) -> None:
+        """One cheap call for the current figure: `DailyApiRequests` of `GET /services/data/vXX.X/limits` ("the
+        maximum allocation and the remaining allocation based on usage",
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm)."""
+        reply = self._get(f"/services/data/{self.api_version}/limits", None, _limits_problem)
+        daily = reply.data["DailyApiRequests"]
+        self.quota = (int(daily["Remaining"]), int(daily["Max"]))
+
     def _check_usage(self) -> None:
-        if self.quota and self.quota[1] and 100 * (self.quota[1] - self.quota[0]) / self.quota[1] >= self.stop_percent:
+        if self.quota and self._past_stop():
             used, limit = self.quota[1] - self.quota[0], self.quota[1]
             raise RateLimited(
                 f"salesforce: API usage is {used}/{limit} ({100 * used / limit:.0f}%), past [crm] "
@@ -263,6 +279,13 @@ def parse_datetime_ms(value: Any) -> int | None:
 def _query_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         return "a body without a 'records' list (the page is not recorded; it will be read again)"
+    return None
+
+
+def _limits_problem(data: Any) -> str | None:
+    daily = data.get("DailyApiRequests") if isinstance(data, dict) else None
+    if not isinstance(daily, dict) or not all(isinstance(daily.get(k), int) for k in ("Max", "Remaining")):
+        return "a limits answer without DailyApiRequests Max and Remaining"
     return None
 
 

@@ -166,7 +166,7 @@ def test_a_daily_429_is_not_retried_and_pauses_hubspot_until_the_next_full_utc_h
     source = source_for(hubspot, on_pause=pauses.append)
     with pytest.raises(QuotaExhausted, match=r"daily limit.*policyName DAILY.*pause until") as caught:
         read_window(source)
-    assert len(hubspot.requests) == 1, "one request (the portal's details, read first): no retries"
+    assert hubspot.search_requests == 1, "one request for the call: no retries"
     expected = 3600 - hubspot.now() % 3600 + 30
     assert caught.value.retry_after == pytest.approx(expected, abs=2)
     assert pauses == [pytest.approx(hubspot.now() + expected, abs=2)]  # what the engine saves for a restart
@@ -193,7 +193,7 @@ def test_after_the_portals_midnight_the_next_cycle_asks_once_and_resumes(hubspot
     restarted = source_for(hubspot, wall=hubspot.now)
     restarted.http.pause_until_wall(until)  # what Cycle.run does with the saved pause
     assert seen_ids(read_window(restarted)) == {deal}
-    assert hubspot.daily_used == 2  # the portal's details (once a day) and the search
+    assert hubspot.daily_used == 1
 
 
 def test_the_search_rate_limit_is_respected_proactively(hubspot: FakeHubSpot) -> None:

@@ -13,8 +13,8 @@ page boundary never races writes still in flight and the local clock does not ma
 
 `closedate` is an instant, but people mean a calendar day in the portal's time zone: 2026-09-30T22:30:00Z is
 00:30 on 1 October in Berlin, so a Berlin portal's deal closed on 1 October. So `close_date` is the portal's
-day, in the zone `GET /account-info/v3/details` names (read once per process and again after a day; its
-`utcOffsetMilliseconds` when the zone's name is unknown here).
+day, in the zone `GET /account-info/v3/details` names (read when a page first holds such an instant, then kept
+for a day, so an idle cycle still costs one request; its `utcOffsetMilliseconds` when the name is unknown here).
 
 `PROFILE` is what HubSpot's answers mean to the HTTP layer: `X-HubSpot-RateLimit-Remaining: 0` pauses the
 bucket for the window's interval, `X-HubSpot-RateLimit-Daily[-Remaining]` is the daily allocation, an
@@ -25,6 +25,7 @@ spent (`quota_spent`: no retry, the service pauses until the next full UTC hour;
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import re
@@ -99,7 +100,6 @@ class HubSpotSource:
         return self._zone[0]
 
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
-        zone = self.zone()
         anchor = max(since_ms or 0, 0)
         upper: int | None = None
         tie_after: int | None = None  # paging within one timestamp, by hs_object_id (0: from the first id)
@@ -107,7 +107,8 @@ class HubSpotSource:
             reply_data, server_time = self._search(anchor, upper, tie_after)
             if upper is None:
                 upper = int((server_time or self.clock()) * 1000) - delay_ms
-            deals, quarantined = parse_records(reply_data["results"], lambda record: parse_deal(record, zone))
+            zone = self.zone() if _has_instant_close(reply_data["results"]) else UTC  # an idle cycle asks nothing more
+            deals, quarantined = parse_records(reply_data["results"], functools.partial(parse_deal, zone=zone))
             in_window = [d for d in deals if d.updated_at_ms <= upper]
             more = _has_next(reply_data) and anchor <= upper
             if tie_after is None:
@@ -180,6 +181,16 @@ def _search_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         return "a body without a 'results' list (the page is not recorded; it will be read again)"
     return None
+
+
+def _has_instant_close(records: list[Any]) -> bool:
+    """Whether any record's `closedate` is an instant, whose day depends on the portal's zone."""
+    for record in records:
+        props = record.get("properties") if isinstance(record, dict) else None
+        value = props.get("closedate") if isinstance(props, dict) else None
+        if isinstance(value, str) and len(value.strip()) > 10:
+            return True
+    return False
 
 
 def _has_next(data: dict[str, Any]) -> bool:

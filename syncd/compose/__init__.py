@@ -27,7 +27,7 @@ from syncd.profile import Profile
 from syncd.ratelimit import TokenBucket
 from syncd.runtime import Runtime, Settings
 from syncd.sinks.asana import PROFILE as ASANA
-from syncd.sinks.asana import AsanaSink
+from syncd.sinks.asana import READY_FOR, AsanaSink
 from syncd.sources import Source
 from syncd.store import Store, open_store
 
@@ -113,7 +113,14 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
         max_attempts=cfg.asana.max_attempts,
         retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
     )
-    sink = AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team)
+    sink = AsanaSink(
+        asana_http,
+        workspace=cfg.asana.workspace,
+        team=cfg.asana.team,
+        enable=(*READY_FOR, *cfg.asana.enable_changes),
+        disable=cfg.asana.disable_changes,
+        oauth=cfg.asana.auth == "oauth",
+    )
     return Wiring(source, sink, settings, monitor, webhook_poster())
 
 

@@ -67,3 +67,14 @@ def test_salesforce_fields_in_any_case_read_the_canonical_field(tmp_path: Path, 
         assert "[crm] fields: 'tier__c' is 'Tier__c' in Salesforce" in s("check").stdout
     finally:
         crm.stop()
+
+
+def test_run_refuses_to_start_with_a_name_the_crm_does_not_have(any_crm: CrmSyncd) -> None:
+    s = any_crm
+    s.crm.add("Deal 1")
+    kind = s.crm.kind
+    s.config(flows=[{"name": "onboarding", "when": s.crm.rule.replace(TIER[kind], TYPO[kind])}])
+    daemon = s.start("run")
+    out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 78, out + err
+    assert f"{TYPO[kind]!r} is not a" in out + err and "Traceback" not in out + err

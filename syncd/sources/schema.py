@@ -11,10 +11,18 @@ a template that renders empty, or a write-back that fails on every deal.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from syncd.errors import RemoteError, SourceSetupError
 from syncd.flows import Flow
+
+if TYPE_CHECKING:
+    from syncd.sources import Source
+
+log = logging.getLogger("syncd")
 
 NORMALISED = frozenset({"id", "name", "stage", "amount", "close_date", "pipeline", "owner", "updated_at"})
 
@@ -80,3 +88,19 @@ def findings(schema: Schema, flows: Iterable[Flow], extra: Iterable[str] = ()) -
         elif "." not in name and schema.lookup(name) is None:
             out.append(f"[crm] fields: {name!r} is not a {schema.vendor} deal field{schema.nearest(name)}")
     return out
+
+
+def verify(source: Source, flows: Iterable[Flow], extra: Iterable[str] = ()) -> None:
+    """At start and on SIGHUP: raise SourceSetupError (exit 78) with every finding. The CRM not answering is not
+    a finding: the cycles will report it, and a daemon must not refuse to start because its CRM is down."""
+    try:
+        schema = source.schema()
+    except RemoteError as exc:
+        log.warning("%s: the deal fields could not be read to check the flows (%s); checking again at SIGHUP",
+                    source.kind, exc)  # fmt: skip
+        return
+    if lines := findings(schema, flows, extra):
+        raise SourceSetupError(
+            f"the flows name {schema.vendor} deal fields that do not fit: " + "; ".join(lines) + ". `syncd check` "
+            "shows the same list."
+        )

@@ -119,6 +119,12 @@ def _listen(listen: str, site: Site) -> str:
     return listen
 
 
+def _log_format(value: str, site: Site) -> str:
+    if value not in ("text", "json"):
+        raise site.fail(f'format = {value!r} is not a log format. Use "text" or "json".')
+    return value
+
+
 def _state_path(path: str, site: Site) -> Path:
     return (site.path.parent / path).resolve()
 
@@ -204,6 +210,7 @@ TABLES: dict[str, tuple[Key, ...]] = {
         ),
     ),
     "metrics": (Key("listen", str, None, "host:port for /metrics and /healthz", check=_listen, attr="metrics_listen"),),
+    "log": (Key("format", str, "text", "text | json: how log lines look", check=_log_format, attr="log_format"),),
 }
 
 
@@ -237,6 +244,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         **values["state"],
         **values["schedule"],
         **values["metrics"],
+        **values["log"],
     )
 
 

@@ -68,6 +68,7 @@ class Config:
     flows: tuple[Flow, ...]
     alerts: AlertsConfig = AlertsConfig()
     metrics_listen: str | None = None
+    log_format: str = "text"  # [log] format: text | json
 
     @property
     def crm_properties(self) -> frozenset[str]:

@@ -17,6 +17,7 @@ from syncd import baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import new_op, unconfigured
+from syncd.journal import cycle_event
 from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
 from syncd.progress import Progress
@@ -83,6 +84,7 @@ class Cycle:
             created=len(report.created),
         )
         rt.after_cycle(report)
+        log.log(*cycle_event(report))
         return report
 
     # -- poll and record -------------------------------------------------------------------------------

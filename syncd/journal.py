@@ -20,9 +20,13 @@ import logging
 import os
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from syncd.models import iso_ms
 from syncd.redact import RedactingFilter
+
+if TYPE_CHECKING:
+    from syncd.models import CycleReport
 
 FORMATS = ("text", "json")
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -101,3 +105,22 @@ def setup(verbose: int, log_format: str = "text", *, daemon: bool = False, strea
     logging.getLogger("syncd.progress").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def cycle_event(report: CycleReport) -> tuple[int, str]:
+    """The one line a finished cycle logs (`syncd.engine`), and its level: ERROR when it failed, WARNING when
+    it left dead ops or warnings, else INFO (shown by `syncd run`, and by the other commands with -v)."""
+    if report.baseline and not report.errors:
+        head = f"baseline recorded: {report.deals_seen} deals in {report.pages} page(s)"
+    else:
+        outcome = "FAILED" if report.errors else "ok"
+        head = (
+            f"cycle {outcome}: {report.pages} page(s), {report.deals_seen} deals seen, {report.deals_changed} "
+            f"changed, {len(report.created)} created, {len(report.dead)} dead"
+        )
+    parts = [head, f"cursor {iso_ms(report.cursor_ms) or 'not set'}"]
+    parts += [f"dead: {line}" for line in report.dead]
+    parts += [f"warning: {line}" for line in report.warnings]
+    parts += [f"error: {line}" for line in report.errors]
+    level = logging.ERROR if report.errors else logging.WARNING if report.dead or report.warnings else logging.INFO
+    return level, "; ".join(parts)

@@ -15,7 +15,7 @@ from syncd.daemon import run_forever
 from syncd.engine import Cycle
 from syncd.errors import ConfigError
 from syncd.hooks import Hooks
-from syncd.models import CycleReport, iso_ms
+from syncd.models import CycleReport
 from syncd.status_page import StatusPage, site
 from syncd.store import read_status
 
@@ -27,9 +27,7 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
     with compose.wired(cfg, lock_fd, hooks) as (rt, monitor):
 
         def cycle(stopping: threading.Event) -> CycleReport:
-            report = Cycle(rt, stopping=stopping.is_set).run()
-            log.log(*cycle_event(report))
-            return report
+            return Cycle(rt, stopping=stopping.is_set).run()
 
         def reload() -> None:
             """SIGHUP, between cycles: switch to the config file as it is now if it is valid; a ConfigError
@@ -64,22 +62,3 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
             if server:
                 server.shutdown()
                 server.server_close()
-
-
-def cycle_event(report: CycleReport) -> tuple[int, str]:
-    """The journal's one line for a finished cycle and its level: ERROR when it failed, WARNING when it
-    left dead ops or warnings, else INFO."""
-    if report.baseline and not report.errors:
-        head = f"baseline recorded: {report.deals_seen} deals in {report.pages} page(s)"
-    else:
-        outcome = "FAILED" if report.errors else "ok"
-        head = (
-            f"cycle {outcome}: {report.pages} page(s), {report.deals_seen} deals seen, {report.deals_changed} "
-            f"changed, {len(report.created)} created, {len(report.dead)} dead"
-        )
-    parts = [head, f"cursor {iso_ms(report.cursor_ms) or 'not set'}"]
-    parts += [f"dead: {line}" for line in report.dead]
-    parts += [f"warning: {line}" for line in report.warnings]
-    parts += [f"error: {line}" for line in report.errors]
-    level = logging.ERROR if report.errors else logging.WARNING if report.dead or report.warnings else logging.INFO
-    return level, "; ".join(parts)

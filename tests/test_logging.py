@@ -52,9 +52,12 @@ def test_run_under_journald_one_failed_and_one_good_cycle(syncd: Syncd, tmp_path
     assert daemon.returncode == 0 and out == ""  # logs go to stderr only
     assert lines and all(JOURNAL_LINE.match(line) for line in lines), lines  # priority prefix, no timestamp
     [failed] = [line for line in lines if "cycle FAILED" in line]
-    assert failed.startswith("<3>ERROR syncd: cycle FAILED: ") and "; cursor not set; error: polling hubspot" in failed
+    assert (
+        failed.startswith("<3>ERROR syncd.engine: cycle FAILED: ")
+        and "; cursor not set; error: polling hubspot" in failed
+    )
     [good] = [line for line in lines if "baseline recorded" in line]
-    assert good.startswith("<6>INFO syncd: baseline recorded: 3 deals in 1 page(s); cursor 20")
+    assert good.startswith("<6>INFO syncd.engine: baseline recorded: 3 deals in 1 page(s); cursor 20")
     assert not [line for line in lines if API_CALL.search(line)]  # no API call without -v
     assert not [line for line in lines if "run_forever" in line or "apscheduler" in line.lower()]
     assert any(line.startswith("<6>INFO syncd.daemon: syncd stopped") for line in lines)
@@ -123,3 +126,15 @@ def test_a_long_baseline_says_how_far_it_got(syncd: Syncd) -> None:
     progress = re.findall(r"INFO syncd.progress: baseline: (\d+) deals, (\d+) pages, (\d+) s$", result.stderr, re.M)
     assert progress, result.stderr
     assert [int(s) for *_, s in progress] == sorted(int(s) for *_, s in progress)
+
+
+def test_a_failed_once_logs_its_error_on_stderr(syncd: Syncd) -> None:
+    add_deals(syncd, 1)
+    syncd.hubspot.inject("500", times=4)
+    result = subprocess.run(
+        syncd.command("once"), env=syncd.env(), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if "cycle FAILED" in line]
+    assert STAMP.match(line) and " ERROR syncd.engine: cycle FAILED: " in line and "error: polling hubspot" in line
+    assert "ERROR" not in result.stdout  # stdout is the command's summary, not the log

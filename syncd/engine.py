@@ -141,6 +141,7 @@ class Cycle:
             if self.stopping():
                 return
             self.drain()
+        progress.done(report.pages, report.deals_seen)
         if report.dry_run:
             return
         if report.baseline:

@@ -138,3 +138,30 @@ def test_a_failed_once_logs_its_error_on_stderr(syncd: Syncd) -> None:
     [line] = [line for line in result.stderr.splitlines() if "cycle FAILED" in line]
     assert STAMP.match(line) and " ERROR syncd.engine: cycle FAILED: " in line and "error: polling hubspot" in line
     assert "ERROR" not in result.stdout  # stdout is the command's summary, not the log
+
+
+def test_on_a_terminal_progress_is_redrawn_in_place(syncd: Syncd) -> None:
+    add_deals(syncd, 4)
+    syncd.config(crm={"page_size": 1})
+    syncd.hubspot.inject("slow", times=5, delay=0.5)  # a slow CRM: the baseline takes over a second
+    leader, follower = os.openpty()
+    try:
+        process = subprocess.Popen(syncd.command("once"), env=syncd.env(), stdout=subprocess.PIPE, stderr=follower)
+        os.close(follower)
+        out, _ = process.communicate(timeout=60)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert process.returncode == 0, seen
+    text = seen.decode()
+    assert re.search(r"\rbaseline: \d+ deals, \d+ pages, \d+ s\r\x1b\[K", text), text  # drawn, then cleared
+    assert re.search(r"\r\x1b\[Kbaseline: \d+ deals, \d+ pages, \d+ s, done\r?\n", text), text
+    assert b"baseline" not in out

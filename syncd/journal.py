@@ -7,7 +7,8 @@ The contract, set up once by the CLI (`setup`):
 - Every line goes to stderr; stdout is the command's own output.
 - Under journald (`$JOURNAL_STREAM` names stderr) text lines carry no timestamp, the journal adds its own,
   and start with the syslog priority (`<3>` for ERROR), so `journalctl -p warning` finds failed cycles.
-- `format = "json"` writes one JSON object a line: level, logger, message (and time outside journald).
+- `format = "json"` writes one JSON object a line: level, logger, message, and the time outside journald
+  (under journald, the priority prefix too).
 - On a terminal, progress ("baseline: 12,000 deals, 60 pages, 14 s") is redrawn in place every second;
   elsewhere it is a line every 10 s.
 - Verbosity: 0 shows warnings, errors and progress (plus `syncd run`'s events); 1 (`-v`) adds one line per
@@ -67,7 +68,8 @@ class TextLines(logging.Formatter):
 
 
 class JsonLines(logging.Formatter):
-    """One JSON object a line; the time is left to the journal when there is one."""
+    """One JSON object a line. Under journald the time is left to the journal and the line starts with the
+    syslog priority, which journald strips: what it stores is the JSON alone."""
 
     def __init__(self, journal: bool) -> None:
         super().__init__()
@@ -78,7 +80,8 @@ class JsonLines(logging.Formatter):
         line |= {"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         if record.exc_text:
             line["traceback"] = record.exc_text
-        return json.dumps(line, ensure_ascii=False)
+        text = json.dumps(line, ensure_ascii=False)
+        return f"<{_PRIORITY.get(record.levelno, 6)}>{text}" if self.journal else text
 
 
 def one_line(message: str) -> str:

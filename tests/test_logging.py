@@ -101,6 +101,15 @@ def test_json_lines_from_the_option_or_the_config(syncd: Syncd) -> None:
     assert records and all(set(r) >= {"time", "level", "logger", "message"} for r in records)
     assert any(r["logger"] == "syncd.http" and r["level"] == "info" for r in records)
 
+    with (syncd.workdir / "journal.log").open("w") as stderr:
+        st = os.fstat(stderr.fileno())
+        env = syncd.env(JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+        command = syncd.command("--log-format", "json", "-v", "once")
+        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, check=True)
+    for line in (syncd.workdir / "journal.log").read_text().splitlines():
+        priority, record = re.fullmatch(r"<(\d)>(\{.*\})", line).groups()  # type: ignore[union-attr]
+        assert "time" not in json.loads(record) and priority in "3467"
+
     syncd.config(log={"format": "json"})
     from_config = syncd("-v", "once")
     assert [json.loads(line)["level"] for line in from_config.stderr.splitlines()]

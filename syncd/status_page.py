@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from syncd.errors import StoreError
 from syncd.flows import Flow
-from syncd.models import iso_s
+from syncd.models import iso_ms, iso_s
 from syncd.status_text import format_explain
 from syncd.store.read import Status, read_cycles, read_history, read_status
 
@@ -69,9 +69,26 @@ class StatusPage:
 
     def health(self, s: Status) -> str:
         if s.healthy:
-            return '<h2>Health</h2><p id="health" class="ok">healthy</p>'
-        reasons = "".join(f"<li>{escape(problem)}</li>" for problem in s.problems)
-        return f'<h2>Health</h2><p id="health" class="bad">NOT healthy</p><ul id="problems">{reasons}</ul>'
+            verdict = '<p id="health" class="ok">healthy</p>'
+        else:
+            reasons = "".join(f"<li>{escape(problem)}</li>" for problem in s.problems)
+            verdict = f'<p id="health" class="bad">NOT healthy</p><ul id="problems">{reasons}</ul>'
+        age = f" ({s.cursor_age_seconds:.0f} s ago)" if s.cursor_age_seconds is not None else ""
+        facts = [
+            ("cursor", (iso_ms(s.cursor_ms) or "not set") + age),
+            ("last success", iso_s(s.last_success_at) or "never"),
+            ("deals", s.deals),
+            (
+                "asana calls",
+                s.health.breaker + (" (paused after repeated failures)" if s.health.breaker == "open" else ""),
+            ),
+            *(
+                (f"{service} quota", f"{q['remaining']:,} of {q['limit']:,} daily calls left")
+                for service, q in s.health.quota.items()
+            ),
+            *(("alert firing", key) for key in s.health.alerts_firing),
+        ]
+        return "<h2>Health</h2>" + verdict + table("facts", ("", ""), facts)
 
     def flow_table(self, s: Status) -> str:
         rows = [
@@ -97,6 +114,11 @@ class StatusPage:
 
     def ops(self, s: Status) -> str:
         counts = table("ops", ("state", "ops"), [(state.value, count) for state, count in s.ops.items()])
+        if s.effects:
+            follow_ups = [(state.value, count) for state, count in s.effects.items()]
+            counts += "<h3>Follow-ups (tasks, write-backs, messages)</h3>" + table(
+                "effects", ("state", "follow-ups"), follow_ups
+            )
         dead = table(
             "dead", ("deal", "flow", "op", "reason"), [(d.deal_id, d.flow, d.op_key, d.reason) for d in s.dead_ops]
         )

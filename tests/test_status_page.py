@@ -94,6 +94,7 @@ def test_the_page_shows_health_flows_cycles_ops_and_quarantine(syncd: Syncd, sit
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/html")
     page, seen = answer.text, text_of(answer.text)
     assert "NOT healthy" in seen and "1 dead op(s) need a human" in seen  # status's own reasons
+    assert re.search(r"<td>asana calls</td><td>closed</td>", page) and re.search(r"<td>deals</td><td>\d+</td>", page)
     [dead_reason] = syncd.query("SELECT last_error FROM ops WHERE state = 'dead'")
     assert html.escape(dead_reason[0]) in page
     assert "onboarding" in seen and "active" in seen and "stage == 'closedwon'" in seen
@@ -135,6 +136,10 @@ def test_a_token_is_required_off_loopback_and_checked_on_every_request(syncd: Sy
         answer = requests.get(served.url, headers=good, timeout=5)
         assert answer.status_code == 200 and "syncd status" in answer.text
         assert "s3cret-status-token-81f2" not in answer.text
+    unset = subprocess.run(
+        syncd.command("run"), env=syncd.env(), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert unset.returncode == 78 and "The token variable SYNCD_STATUS_TOKEN is not set" in unset.stderr
 
 
 def test_in_a_real_browser(syncd: Syncd, site: Site, tmp_path: Path) -> None:

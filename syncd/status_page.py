@@ -22,7 +22,7 @@ from syncd.errors import StoreError
 from syncd.flows import Flow
 from syncd.models import iso_ms, iso_s
 from syncd.status_text import format_explain
-from syncd.store.read import Status, read_cycles, read_history, read_status
+from syncd.store.read import CycleRun, Status, read_cycles, read_history, read_status
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -91,11 +91,13 @@ class StatusPage:
         return "<h2>Health</h2>" + verdict + table("facts", ("", ""), facts)
 
     def flow_table(self, s: Status) -> str:
-        rows = [
-            (flow.name, "paused" if not getattr(flow, "enabled", True) else "active", flow.rule.source)
-            for flow in self.flows()
-        ]
-        return "<h2>Flows</h2>" + table("flows", ("flow", "state", "when"), rows)
+        paused = set(getattr(s, "paused_flows", ()))  # `syncd flow pause`, where this syncd has it
+        rows = [(flow.name, flow_state(flow, paused), flow.rule.source) for flow in self.flows()]
+        requests = getattr(s, "pending_requests", ())  # what `retry`/`backfill` left for the next cycle
+        waiting = "".join(f"<li>{escape(line)}: waits for the next cycle</li>" for line in requests)
+        return (
+            "<h2>Flows</h2>" + table("flows", ("flow", "state", "when"), rows) + (f"<ul>{waiting}</ul>" * bool(waiting))
+        )
 
     def search(self, deal: str | None) -> str:
         value = escape(deal or "", quote=True)
@@ -135,7 +137,7 @@ class StatusPage:
             (
                 c.id,
                 iso_s(c.started_at),
-                "unfinished" if c.ok is None else "ok" if c.ok else "FAILED",
+                outcome(c),
                 "" if c.finished_at is None else f"{c.finished_at - c.started_at:.1f} s",
                 c.deals_seen,
                 c.created,
@@ -145,6 +147,18 @@ class StatusPage:
         ]
         head = ("cycle", "started", "outcome", "took", "deals seen", "created", "error")
         return "<h2>Last 50 cycles</h2>" + table("cycles", head, rows)
+
+
+def flow_state(flow: Flow, paused: set[str]) -> str:
+    if not getattr(flow, "enabled", True):  # `[[flow]] enabled = false`, where this syncd has it
+        return "off (enabled = false)"
+    return f"paused (syncd flow resume {flow.name})" if flow.name in paused else "active"
+
+
+def outcome(c: CycleRun) -> str:
+    if c.interrupted:
+        return f"interrupted ({c.interrupted})"
+    return "running or did not finish" if c.ok is None else "ok" if c.ok else "FAILED"
 
 
 def table(name: str, head: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> str:

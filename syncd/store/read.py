@@ -39,6 +39,7 @@ class CycleRun:
     error: str | None
     deals_seen: int
     created: int
+    interrupted: str | None = None  # the signal that stopped it, where the schema records one
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ def read_cycles(path: Path, limit: int = 50) -> tuple[CycleRun, ...]:
             r["error"],
             r["deals_seen"],
             r["created"],
+            r["interrupted"] if "interrupted" in r.keys() else None,  # noqa: SIM118 (a Row has no __contains__ of keys)
         )
         for r in rows
     )

@@ -8,7 +8,6 @@ then, so a second syncd exits 75 in a fraction of a second.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -20,11 +19,11 @@ from typing import TYPE_CHECKING
 import click
 
 from syncd import config as configuration
-from syncd import lock
+from syncd import journal, lock
 from syncd.errors import SyncdError
 from syncd.hooks import Hooks
 from syncd.models import State
-from syncd.redact import RedactingFilter, redact
+from syncd.redact import redact
 
 if TYPE_CHECKING:
     from syncd.models import CycleReport
@@ -35,9 +34,14 @@ if TYPE_CHECKING:
 class App:
     config_option: str | None
     hooks: Hooks
+    log_options: tuple[int, str | None, bool] = (0, None, False)  # -v count, --log-format, daemon
 
     def config(self) -> configuration.Config:
-        return configuration.load(configuration.config_path(self.config_option))
+        cfg = configuration.load(configuration.config_path(self.config_option))
+        verbose, log_format, daemon = self.log_options
+        if log_format is None and cfg.log_format != "text":
+            journal.setup(verbose, cfg.log_format, daemon=daemon)  # [log] format, unless --log-format said
+        return cfg
 
     @contextmanager
     def runtime(self, cfg: configuration.Config) -> Iterator[Runtime]:
@@ -63,13 +67,18 @@ def holding_lock(cfg: configuration.Config) -> Iterator[int]:
 @click.option(
     "--config", "config_option", metavar="PATH", help="Config file (default: $SYNCD_CONFIG or ./config.toml)."
 )
-@click.option("-v", "--verbose", count=True, help="Log more: -v for each API call, -vv for debug.")
+@click.option("-v", "--verbose", count=True, help="Log more: -v adds each API call, -vv debug detail.")
+@click.option(
+    "--log-format", type=click.Choice(journal.FORMATS), help="Log lines as text or JSON (default: [log] format)."
+)
 @click.version_option(package_name="syncd")
 @click.pass_context
-def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_option: str | None, verbose: int, log_format: str | None) -> None:
     """Create one Asana project per CRM deal that newly matches a rule, exactly once, by polling."""
-    setup_logging(verbose if ctx.invoked_subcommand != "run" else max(verbose, 1))
-    ctx.obj = App(config_option, ctx.obj if isinstance(ctx.obj, Hooks) else Hooks())
+    daemon = ctx.invoked_subcommand == "run"
+    journal.setup(verbose, log_format or "text", daemon=daemon)
+    hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
+    ctx.obj = App(config_option, hooks, (verbose, log_format, daemon))
 
 
 @cli.command()
@@ -247,17 +256,6 @@ def parse_date_ms(text: str) -> int:
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD or ISO 8601", param_hint="--since") from None
     return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
-
-
-def setup_logging(verbose: int) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:

@@ -133,8 +133,20 @@ def _stale(minutes: float, site: Site) -> float:
 def _listen(listen: str, site: Site) -> str:
     from syncd.metrics import parse_listen  # cheap: prometheus_client is imported only when serving
 
-    parse_listen(listen, f"{site.path} [metrics] listen")
+    host, _ = parse_listen(listen, f"{site.path} [metrics] listen")
+    if not is_loopback(host) and not site.values["metrics"].get("metrics_token_env"):
+        raise site.fail(
+            f"listen = {listen!r} is reachable from other machines, so the status page needs a token: set "
+            'token_env = "SYNCD_STATUS_TOKEN" and put a long random value in that variable, or listen on '
+            "127.0.0.1."
+        )
     return listen
+
+
+def _log_format(value: str, site: Site) -> str:
+    if value not in ("text", "json"):
+        raise site.fail(f'format = {value!r} is not a log format. Use "text" or "json".')
+    return value
 
 
 def _state_path(path: str, site: Site) -> Path:
@@ -224,7 +236,18 @@ TABLES: dict[str, tuple[Key, ...]] = {
             attr="quota_warn_fraction",
         ),
     ),
-    "metrics": (Key("listen", str, None, "host:port for /metrics and /healthz", check=_listen, attr="metrics_listen"),),
+    "metrics": (
+        Key("token_env", str, None, "the variable holding the bearer token", attr="metrics_token_env"),
+        Key(
+            "listen",
+            str,
+            None,
+            "host:port for the status page, /metrics and /healthz",
+            check=_listen,
+            attr="metrics_listen",
+        ),
+    ),
+    "log": (Key("format", str, "text", "text | json: how log lines look", check=_log_format, attr="log_format"),),
 }
 
 
@@ -258,6 +281,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         **values["state"],
         **values["schedule"],
         **values["metrics"],
+        **values["log"],
     )
 
 

@@ -71,6 +71,8 @@ class Config:
     flows: tuple[Flow, ...]
     alerts: AlertsConfig = AlertsConfig()
     metrics_listen: str | None = None
+    metrics_token_env: str | None = None  # the variable holding the status page's bearer token
+    log_format: str = "text"  # [log] format: text | json
 
     @property
     def crm_properties(self) -> frozenset[str]:

@@ -178,10 +178,18 @@ def run_forever(
         coalesce=True,
         next_run_time=datetime.now(UTC),
         id="cycle",
+        name="syncd cycle",  # what APScheduler's own warnings call it, instead of run_forever.<locals>.run_cycle
     )
     if watchdog:
         scheduler.add_job(
-            ping, "interval", seconds=watchdog / 2, max_instances=1, coalesce=True, executor="watchdog", id="watchdog"
+            ping,
+            "interval",
+            seconds=watchdog / 2,
+            max_instances=1,
+            coalesce=True,
+            executor="watchdog",
+            id="watchdog",
+            name="watchdog ping",
         )
 
     with signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as next_signal:

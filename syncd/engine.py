@@ -17,8 +17,10 @@ from syncd import baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import new_op, unconfigured
+from syncd.journal import cycle_event
 from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
+from syncd.progress import Progress
 from syncd.runtime import Runtime
 
 log = logging.getLogger("syncd.engine")
@@ -82,6 +84,7 @@ class Cycle:
             created=len(report.created),
         )
         rt.after_cycle(report)
+        log.log(*cycle_event(report))
         return report
 
     # -- poll and record -------------------------------------------------------------------------------
@@ -107,9 +110,11 @@ class Cycle:
         report.rebaselined = {} if report.baseline else need
         cursor = store.cursor()
         start = None if cursor is None or need else cursor - int(settings.overlap_seconds * 1000)
+        progress = Progress("baseline" if report.baseline else "poll", rt.clock)
         for page in rt.source.pages(start, int(settings.delay_seconds * 1000)):
             report.pages += 1
             report.deals_seen += len(page.deals)
+            progress.page(report.pages, report.deals_seen)
             report.quarantined += len(page.quarantined)
             stored = store.stored_deals(d.id for d in page.deals)
             changes = diffing.diff(page.deals, stored, rt.flows, baselining=need, baseline_at_ms=since_ms)
@@ -136,6 +141,7 @@ class Cycle:
             if self.stopping():
                 return
             self.drain()
+        progress.done(report.pages, report.deals_seen)
         if report.dry_run:
             return
         if report.baseline:

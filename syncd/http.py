@@ -191,6 +191,7 @@ class HttpClient:
                 retry_after=wait,
             )
         if wait > 0:
+            log.debug("%s: waiting %.2fs for the %s rate limit before %s", self.service, wait, bucket, method)
             self.sleep(wait)
         started = self.clock()
         shown = redact_url(url)

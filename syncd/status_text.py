@@ -108,7 +108,8 @@ def history_json(h: History) -> dict[str, Any]:
 
 
 def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
-    lines = [f"Deal {h.deal_id}: {len(h.versions)} version(s) recorded"]
+    name = h.versions[-1].values.get("name") if h.versions else None
+    lines = [f"Deal {h.deal_id}{f' ({name})' if name else ''}: {len(h.versions)} version(s) recorded"]
     for v in h.versions:
         verdicts = ", ".join(
             f"{name} {'TRUE' if ok else 'false'}{' (entered the rule)' if name in v.newly else ''}"

@@ -29,6 +29,20 @@ class LastCycle:
 
 
 @dataclass(frozen=True)
+class CycleRun:
+    """One row of the cycles table; `ok` and `finished_at` are None for a cycle that never finished."""
+
+    id: int
+    started_at: float
+    finished_at: float | None
+    ok: bool | None
+    error: str | None
+    deals_seen: int
+    created: int
+    interrupted: str | None = None  # the signal that stopped it, where the schema records one
+
+
+@dataclass(frozen=True)
 class DeadOp:
     op_key: str
     deal_id: str
@@ -256,3 +270,22 @@ def read_history(path: Path, deal_id: str) -> History:
             for r in conn.execute("SELECT flow, rule, at, reason FROM flow_baselines")
         )
     return History(deal_id, versions, ops, baselines)
+
+
+def read_cycles(path: Path, limit: int = 50) -> tuple[CycleRun, ...]:
+    """The most recent `limit` cycles, newest first, finished or not (the status page's history)."""
+    with reading(path) as conn:
+        rows = conn.execute("SELECT * FROM cycles ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return tuple(
+        CycleRun(
+            r["id"],
+            r["started_at"],
+            r["finished_at"],
+            None if r["ok"] is None else bool(r["ok"]),
+            r["error"],
+            r["deals_seen"],
+            r["created"],
+            r["interrupted"] if "interrupted" in r.keys() else None,  # noqa: SIM118 (a Row has no __contains__ of keys)
+        )
+        for r in rows
+    )

@@ -151,3 +151,14 @@ def test_check_flows_names_the_flow_key_value_and_fix(asana, sink, tmp_path) -> 
     assert found[1].startswith(f'[flow \'by_deal\' project] custom_fields "{tier}" (the enum field "Tier") = "Growth"')
     assert found[2].startswith("[flow 'nofield' project] custom_fields \"42\": Asana has no custom field 42")
     assert len(found) == 3
+
+
+def test_syncd_check_reports_an_option_name_the_field_does_not_have(syncd: Syncd) -> None:
+    tier = syncd.asana.add_custom_field("Tier", options=("Startup", "Enterprise"))
+    syncd.config(flows=[flow({tier: "Enterprse"})])
+    result = syncd("check")
+    assert result.returncode == 1
+    assert f"""asana: [flow 'onboarding' project] custom_fields "{tier}" (the enum field "Tier")""" in result.stdout
+    assert 'Did you mean "Enterprise"?' in result.stdout and "1 problem(s) found." in result.stdout
+    syncd.config(flows=[flow({tier: "Enterprise"})])
+    assert "All checks passed." in syncd.ok("check").stdout

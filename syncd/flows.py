@@ -73,14 +73,23 @@ class FieldValue:
     listed: bool = False
 
     def render(self, values: Mapping[str, Any]) -> str | list[str]:
-        if self.listed:
-            return [t.render(values) for t in self.templates]
-        (template,) = self.templates
-        if len(template.names) == 1 and template.source == f"{{{next(iter(template.names))}}}":
-            value = values.get(next(iter(template.names)))
-            if isinstance(value, list | tuple):  # a multi-select CRM property: its labels, one each
-                return [str(v) for v in value]
-        return template.render(values)
+        if not self.listed:
+            return _render_value(self.templates[0], values)
+        out: list[str] = []
+        for template in self.templates:
+            rendered = _render_value(template, values)
+            out += rendered if isinstance(rendered, list) else [rendered]
+        return out
+
+
+def _render_value(template: Template, values: Mapping[str, Any]) -> str | list[str]:
+    """A template that is one list-valued deal property (a multi-select field: Pipedrive's set) renders as
+    its items, one each; anything else as text."""
+    if len(template.names) == 1 and template.source == f"{{{next(iter(template.names))}}}":
+        value = values.get(next(iter(template.names)))
+        if isinstance(value, list | tuple):
+            return [str(v) for v in value]
+    return template.render(values)
 
 
 @dataclass(frozen=True)

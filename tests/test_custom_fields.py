@@ -12,6 +12,7 @@ import pytest
 from test_asana_sink import http_client
 
 from syncd.flow_config import parse_flows
+from syncd.flows import FieldValue, Template
 from syncd.sandbox.asana import FakeAsana
 from syncd.sinks.asana import AsanaSink
 
@@ -59,7 +60,7 @@ def test_enum_options_by_name_are_sent_as_gids_and_other_types_as_theirs(syncd: 
     custom = {tier: "{tier}", regions: "{region}", labels: ["Onboarding", "priority"], size: "{amount}",
               closed: "{close_date}", people: "1200000000000003"}  # fmt: skip
     syncd.config(flows=[flow(custom)])
-    seed(syncd, 2, region="EMEA, APAC")
+    seed(syncd, 2, region="EMEA;APAC")
     syncd.ok("once")
     assert len(asana.projects) == 2 and syncd.op_states() == {"created": 2}
     for project in asana.projects:
@@ -162,3 +163,11 @@ def test_syncd_check_reports_an_option_name_the_field_does_not_have(syncd: Syncd
     assert 'Did you mean "Enterprise"?' in result.stdout and "1 problem(s) found." in result.stdout
     syncd.config(flows=[flow({tier: "Enterprise"})])
     assert "All checks passed." in syncd.ok("check").stdout
+
+
+def test_a_list_valued_deal_property_renders_as_its_items() -> None:
+    """Pipedrive's set fields arrive as lists of labels: each is one option, not the list's repr."""
+    assert FieldValue((Template.parse("{regions}"),)).render({"regions": ["EMEA", "APAC"]}) == ["EMEA", "APAC"]
+    listed = FieldValue((Template.parse("{regions}"), Template.parse("Priority")), listed=True)
+    assert listed.render({"regions": ["EMEA"]}) == ["EMEA", "Priority"]
+    assert FieldValue((Template.parse("Tier {tier}"),)).render({"tier": ["x"]}) == "Tier ['x']"

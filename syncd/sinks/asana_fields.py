@@ -5,8 +5,10 @@ template's date variables and roles by name. Pure: the sink reads the definition
 Custom field values (the custom fields guide, https://developers.asana.com/docs/custom-fields-guide, and the
 OpenAPI file's `ProjectRequest.custom_fields`): an `enum` takes the gid of one of its enum options, a
 `multi_enum` a list of option gids, a `number` a JSON number, a `date` `{"date": "YYYY-MM-DD"}`, a `people`
-field a list of users (gids, emails or "me"), a `text` field its text. Asana answers a label where a gid is
-required with a 400, so a flow names an option by the **name** people see in Asana and syncd sends its gid.
+field a list of users (gids, emails or "me"), a `text` field its text. A multi_enum or people value is a list,
+or one text separated by commas or semicolons (HubSpot sends multiple checkboxes as "a;b"). Asana answers a
+label where a gid is required with a 400, so a flow names an option by the **name** people see in Asana and
+syncd sends its gid.
 A name matches exactly, else ignoring case; a disabled option ("trashed" in Asana's words) is not selectable.
 
 A value that cannot be mapped (no such option, not a number, not a date, a field syncd cannot set) raises
@@ -21,6 +23,7 @@ Asana refuses an instantiation that leaves one out. `requested_roles` maps templ
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -92,7 +95,7 @@ class CustomField:
         Raises Unmapped with a sentence naming `key`, the value and the fix."""
         parts = [p.strip() for p in (raw if isinstance(raw, list) else [raw])]
         if self.subtype in ("multi_enum", "people") and not isinstance(raw, list):
-            parts = [p.strip() for p in str(raw).split(",")]
+            parts = [p.strip() for p in re.split(r"[,;]", raw)]  # HubSpot's multiple checkboxes: "a;b"
         parts = [p for p in parts if p]
         if not parts:
             return None

@@ -171,3 +171,20 @@ def test_a_list_valued_deal_property_renders_as_its_items() -> None:
     listed = FieldValue((Template.parse("{regions}"), Template.parse("Priority")), listed=True)
     assert listed.render({"regions": ["EMEA"]}) == ["EMEA", "Priority"]
     assert FieldValue((Template.parse("Tier {tier}"),)).render({"tier": ["x"]}) == "Tier ['x']"
+
+
+def test_a_failed_definition_read_sends_no_post_and_leaves_the_op_pending(syncd: Syncd) -> None:
+    """The read happens after `in_flight` is committed; its failure proves no POST was sent, so the op is
+    pending again (not `unknown`, which would cost a listing and an attempt)."""
+    tier = syncd.asana.add_custom_field("Tier", options=("Enterprise",))
+    syncd.config(http=FAST["http"], asana=FAST["asana"], flows=[flow({tier: "{tier}"})])
+    seed(syncd)
+    syncd.asana.inject("503", times=4, route="get")  # every try of the HTTP layer's retries
+    syncd("once")
+    assert syncd.asana.create_requests == 0
+    assert syncd.op_states() == {"pending": 1}
+    ((reason,),) = syncd.query("SELECT detail FROM events WHERE ledger = 'ops' ORDER BY id DESC LIMIT 1")
+    assert "before the POST, which was not sent" in reason
+    syncd.tick(60)
+    syncd.ok("once")
+    assert syncd.op_states() == {"created": 1} and syncd.asana.create_requests == 1

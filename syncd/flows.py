@@ -219,9 +219,9 @@ def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, te
 def template_body(flow: Flow, values: Mapping[str, Any], name: str, team: str) -> dict[str, Any]:
     """The frozen instantiation: the template's date variables by name (`template_dates`, rendered now; the
     sink maps them to the template's variables and gives the rest `date_default`: the close date, or for a
-    deal without one the day of the version that qualified), its roles,
-    `is_strict` (Asana refuses a missing date instead of putting in today), and the custom fields, which the
-    sink checks before the POST and the follow-up PUT sets."""
+    deal without one the day of the version that qualified), its roles, `is_strict` (Asana refuses a missing
+    date instead of putting in today), and the custom fields, which the sink checks before the POST and the
+    follow-up PUT sets."""
     close = [v for v in (values.get("close_date"), values.get("updated_at")) if isinstance(v, str) and len(v) >= 10]
     body: dict[str, Any] = {"template": flow.template, "name": name, "team": team, "is_strict": True}
     if flow.privacy:

@@ -37,6 +37,9 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     try:
         for line in wiring.sink.check():
             say(f"asana: {line}")
+        for line in wiring.sink.check_flows(cfg.flows):  # custom field options, template date variables, roles
+            problems += 1
+            say(f"asana: {line}")
     except AuthError as exc:
         problems += 1
         say(

@@ -22,6 +22,7 @@ from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
 from syncd.progress import Progress
 from syncd.runtime import Runtime
+from syncd.sinks.asana_fields import Unmapped
 
 log = logging.getLogger("syncd.engine")
 
@@ -306,7 +307,7 @@ class Cycle:
             ledger.move(op.op_key, State.PENDING, clock(), f"credentials rejected: {exc}", attempts=op.attempts)
             raise token_rejected(exc) from exc
         except RejectedError as exc:
-            self._dead(op, f"Asana rejected the request: {exc}")
+            self._dead(op, str(exc) if isinstance(exc, Unmapped) else f"Asana rejected the request: {exc}")
             return
         rt.breaker.success()
         rt.hooks.step("after_post")

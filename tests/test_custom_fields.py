@@ -188,3 +188,14 @@ def test_a_failed_definition_read_sends_no_post_and_leaves_the_op_pending(syncd:
     syncd.tick(60)
     syncd.ok("once")
     assert syncd.op_states() == {"created": 1} and syncd.asana.create_requests == 1
+
+
+def test_syncd_check_judges_a_property_template_by_the_crms_own_options(syncd: Syncd) -> None:
+    """HubSpot declares `tier`'s options (Enterprise, Growth, Starter): each must be an option of Asana's field."""
+    tier = syncd.asana.add_custom_field("Tier", options=("Startup", "Enterprise"))
+    syncd.config(flows=[flow({tier: "{tier}"})])
+    result = syncd("check")
+    assert result.returncode == 1, result.stdout
+    assert '= "Growth": the field has no option of that name' in result.stdout
+    assert '= "Starter": the field has no option of that name. Did you mean "Startup"?' in result.stdout
+    assert '= "Enterprise"' not in result.stdout

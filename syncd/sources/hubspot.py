@@ -145,7 +145,13 @@ class HubSpotSource:
             if isinstance(item, dict) and isinstance(item.get("name"), str):
                 meta = item.get("modificationMetadata")
                 read_only = isinstance(meta, dict) and meta.get("readOnlyValue") is True
-                fields[item["name"]] = Declared(item["name"], str(item.get("type", "string")), not read_only)
+                options = tuple(
+                    str(o["value"]) for o in item.get("options") or [] if isinstance(o, dict) and "value" in o
+                )
+                kind = str(item.get("type", "string"))
+                fields[item["name"]] = Declared(
+                    item["name"], kind, not read_only, options if kind == "enumeration" else ()
+                )
         return Schema("HubSpot", fields)
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:

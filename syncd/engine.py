@@ -5,7 +5,9 @@ the same code. `rt.hooks.step(name)` is called at each point where a crash would
 
 The exactly-once invariant, enforced here: a POST is sent only for an op whose durable state is a freshly
 committed `in_flight` (`Ledger.begin`), and an op that was ever `unknown` is POSTed again only after a
-complete listing, taken at least `settle_seconds` after its last attempt, found no marker.
+complete listing, taken after its settle, found no marker. The settle follows what is known about the failed
+request (`TransientError.doubt`, kept with the op): `listing_lag_seconds` when the server was done with it (it
+answered, or hung up on the whole request), else `settle_seconds`, which exceeds the read timeout.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from syncd import baselines, effects
+from syncd import asana_rate, baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import new_op, unconfigured
@@ -56,6 +58,7 @@ class Cycle:
             http.pause_until_wall(store.pause(http.service))
             if not report.dry_run:
                 http.on_pause = lambda until, service=http.service: store.save_pause(service, until)
+        asana_rate.apply(rt.sink.http, store, rt.settings.workspace, rt.clock, learn=not report.dry_run)
         if report.dry_run:
             self._poll()
             return report
@@ -73,6 +76,8 @@ class Cycle:
             if isinstance(exc, AuthError):
                 report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
+        settings = rt.settings
+        report.next_due_at = store.next_due(settings.settle_seconds, settings.listing_lag_seconds or 0.0)
         store.finish_cycle(
             cycle,
             rt.clock(),
@@ -150,7 +155,7 @@ class Cycle:
         if self._asana_failed:
             return
         try:
-            for op in self.store.due_ops(rt.clock(), rt.settings.settle_seconds):
+            for op in self.due():
                 if op.state != State.PENDING or not rt.sink.http.ready() or not rt.breaker.allows(rt.clock()):
                     return
                 if self.stopping():
@@ -160,6 +165,10 @@ class Cycle:
             self._asana_failed.append(exc)
 
     # -- execute: reconcile, then attempt --------------------------------------------------------------
+    def due(self) -> list[Op]:
+        settings = self.rt.settings
+        return self.store.due_ops(self.rt.clock(), settings.settle_seconds, settings.listing_lag_seconds)
+
     def paused(self) -> bool:
         breaker = self.rt.breaker
         if breaker.allows(self.rt.clock()):
@@ -172,7 +181,7 @@ class Cycle:
 
     def execute(self) -> None:
         rt, store = self.rt, self.store
-        due = store.due_ops(rt.clock(), rt.settings.settle_seconds)
+        due = self.due()
         if not due or self.paused():
             return
         unknown = [op for op in due if op.state == State.UNKNOWN]
@@ -181,7 +190,7 @@ class Cycle:
         else:
             for op in unknown:
                 store.ops.move(op.op_key, State.PENDING, rt.clock(), "UNSAFE: blind retry without reconcile")
-        for op in store.due_ops(rt.clock(), rt.settings.settle_seconds):
+        for op in self.due():
             if self.stopping() or self.paused():
                 return
             if op.state == State.PENDING:
@@ -287,7 +296,7 @@ class Cycle:
         except TransientError as exc:
             rt.breaker.failure(clock())
             if exc.sent:
-                ledger.move(op.op_key, State.UNKNOWN, clock(), f"outcome unknown: {exc}")
+                ledger.move(op.op_key, State.UNKNOWN, clock(), f"outcome unknown ({exc.doubt}): {exc}", doubt=exc.doubt)
             else:
                 backoff = rt.settings.retry_base_seconds * 2 ** min(op.attempts, 6)
                 ledger.move(op.op_key, State.PENDING, clock(), f"not sent: {exc}", next_attempt_at=clock() + backoff)

@@ -121,7 +121,7 @@ def run_forever(
     def run_cycle() -> None:
         """One cycle, then another as soon as a waiting op falls due, when that is before the next tick."""
         while not stopping.is_set():
-            wait = early(one_cycle(), interval_seconds - (clock() - anchor) % interval_seconds, time.time())
+            wait = early(one_cycle(), interval_seconds - (clock() - anchor) % interval_seconds)
             if wait is None or stopping.wait(wait):
                 return
 
@@ -217,14 +217,14 @@ def run_forever(
     log.info("syncd stopped")
 
 
-def early(report: CycleReport | None, to_tick: float, now: float) -> float | None:
+def early(report: CycleReport | None, to_tick: float) -> float | None:
     """Seconds until a follow-up cycle for the soonest waiting op (a settle ending, a short Retry-After), or None
     when the next tick comes first. An op that was already due when the cycle ended (the breaker or a pause held
     it) waits for the tick: following up at once would poll the CRM in a loop."""
-    due = report.next_due_at if report is not None else None
-    if due is None or due <= now:
+    due_in = report.next_due_in if report is not None else None
+    if due_in is None or due_in <= 0:
         return None
-    wait = due - now + EARLY_MARGIN
+    wait = due_in + EARLY_MARGIN
     return wait if wait < to_tick - EARLY_MARGIN else None
 
 

@@ -76,8 +76,8 @@ class Cycle:
             if isinstance(exc, AuthError):
                 report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
-        settings = rt.settings
-        report.next_due_at = store.next_due(settings.settle_seconds, settings.listing_lag_seconds or 0.0)
+        due_at = store.next_due(rt.settings.settle_seconds, rt.settings.listing_lag_seconds)
+        report.next_due_in = None if due_at is None else due_at - rt.clock()
         store.finish_cycle(
             cycle,
             rt.clock(),

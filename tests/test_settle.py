@@ -100,8 +100,8 @@ def test_syncd_run_reconciles_when_the_settle_ends_not_an_interval_later(syncd: 
 
 
 def test_early_follows_an_op_that_falls_due_before_the_tick_only() -> None:
-    assert early(CycleReport(next_due_at=None), 10.0, 100.0) is None
-    assert early(CycleReport(next_due_at=99.0), 10.0, 100.0) is None  # already due: held by the breaker or a pause
-    assert early(CycleReport(next_due_at=102.0), 10.0, 100.0) == pytest.approx(2.05)
-    assert early(CycleReport(next_due_at=112.0), 10.0, 100.0) is None  # the tick comes first
-    assert early(None, 10.0, 100.0) is None
+    assert early(CycleReport(next_due_in=None), 10.0) is None
+    assert early(CycleReport(next_due_in=-1.0), 10.0) is None  # already due: held by the breaker or a pause
+    assert early(CycleReport(next_due_in=2.0), 10.0) == pytest.approx(2.05)
+    assert early(CycleReport(next_due_in=12.0), 10.0) is None  # the tick comes first
+    assert early(None, 10.0) is None

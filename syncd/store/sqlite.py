@@ -257,14 +257,15 @@ class SqliteStore:
         )
         return [op_of(row) for row in rows]
 
-    def next_due(self, settle_seconds: float, settle_done_seconds: float) -> float | None:
+    def next_due(self, settle_seconds: float, settle_done_seconds: float | None = None) -> float | None:
         """When the soonest waiting op (pending later, or `unknown` settling) falls due; None when none waits."""
+        done = settle_seconds if settle_done_seconds is None else settle_done_seconds
         row = self.conn.execute(
             f"""SELECT min(CASE WHEN state = 'pending' THEN next_attempt_at
                                 WHEN doubt IN ({_DONE}) THEN last_attempt_at + ?
                                 ELSE last_attempt_at + ? END)
                FROM ops WHERE state IN ('pending', 'unknown')""",
-            (settle_done_seconds, settle_seconds),
+            (done, settle_seconds),
         ).fetchone()
         return None if row[0] is None else float(row[0])
 

@@ -220,6 +220,17 @@ def status(app: App, as_json: bool) -> None:
     sys.exit(0 if report.healthy else 1)
 
 
+@cli.command("reset-rate")
+@click.pass_obj
+def reset_rate(app: App) -> None:
+    """Forget the Asana request rate learned for the configured workspace, e.g. after a plan change."""
+    from syncd.operator import reset_rate as forget
+
+    cfg = app.config()
+    with holding_lock(cfg) as fd:
+        click.echo(forget(cfg, fd))
+
+
 @cli.command()
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the sandbox files in this folder.")
 @click.option(

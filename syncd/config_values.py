@@ -35,8 +35,9 @@ class AsanaConfig:
     token_env: str
     workspace: str
     team: str
-    requests_per_minute: int
+    requests_per_minute: int | None  # an explicit cap; None: learned (syncd.asana_rate)
     settle_seconds: float
+    listing_lag_seconds: float
     max_attempts: int
     auth: str = "token"
     enable_changes: tuple[str, ...] = ()

@@ -5,7 +5,9 @@ the same code. `rt.hooks.step(name)` is called at each point where a crash would
 
 The exactly-once invariant, enforced here: a POST is sent only for an op whose durable state is a freshly
 committed `in_flight` (`Ledger.begin`), and an op that was ever `unknown` is POSTed again only after a
-complete listing, taken at least `settle_seconds` after its last attempt, found no marker.
+complete listing, taken after its settle, found no marker. The settle follows what is known about the failed
+request (`TransientError.doubt`, kept with the op): `listing_lag_seconds` when the server was done with it (it
+answered, or hung up on the whole request), else `settle_seconds`, which exceeds the read timeout.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from syncd import baselines, effects
+from syncd import asana_rate, baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import new_op, unconfigured
@@ -59,6 +61,7 @@ class Cycle:
             http.pause_until_wall(store.pause(http.service))
             if not report.dry_run:
                 http.on_pause = lambda until, service=http.service: store.save_pause(service, until)
+        asana_rate.apply(rt.sink.http, store, rt.settings.workspace, rt.clock, learn=not report.dry_run)
         if report.dry_run:
             self._poll()
             return report
@@ -76,6 +79,8 @@ class Cycle:
             if isinstance(exc, AuthError):
                 report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
+        due_at = store.next_due(rt.settings.settle_seconds, rt.settings.listing_lag_seconds)
+        report.next_due_in = None if due_at is None else due_at - rt.clock()
         store.finish_cycle(
             cycle,
             rt.clock(),
@@ -157,7 +162,7 @@ class Cycle:
         if self._asana_failed:
             return
         try:
-            for op in self.store.due_ops(rt.clock(), rt.settings.settle_seconds):
+            for op in self.due():
                 if op.state != State.PENDING or not rt.sink.http.ready() or not rt.breaker.allows(rt.clock()):
                     return
                 if self.stopping():
@@ -167,6 +172,10 @@ class Cycle:
             self._asana_failed.append(exc)
 
     # -- execute: reconcile, then attempt --------------------------------------------------------------
+    def due(self) -> list[Op]:
+        settings = self.rt.settings
+        return self.store.due_ops(self.rt.clock(), settings.settle_seconds, settings.listing_lag_seconds)
+
     def paused(self) -> bool:
         breaker = self.rt.breaker
         if breaker.allows(self.rt.clock()):
@@ -179,7 +188,7 @@ class Cycle:
 
     def execute(self) -> None:
         rt, store = self.rt, self.store
-        due = store.due_ops(rt.clock(), rt.settings.settle_seconds)
+        due = self.due()
         if not due or self.paused():
             return
         unknown = [op for op in due if op.state == State.UNKNOWN]
@@ -188,7 +197,7 @@ class Cycle:
         else:
             for op in unknown:
                 store.ops.move(op.op_key, State.PENDING, rt.clock(), "UNSAFE: blind retry without reconcile")
-        for op in store.due_ops(rt.clock(), rt.settings.settle_seconds):
+        for op in self.due():
             if self.stopping() or self.paused():
                 return
             if op.state == State.PENDING:
@@ -294,7 +303,7 @@ class Cycle:
         except TransientError as exc:
             rt.breaker.failure(clock())
             if exc.sent:
-                ledger.move(op.op_key, State.UNKNOWN, clock(), f"outcome unknown: {exc}")
+                ledger.move(op.op_key, State.UNKNOWN, clock(), f"outcome unknown ({exc.doubt}): {exc}", doubt=exc.doubt)
             else:
                 backoff = rt.settings.retry_base_seconds * 2 ** min(op.attempts, 6)
                 ledger.move(op.op_key, State.PENDING, clock(), f"not sent: {exc}", next_attempt_at=clock() + backoff)

@@ -203,6 +203,7 @@ class CycleReport:
     auth_failures: dict[str, str] = field(default_factory=dict)  # service -> sentence naming the variable
     rebaselined: dict[str, str] = field(default_factory=dict)  # flow -> why it got a baseline of its own
     warnings: list[str] = field(default_factory=list)  # what an operator should fix, though nothing failed
+    next_due_in: float | None = None  # seconds until the soonest waiting op falls due (`syncd run` may cycle then)
 
     @property
     def ok(self) -> bool:

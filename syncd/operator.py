@@ -1,5 +1,6 @@
 """The operator's repairs: `syncd retry` and `syncd backfill`. Both go through the ledger, and every create
-is checked against Asana first, so neither can create a duplicate however often it runs.
+is checked against Asana first, so neither can create a duplicate however often it runs. And
+`syncd reset-rate`, which forgets the Asana rate learned for a workspace.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from syncd import asana_rate
+from syncd.config_values import Config
 from syncd.engine import title
 from syncd.flows import Flow, new_op
 from syncd.models import Deal, NewOp, Op, State, iso_ms
 from syncd.runtime import Settings
-from syncd.store import Store
+from syncd.store import Store, open_store
 
 
 def _flow_of(op: Op, flows: tuple[Flow, ...]) -> Flow | None:
@@ -92,3 +95,19 @@ def backfill(
     if not dry_run:
         store.queue_ops(ops, now, f"backfill: qualified before syncd watched (since {iso_ms(since_ms)})")
     return Backfill([f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops], unjudged)
+
+
+def reset_rate(cfg: Config, lock_fd: int) -> str:
+    """Forget what Asana's 429s taught about the configured workspace; say what was forgotten."""
+    store = open_store(cfg.state_path, lock_fd)
+    try:
+        learned = asana_rate.forget(store, cfg.asana.workspace)
+    finally:
+        store.close()
+    start = cfg.asana.requests_per_minute or asana_rate.PAID_PER_MINUTE
+    if learned is None:
+        return f"Nothing was learned for workspace {cfg.asana.workspace}; the next run starts at {start}/min."
+    return (
+        f"Forgot {learned.per_minute}/min for workspace {cfg.asana.workspace}; the next run starts at {start}/min "
+        "and a 429 lowers it again."
+    )

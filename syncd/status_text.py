@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncd.asana_rate import PAID_PER_MINUTE
 from syncd.flows import Flow, unconfigured
 from syncd.models import iso_ms, iso_s
 from syncd.store.read import History, Status
@@ -41,6 +42,9 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
         "quota": dict(s.health.quota),
         "next_run_at": iso_s(s.health.next_run_at),
         "alerts_firing": list(s.health.alerts_firing),
+        "asana_rates": {
+            r.workspace: {"per_minute": r.per_minute, "learned_at": iso_s(r.learned_at)} for r in s.asana_rates
+        },
         "effects": {state.value: count for state, count in s.effects.items()},
         "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
     }
@@ -62,6 +66,9 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
         f"  quarantine   {s.quarantine} record(s)",
         f"  asana calls  {s.health.breaker}"
         + (" (paused after repeated failures)" if s.health.breaker == "open" else ""),
+    ]
+    lines += [f"  asana rate   {rate.describe()}" for rate in s.asana_rates] or [
+        f"  asana rate   nothing learned: starts at {PAID_PER_MINUTE}/min (Asana's paid plan), lowered by a 429"
     ]
     if s.effects:
         lines.append("  follow-ups   " + " · ".join(f"{state} {count}" for state, count in s.effects.items()))

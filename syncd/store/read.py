@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from syncd import asana_rate
+from syncd.asana_rate import LearnedRate
 from syncd.errors import StoreError
 from syncd.models import OP_STATES, State
 from syncd.store.schema import connect
@@ -105,6 +107,7 @@ class Status:
     stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
     unfinished_since_success: int = 0  # cycles started after the last success that never finished
     ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
+    asana_rates: tuple[LearnedRate, ...] = ()  # what Asana's 429s revealed, per workspace
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -225,6 +228,11 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
             stale_after_seconds=stale_after_seconds,
             ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops ORDER BY flow")),
+            asana_rates=tuple(
+                rate
+                for r in one("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", (asana_rate.PREFIX + "%",))
+                if (rate := asana_rate.parse(r[0].removeprefix(asana_rate.PREFIX), r[1])) is not None
+            ),
             unfinished_since_success=one(
                 "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
             ).fetchone()[0],

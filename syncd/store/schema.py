@@ -170,6 +170,17 @@ def baselines_per_flow(db: Database) -> None:
     """)
 
 
+@migrations()
+def remember_how_a_request_failed(db: Database) -> None:
+    """Why a row is `unknown` (`syncd.errors.DOUBTS`, or 'crash' for one found `in_flight` at startup): a server
+    that answered, or hung up on a request it had taken whole, is done with it, so reconcile need only wait for
+    the listing to catch up; otherwise it waits past the read timeout."""
+    db.executescript("""
+        ALTER TABLE ops ADD COLUMN doubt TEXT;
+        ALTER TABLE effects ADD COLUMN doubt TEXT;
+    """)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)

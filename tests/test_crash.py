@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import signal
-import time
 
 import pytest
 
@@ -53,10 +52,8 @@ def test_a_second_syncd_exits_75_while_the_daemon_runs_and_runs_after_it_is_kill
     deals = qualify(syncd, 1)
     syncd.config(schedule={"interval_seconds": 3600})
     with running_daemon(syncd.start("run"), until=lambda: syncd.op_states().get("created")) as daemon:
-        started = time.time()
-        second = syncd("once")
+        second = syncd("once")  # how fast it exits is bench's start-up row, not a test's business
         assert second.returncode == 75, second.stderr
-        assert time.time() - started < 1.5
         assert "Another syncd is using" in second.stderr
         daemon.kill()
     assert syncd("once").returncode == 0  # kill -9 released the lock: no stale lock file

@@ -18,7 +18,7 @@ from syncd.ratelimit import TokenBucket
 from syncd.redact import register_secret
 from syncd.sandbox.webhook import FakeWebhook
 from syncd.sinks import asana
-from syncd.sources import hubspot, salesforce
+from syncd.sources import hubspot_profile, salesforce_profile
 
 T0 = 1_760_000_000.0
 SECRET = "xoxb-canary-token-5e1f0a9d"
@@ -273,8 +273,10 @@ def test_https_and_loopback_urls_are_accepted() -> None:
 def test_quota_and_rejected_credentials_from_what_the_http_layer_saw() -> None:
     watch = ApiWatch()
     daily = {"X-HubSpot-RateLimit-Daily": "250000", "X-HubSpot-RateLimit-Daily-Remaining": "9"}
-    watch.observe("hubspot", 200, hubspot.PROFILE.daily_quota(daily))
-    watch.observe("salesforce", 200, salesforce.PROFILE.daily_quota({"Sforce-Limit-Info": "api-usage=14000/15000"}))
+    watch.observe("hubspot", 200, hubspot_profile.PROFILE.daily_quota(daily))
+    watch.observe(
+        "salesforce", 200, salesforce_profile.PROFILE.daily_quota({"Sforce-Limit-Info": "api-usage=14000/15000"})
+    )
     watch.observe("asana", 200, asana.PROFILE.daily_quota({"X-Other": "1"}))
     assert watch.quota() == {"hubspot": (9, 250_000), "salesforce": (1000, 15000)}
     watch.rejected("asana", "asana rejected the token (401): check ASANA_TOKEN")

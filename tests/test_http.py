@@ -17,7 +17,7 @@ from syncd.profile import GENERIC, Profile, QuotaPause
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.server import FakeServer, Request, Response
 from syncd.sinks import asana
-from syncd.sources import hubspot, pipedrive, salesforce
+from syncd.sources import hubspot_profile, pipedrive, salesforce_profile
 
 WALL = 1_760_000_000.0  # the injected epoch clock
 TOKEN = "canary-http-token-7f3e1b"
@@ -279,15 +279,15 @@ def test_the_token_is_redacted_from_errors(server: Scripted, make_client: Any) -
     ("profile", "headers", "pause"),
     [
         (
-            hubspot.PROFILE,
+            hubspot_profile.PROFILE,
             {"X-HubSpot-RateLimit-Remaining": "0", "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"},
             10,
         ),
-        (hubspot.PROFILE, {"X-HubSpot-RateLimit-Remaining": "0"}, 1),
-        (hubspot.PROFILE, {"X-HubSpot-RateLimit-Remaining": "3"}, None),
+        (hubspot_profile.PROFILE, {"X-HubSpot-RateLimit-Remaining": "0"}, 1),
+        (hubspot_profile.PROFILE, {"X-HubSpot-RateLimit-Remaining": "3"}, None),
         (pipedrive.PROFILE, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "5"}, 5),
         (pipedrive.PROFILE, {"X-RateLimit-Remaining": "0"}, 2),
-        (salesforce.PROFILE, {"Sforce-Limit-Info": "api-usage=10/10"}, None),
+        (salesforce_profile.PROFILE, {"Sforce-Limit-Info": "api-usage=10/10"}, None),
         (asana.PROFILE, {"x-ratelimit-remaining": "0"}, None),
     ],
 )
@@ -299,13 +299,13 @@ def test_vendor_pauses(profile: Profile, headers: dict[str, str], pause: float |
     ("profile", "headers", "quota"),
     [
         (
-            hubspot.PROFILE,
+            hubspot_profile.PROFILE,
             {"X-HubSpot-RateLimit-Daily": "250000", "X-HubSpot-RateLimit-Daily-Remaining": "9"},
             (9, 250_000),
         ),
-        (hubspot.PROFILE, {"X-HubSpot-RateLimit-Daily": "x", "X-HubSpot-RateLimit-Daily-Remaining": "9"}, None),
-        (salesforce.PROFILE, {"Sforce-Limit-Info": "api-usage=14000/15000"}, (1000, 15_000)),
-        (salesforce.PROFILE, {"sforce-limit-info": "api-usage=16000/15000"}, (0, 15_000)),
+        (hubspot_profile.PROFILE, {"X-HubSpot-RateLimit-Daily": "x", "X-HubSpot-RateLimit-Daily-Remaining": "9"}, None),
+        (salesforce_profile.PROFILE, {"Sforce-Limit-Info": "api-usage=14000/15000"}, (1000, 15_000)),
+        (salesforce_profile.PROFILE, {"sforce-limit-info": "api-usage=16000/15000"}, (0, 15_000)),
         (pipedrive.PROFILE, {"x-daily-requests-left": "5"}, None),
         (asana.PROFILE, {"Sforce-Limit-Info": "api-usage=1/2"}, None),
     ],
@@ -318,25 +318,25 @@ def test_vendor_daily_quotas(profile: Profile, headers: dict[str, str], quota: t
     ("profile", "status", "body", "text"),
     [
         (
-            hubspot.PROFILE,
+            hubspot_profile.PROFILE,
             400,
             {"message": "There was a problem", "errors": [{"message": "no such property"}]},
             "no such property",
         ),
         (
-            hubspot.PROFILE,
+            hubspot_profile.PROFILE,
             401,
             {"status": "error", "message": "Authentication credentials not found"},
             "Authentication credentials not found",
         ),
         (
-            salesforce.PROFILE,
+            salesforce_profile.PROFILE,
             403,
             [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
             "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.",
         ),
         (
-            salesforce.PROFILE,
+            salesforce_profile.PROFILE,
             400,
             {"error": "invalid_grant", "error_description": "expired access/refresh token"},
             "expired access/refresh token",
@@ -361,8 +361,8 @@ def test_vendor_error_text(profile: Profile, status: int, body: Any, text: str) 
 
 
 def test_only_salesforce_calls_a_403_request_limit_exceeded_a_rate_limit() -> None:
-    assert salesforce.PROFILE.is_rate_limit(403, "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.")
-    assert not salesforce.PROFILE.is_rate_limit(403, "INSUFFICIENT_ACCESS: no")
+    assert salesforce_profile.PROFILE.is_rate_limit(403, "REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded.")
+    assert not salesforce_profile.PROFILE.is_rate_limit(403, "INSUFFICIENT_ACCESS: no")
     assert not GENERIC.is_rate_limit(403, "REQUEST_LIMIT_EXCEEDED")
 
 
@@ -376,18 +376,24 @@ CONCURRENT = [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.", "errorCode"
 @pytest.mark.parametrize(
     ("profile", "status", "body", "now", "pause"),
     [
-        (hubspot.PROFILE, 429, DAILY, HOUR + 600, 3000 + 30),  # until the next full UTC hour, 30 s past it
-        (hubspot.PROFILE, 429, DAILY, HOUR - 1, 1 + 30),
-        (hubspot.PROFILE, 429, DAILY, HOUR, 3600 + 30),
-        (hubspot.PROFILE, 429, {**DAILY, "policyName": "TEN_SECONDLY_ROLLING"}, HOUR, None),
-        (hubspot.PROFILE, 429, {**DAILY, "policyName": "SECONDLY"}, HOUR, None),
-        (hubspot.PROFILE, 400, DAILY, HOUR, None),
-        (hubspot.PROFILE, 429, "You have reached your daily limit.", HOUR, None),
-        (salesforce.PROFILE, 403, TOTAL, HOUR, 1800),
-        (salesforce.PROFILE, 403, [{"message": "other words", "errorCode": "REQUEST_LIMIT_EXCEEDED"}], HOUR, 1800),
-        (salesforce.PROFILE, 403, CONCURRENT, HOUR, None),
-        (salesforce.PROFILE, 403, [{"message": "no", "errorCode": "INSUFFICIENT_ACCESS"}], HOUR, None),
-        (salesforce.PROFILE, 400, TOTAL, HOUR, None),
+        (hubspot_profile.PROFILE, 429, DAILY, HOUR + 600, 3000 + 30),  # until the next full UTC hour, 30 s past it
+        (hubspot_profile.PROFILE, 429, DAILY, HOUR - 1, 1 + 30),
+        (hubspot_profile.PROFILE, 429, DAILY, HOUR, 3600 + 30),
+        (hubspot_profile.PROFILE, 429, {**DAILY, "policyName": "TEN_SECONDLY_ROLLING"}, HOUR, None),
+        (hubspot_profile.PROFILE, 429, {**DAILY, "policyName": "SECONDLY"}, HOUR, None),
+        (hubspot_profile.PROFILE, 400, DAILY, HOUR, None),
+        (hubspot_profile.PROFILE, 429, "You have reached your daily limit.", HOUR, None),
+        (salesforce_profile.PROFILE, 403, TOTAL, HOUR, 1800),
+        (
+            salesforce_profile.PROFILE,
+            403,
+            [{"message": "other words", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+            HOUR,
+            1800,
+        ),
+        (salesforce_profile.PROFILE, 403, CONCURRENT, HOUR, None),
+        (salesforce_profile.PROFILE, 403, [{"message": "no", "errorCode": "INSUFFICIENT_ACCESS"}], HOUR, None),
+        (salesforce_profile.PROFILE, 400, TOTAL, HOUR, None),
         (GENERIC, 429, DAILY, HOUR, None),
         (asana.PROFILE, 403, TOTAL, HOUR, None),
     ],

@@ -12,7 +12,8 @@ from syncd.http import HttpClient, RetryPolicy
 from syncd.models import Page
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.hubspot import FakeHubSpot
-from syncd.sources.hubspot import PROFILE, HubSpotSource, parse_deal, parse_timestamp_ms
+from syncd.sources.hubspot import HubSpotSource, parse_deal, parse_timestamp_ms
+from syncd.sources.hubspot_profile import PROFILE
 
 NAMES = ("name", "stage", "amount", "tier")
 

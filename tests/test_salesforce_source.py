@@ -11,7 +11,8 @@ from syncd.errors import QuotaExhausted, RateLimited
 from syncd.http import HttpClient, RetryPolicy
 from syncd.ratelimit import TokenBucket
 from syncd.sandbox.salesforce import FakeSalesforce
-from syncd.sources.salesforce import PROFILE, SalesforceSource
+from syncd.sources.salesforce import SalesforceSource
+from syncd.sources.salesforce_profile import PROFILE
 
 
 @pytest.fixture

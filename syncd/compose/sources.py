@@ -9,7 +9,7 @@ from syncd import config as configuration
 from syncd.http import HttpClient
 from syncd.profile import Profile
 from syncd.ratelimit import TokenBucket
-from syncd.sources import Source, hubspot, pipedrive, salesforce
+from syncd.sources import Source, hubspot, hubspot_profile, pipedrive, salesforce, salesforce_profile
 from syncd.sources.refresh_token import RefreshToken, token_file
 
 ClientFactory = Callable[[dict[str, str], dict[str, TokenBucket], Profile], HttpClient]
@@ -29,7 +29,7 @@ def hubspot_source(cfg: configuration.Config, client: ClientFactory) -> Source:
             "default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0),
             "search": TokenBucket.for_limit(cfg.crm.search_per_second, 1.0),
         },
-        hubspot.PROFILE,
+        hubspot_profile.PROFILE,
     )
     return hubspot.HubSpotSource(http, cfg.crm_properties, page_size=cfg.crm.page_size, credential_hint=TOKEN_HINT)
 
@@ -38,7 +38,9 @@ def salesforce_source(cfg: configuration.Config, client: ClientFactory) -> Sourc
     client_id = configuration.read_secret(cfg.crm.client_id_env)
     client_secret = configuration.read_secret(cfg.crm.client_secret_env)
     refresh_token = configuration.read_secret(cfg.crm.refresh_token_env)
-    http = client({}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)}, salesforce.PROFILE)
+    http = client(
+        {}, {"default": TokenBucket.for_limit(cfg.crm.requests_per_10_seconds, 10.0)}, salesforce_profile.PROFILE
+    )
     return salesforce.SalesforceSource(
         http,
         cfg.crm_properties,

@@ -21,13 +21,14 @@ import click
 
 from syncd import config as configuration
 from syncd import lock
-from syncd.errors import SyncdError
+from syncd.errors import LockHeld, SyncdError
 from syncd.hooks import Hooks
 from syncd.models import State
 from syncd.redact import RedactingFilter, redact
 
 if TYPE_CHECKING:
     from syncd.models import CycleReport
+    from syncd.operator import Backfill
     from syncd.runtime import Runtime
 
 
@@ -79,7 +80,10 @@ def once(app: App, dry_run: bool) -> None:
     """Poll the CRM once and create any missing Asana projects (for cron)."""
     with app.runtime(app.config()) as rt:
         from syncd.engine import Cycle
+        from syncd.operator import apply_requests
 
+        for line in [] if dry_run else apply_requests(rt):
+            click.echo(f"Applied {line}")
         report = Cycle(rt, dry_run=dry_run).run()
         dead = rt.store.op_count(State.DEAD)
     click.echo(report.summary())
@@ -101,21 +105,58 @@ def run(app: App) -> None:
         serve(cfg, app.config, fd, app.hooks)
 
 
+@contextmanager
+def runtime_unless_busy(app: App, cfg: configuration.Config) -> Iterator[Runtime | None]:
+    """The runtime under the lock, or None while another syncd holds it: the command then leaves a request."""
+    try:
+        fd = lock.acquire(cfg.state_path)
+    except LockHeld:
+        yield None
+        return
+    try:
+        from syncd import compose
+
+        with compose.runtime(cfg, fd, app.hooks) as rt:
+            yield rt
+    finally:
+        lock.release(fd)
+
+
+def leave_request(app: App, cfg: configuration.Config, kind: str, args: dict[str, object]) -> None:
+    """Another syncd holds the lock: record the request for it, in one short transaction, and say when it acts."""
+    from syncd import operator
+
+    with operator.inbox_store(cfg.state_path) as (store, _):
+        number = store.inbox.ask(kind, args, app.hooks.clock())
+        when = operator.when_applied(store, app.hooks.clock())
+    click.echo(f"Another syncd holds {cfg.state_path}.lock, so this is request #{number}. {when}")
+
+
 @cli.command()
-@click.argument("deal_id")
+@click.argument("deal_id", required=False)
+@click.option("--all", "every", is_flag=True, help="Every dead op, of every deal.")
 @click.pass_obj
-def retry(app: App, deal_id: str) -> None:
-    """Send a deal's dead ops back through reconcile, then run a cycle (never a blind re-create)."""
-    with app.runtime(app.config()) as rt:
+def retry(app: App, deal_id: str | None, every: bool) -> None:
+    """Send a deal's dead ops (or --all) back through reconcile, then create what is missing (never a blind
+    re-create). While another syncd runs, its next cycle does it."""
+    if bool(deal_id) == every:
+        raise click.UsageError("Name one deal (syncd retry DEAL_ID) or pass --all, not both.")
+    cfg = app.config()
+    which = f"deal {deal_id}" if deal_id else "every deal"
+    with runtime_unless_busy(app, cfg) as rt:
+        if rt is None:
+            leave_request(app, cfg, "retry", {"deal": deal_id})
+            return
         from syncd import operator
         from syncd.engine import Cycle
 
         keys = operator.retry(rt.store, deal_id, rt.clock(), rt.settings, rt.flows, rt.source.kind)
         if not keys:
-            click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
+            nothing = f"Deal {deal_id} has no dead op" if deal_id else "There is no dead op"
+            click.echo(f"{nothing}. 'syncd status' lists the dead ones.")
             sys.exit(1)
-        click.echo(f"Reconciling {len(keys)} op(s) of deal {deal_id}: {', '.join(keys)}")
-        report = Cycle(rt).run()
+        click.echo(f"Reconciling {len(keys)} op(s) of {which}: {', '.join(keys)}")
+        report = Cycle(rt, poll=False).run()
     click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
 
@@ -154,33 +195,87 @@ def explain(app: App, deal_id: str, as_json: bool) -> None:
 @click.pass_obj
 def backfill(app: App, since: str, flow_name: str | None, dry_run: bool) -> None:
     """Create projects for deals that qualify by the current rules but have none, e.g. won before syncd
-    watched (never a duplicate: every create is checked against Asana first)."""
+    watched (never a duplicate: every create is checked against Asana first). While another syncd runs, its
+    next cycle queues them."""
     since_ms = parse_date_ms(since)
     cfg = app.config()
     flows = tuple(f for f in cfg.flows if flow_name in (None, f.name))
     if not flows:
         raise click.BadParameter(f"no flow is named {flow_name!r} in {cfg.path}", param_hint="--flow")
-    with app.runtime(cfg) as rt:
+    if dry_run:
+        from syncd import compose, operator
+        from syncd.store import SqliteStore
+
+        with SqliteStore.reading(cfg.state_path) as store:
+            done = operator.backfill(
+                store, flows, compose.settings(cfg), crm=cfg.crm.kind, since_ms=since_ms, now=0.0, dry_run=True
+            )
+        show_backfill(done, "Would queue")
+        return
+    with runtime_unless_busy(app, cfg) as rt:
+        if rt is None:
+            leave_request(app, cfg, "backfill", {"since_ms": since_ms, "flow": flow_name})
+            return
         from syncd import operator
         from syncd.engine import Cycle
 
         done = operator.backfill(
-            rt.store, flows, rt.settings, crm=rt.source.kind, since_ms=since_ms, now=rt.clock(), dry_run=dry_run
+            rt.store, flows, rt.settings, crm=rt.source.kind, since_ms=since_ms, now=rt.clock(), dry_run=False
         )
-        verb = "Would queue" if dry_run else "Queued"
-        click.echo(f"{verb} {len(done.queued)} project(s) for deals that qualify by the current rules:")
-        for name in done.queued:
-            click.echo(f"  {name}")
-        if done.unjudged:
-            click.echo(f"Cannot judge {len(done.unjudged)} deal(s): a rule names a property syncd never fetched.")
-            click.echo("  The next change to such a deal is judged with it; or re-add the flow to re-read all deals.")
-            for line in done.unjudged[:20]:
-                click.echo(f"  {line}")
-        if dry_run or not done.queued:
+        show_backfill(done, "Queued")
+        if not done.queued:
             return
-        report = Cycle(rt).run()
+        report = Cycle(rt, poll=False).run()
     click.echo(report.summary())
     sys.exit(0 if report.ok else 1)
+
+
+def show_backfill(done: Backfill, verb: str) -> None:
+    click.echo(f"{verb} {len(done.queued)} project(s) for deals that qualify by the current rules:")
+    for name in done.queued:
+        click.echo(f"  {name}")
+    if done.unjudged:
+        click.echo(f"Cannot judge {len(done.unjudged)} deal(s): a rule names a property syncd never fetched.")
+        click.echo("  The next change to such a deal is judged with it; or re-add the flow to re-read all deals.")
+        for line in done.unjudged[:20]:
+            click.echo(f"  {line}")
+
+
+@cli.group()
+def flow() -> None:
+    """Pause or resume a flow: its deals are still recorded, its projects wait (also while syncd runs)."""
+
+
+@flow.command()
+@click.argument("name")
+@click.pass_obj
+def pause(app: App, name: str) -> None:
+    """Create no project for flow NAME until 'syncd flow resume NAME'."""
+    set_paused(app, name, True)
+
+
+@flow.command()
+@click.argument("name")
+@click.pass_obj
+def resume(app: App, name: str) -> None:
+    """Create the projects flow NAME held back while paused, and new ones again."""
+    set_paused(app, name, False)
+
+
+def set_paused(app: App, name: str, paused: bool) -> None:
+    from syncd import operator
+
+    cfg = app.config()
+    if name not in {f.name for f in cfg.flows}:
+        names = ", ".join(f.name for f in cfg.flows)
+        raise click.BadParameter(f"no flow is named {name!r} in {cfg.path} (its flows: {names})", param_hint="NAME")
+    with operator.inbox_store(cfg.state_path) as (store, busy):
+        changed = store.inbox.set_paused(name, paused, app.hooks.clock())
+        when = operator.when_applied(store, app.hooks.clock()) if busy else "The next cycle acts on it."
+    state = "paused" if paused else "resumed"
+    click.echo(f"Flow {name} {state}." if changed else f"Flow {name} was already {state}.")
+    if changed:
+        click.echo(when.replace("applies it", "sees it"))
 
 
 @cli.command()

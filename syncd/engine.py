@@ -16,7 +16,7 @@ from collections.abc import Callable
 from syncd import baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
-from syncd.flows import new_op, unconfigured
+from syncd.flows import Flow, new_op, unconfigured
 from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
 from syncd.runtime import Runtime
@@ -42,13 +42,24 @@ def _never() -> bool:
     return False
 
 
+def held_flows(flows: tuple[Flow, ...], paused: frozenset[str]) -> frozenset[str]:
+    """The op flow names a cycle creates nothing for: paused (`syncd flow pause`) or `enabled = false` flows,
+    under their previous names too. Their deals are still recorded, so a resumed flow misses nothing."""
+    held = {f.name for f in flows if not f.enabled} | set(paused)
+    return frozenset(held | {old for f in flows if f.name in held for old in f.previous_names})
+
+
 class Cycle:
     """One cycle over a runtime. `stopping()` is asked between pages and between ops (SIGTERM)."""
 
-    def __init__(self, rt: Runtime, *, dry_run: bool = False, stopping: Callable[[], bool] = _never) -> None:
-        self.rt, self.store, self.stopping = rt, rt.store, stopping
-        self.report = CycleReport(dry_run=dry_run)
+    def __init__(
+        self, rt: Runtime, *, dry_run: bool = False, stopping: Callable[[], bool] = _never, poll: bool = True
+    ) -> None:
+        """`poll=False`: only drive due ops (what `retry` and `backfill` queued), reading nothing new."""
+        self.rt, self.store, self.stopping, self.polls = rt, rt.store, stopping, poll
+        self.report = CycleReport(dry_run=dry_run, polled=poll)
         self._asana_failed: list[RemoteError] = []
+        self.held = held_flows(rt.flows, rt.store.inbox.paused())
 
     def run(self) -> CycleReport:
         rt, store, report = self.rt, self.store, self.report
@@ -62,7 +73,14 @@ class Cycle:
         store.recover_in_flight(rt.clock())
         cycle = store.start_cycle(rt.clock())
         rt.before_cycle()
-        self._poll()
+        report.warnings += [
+            f"flow {f.name} is {'paused' if f.enabled else 'off (enabled = false)'}: its deals are recorded, its "
+            "projects wait until it is resumed"
+            for f in rt.flows
+            if f.name in self.held
+        ]
+        if self.polls:
+            self._poll()
         try:
             if self._asana_failed:
                 raise self._asana_failed[0]
@@ -128,7 +146,7 @@ class Cycle:
                 for name in change.newly
             ]
             if report.dry_run:
-                report.would_create += [title(op.body) for op in ops]
+                report.would_create += [title(op.body) for op in ops if op.flow not in self.held]
                 continue
             rt.hooks.step("before_page_commit")
             report.ops_queued += store.record_page(changes, ops, page.quarantined, page.cursor_ms, rt.clock())
@@ -150,7 +168,7 @@ class Cycle:
         if self._asana_failed:
             return
         try:
-            for op in self.store.due_ops(rt.clock(), rt.settings.settle_seconds):
+            for op in self.store.due_ops(rt.clock(), rt.settings.settle_seconds, self.held):
                 if op.state != State.PENDING or not rt.sink.http.ready() or not rt.breaker.allows(rt.clock()):
                     return
                 if self.stopping():
@@ -172,7 +190,7 @@ class Cycle:
 
     def execute(self) -> None:
         rt, store = self.rt, self.store
-        due = store.due_ops(rt.clock(), rt.settings.settle_seconds)
+        due = store.due_ops(rt.clock(), rt.settings.settle_seconds, self.held)
         if not due or self.paused():
             return
         unknown = [op for op in due if op.state == State.UNKNOWN]
@@ -181,7 +199,7 @@ class Cycle:
         else:
             for op in unknown:
                 store.ops.move(op.op_key, State.PENDING, rt.clock(), "UNSAFE: blind retry without reconcile")
-        for op in store.due_ops(rt.clock(), rt.settings.settle_seconds):
+        for op in store.due_ops(rt.clock(), rt.settings.settle_seconds, self.held):
             if self.stopping() or self.paused():
                 return
             if op.state == State.PENDING:

@@ -203,6 +203,7 @@ class CycleReport:
     auth_failures: dict[str, str] = field(default_factory=dict)  # service -> sentence naming the variable
     rebaselined: dict[str, str] = field(default_factory=dict)  # flow -> why it got a baseline of its own
     warnings: list[str] = field(default_factory=list)  # what an operator should fix, though nothing failed
+    polled: bool = True  # False: `retry` or `backfill` drove the ops it queued and read nothing new
 
     @property
     def ok(self) -> bool:
@@ -216,7 +217,7 @@ class CycleReport:
                 f"Baseline {done}: {self.deals_seen} deals. Deals that already qualify get no project; "
                 "syncd acts on changes from now on."
             )
-        else:
+        elif self.polled:
             lines.append(
                 f"Polled {self.pages} page(s): {self.deals_seen} deals seen, {self.deals_changed} changed, "
                 f"{self.ops_queued} newly qualifying, {self.quarantined} quarantined."

@@ -4,7 +4,9 @@ and the metrics endpoint. The daemon mechanics (scheduler, signals, sd_notify) a
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from syncd.engine import Cycle
 from syncd.errors import ConfigError
 from syncd.hooks import Hooks
 from syncd.models import CycleReport
+from syncd.operator import apply_requests
 from syncd.store import read_status
 
 log = logging.getLogger("syncd")
@@ -26,6 +29,8 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
     with compose.wired(cfg, lock_fd, hooks) as (rt, monitor):
 
         def cycle(stopping: threading.Event) -> CycleReport:
+            for line in apply_requests(rt):
+                log.info("%s", line)
             report = Cycle(rt, stopping=stopping.is_set).run()
             log.info("cycle finished:\n%s", report.summary())
             return report
@@ -52,9 +57,11 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
         if monitor.metrics and cfg.metrics_listen:
             monitor.metrics.observe_status(read_status(cfg.state_path, time.time()))
             server, _ = monitor.metrics.serve(cfg.metrics_listen)
+        rt.store.set_meta("daemon", json.dumps({"pid": os.getpid(), "interval_seconds": cfg.interval_seconds}))
         try:
             run_forever(cycle, cfg.interval_seconds, reload=reload)
         finally:
+            rt.store.set_meta("daemon", "null")
             monitor.close()
             if server:
                 server.shutdown()

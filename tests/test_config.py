@@ -66,7 +66,7 @@ def test_the_example_config_shows_every_declared_key_and_its_default() -> None:
 def test_documented_defaults_are_the_values_of_their_own() -> None:
     defaults = config.documented_defaults()
     assert defaults["schedule"] == {"interval_seconds": 60} and defaults["http"]["read_timeout"] == 30
-    assert defaults["flow"] == {"refire": "once", "previous_names": []}
+    assert defaults["flow"] == {"refire": "once", "previous_names": [], "enabled": True}
     assert defaults["flow.tasks"] == {"name": "Task", "notes": ""}
     # required, optional, per CRM or derived from another key: no value of their own to document
     assert not {"workspace", "team", "settle_seconds"} & set(defaults["asana"])

@@ -31,7 +31,7 @@ from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
 from syncd.store import Store, open_store
 
-__all__ = ["Monitor", "Wiring", "rewire", "runtime", "wire", "wired"]
+__all__ = ["Monitor", "Wiring", "rewire", "runtime", "settings", "wire", "wired"]
 
 
 @dataclass
@@ -103,7 +103,13 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
     for flow in cfg.flows:
         if flow.notify_env:
             configuration.read_secret(flow.notify_env)  # a missing webhook URL fails now, not mid-cycle
-    settings = Settings(
+    sink = AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team)
+    return Wiring(source, sink, settings(cfg), monitor, webhook_poster())
+
+
+def settings(cfg: configuration.Config) -> Settings:
+    """The engine's settings: no secret among them, so `backfill --dry-run` renders bodies without tokens."""
+    return Settings(
         account=cfg.crm.account,
         workspace=cfg.asana.workspace,
         team=cfg.asana.team,
@@ -113,8 +119,6 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
         max_attempts=cfg.asana.max_attempts,
         retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
     )
-    sink = AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team)
-    return Wiring(source, sink, settings, monitor, webhook_poster())
 
 
 @contextmanager

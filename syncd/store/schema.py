@@ -170,6 +170,23 @@ def baselines_per_flow(db: Database) -> None:
     """)
 
 
+@migrations()
+def operator_requests(db: Database) -> None:
+    """What an operator asked for while another syncd held the lock (`retry`, `backfill`), applied by the
+    holder at the start of its next cycle; and the flows paused by `syncd flow pause`."""
+    db.executescript("""
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('retry', 'backfill')),
+            args TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            done_at REAL,
+            outcome TEXT
+        );
+        CREATE TABLE flow_pauses (flow TEXT PRIMARY KEY, at REAL NOT NULL);
+    """)
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5, isolation_level=None)

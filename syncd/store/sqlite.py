@@ -18,8 +18,10 @@ from sqlite_utils import Database
 
 from syncd import lock
 from syncd.diff import Change, Stored
+from syncd.errors import StoreError
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.failures import is_storage, store_error
+from syncd.store.inbox import Inbox
 from syncd.store.ledger import Ledger
 from syncd.store.rows import effect_of, op_of
 from syncd.store.schema import connect, migrations
@@ -33,6 +35,7 @@ class SqliteStore:
         self.db = Database(conn)
         self.ops = Ledger(self.write, "ops", "op_key", State.CREATED, "the create request")
         self.effects = Ledger(self.write, "effects", "effect_key", State.DONE, "the request")
+        self.inbox = Inbox(self.write, conn)
 
     @classmethod
     def open(cls, path: Path, lock_fd: int | None = None) -> SqliteStore:
@@ -47,6 +50,24 @@ class SqliteStore:
                 lock.release(owned)
             raise store_error(path, exc) from None
         return store
+
+    @classmethod
+    @contextmanager
+    def reading(cls, path: Path) -> Iterator[SqliteStore]:
+        """Read-only and without the lock, beside a running syncd: a dry run changes nothing on disk."""
+        if not path.is_file():
+            raise StoreError(
+                f"{path} does not exist yet: syncd has recorded nothing. Run 'syncd once' first (its first "
+                "cycle records a baseline)."
+            )
+        try:
+            conn = connect(path, readonly=True)
+        except sqlite3.DatabaseError as exc:
+            raise store_error(path, exc) from None
+        try:
+            yield cls(path, conn, None)
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self.conn.close()
@@ -237,17 +258,21 @@ class SqliteStore:
             self.effects.recover_in_flight(c, now)
         return found
 
-    def due_ops(self, now: float, settle_seconds: float) -> list[Op]:
+    def due_ops(self, now: float, settle_seconds: float, held: frozenset[str] = frozenset()) -> list[Op]:
+        """Ops due for an attempt or a reconcile, except those of the `held` (paused) flows."""
         rows = self.conn.execute(
             """SELECT * FROM ops WHERE (state = 'pending' AND next_attempt_at <= ?)
                                    OR (state = 'unknown' AND last_attempt_at <= ?)
                ORDER BY created_at, op_key""",
             (now, now - settle_seconds),
         )
-        return [op_of(row) for row in rows]
+        return [op for op in map(op_of, rows) if op.flow not in held]
 
-    def dead_ops(self, deal_id: str) -> list[Op]:
-        rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
+    def dead_ops(self, deal_id: str | None) -> list[Op]:
+        """A deal's dead ops, or every dead op (`deal_id` None)."""
+        rows = self.conn.execute(
+            "SELECT * FROM ops WHERE coalesce(?, deal_id) = deal_id AND state = 'dead' ORDER BY op_key", (deal_id,)
+        )
         return [op_of(row) for row in rows]
 
     def ledger_flows(self) -> list[str]:
@@ -302,6 +327,11 @@ class SqliteStore:
         return [effect_of(r) for r in rows]
 
     # -- cycles ----------------------------------------------------------------------------------------
+    def last_cycle_times(self) -> tuple[float | None, float | None]:
+        """(started_at, finished_at) of the newest cycle, (None, None) before the first."""
+        row = self.conn.execute("SELECT started_at, finished_at FROM cycles ORDER BY id DESC LIMIT 1").fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
     def start_cycle(self, now: float) -> int:
         with self.write() as c:
             return int(c.execute("INSERT INTO cycles (started_at) VALUES (?)", (now,)).lastrowid or 0)

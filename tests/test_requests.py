@@ -66,6 +66,7 @@ def test_retry_all_sends_every_dead_op_back(syncd: Syncd) -> None:
 def test_backfill_while_the_daemon_runs_and_its_dry_run_beside_it(syncd: Syncd) -> None:
     old = deal(syncd, "Hooli", "closedwon")
     syncd.config(schedule={"interval_seconds": 1}, **FAST)
+    syncd.ok("once")  # the baseline, so the dry run beside the daemon has the deal to judge
     with running_daemon(syncd.start("run"), until=daemon_holds_the_lock(syncd)) as daemon:
         dry = syncd.ok("backfill", "--since", "2020-01-01", "--dry-run")
         assert "Would queue 1 project(s)" in dry.stdout and "Onboarding: Hooli" in dry.stdout

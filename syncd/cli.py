@@ -21,7 +21,7 @@ import click
 
 from syncd import config as configuration
 from syncd import lock
-from syncd.errors import LockHeld, SyncdError
+from syncd.errors import LockHeld, StoreError, SyncdError
 from syncd.hooks import Hooks
 from syncd.models import State
 from syncd.redact import RedactingFilter, redact
@@ -301,7 +301,14 @@ def status(app: App, as_json: bool) -> None:
     from syncd.store import read_status
 
     cfg = app.config()
-    report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
+    try:
+        report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
+    except StoreError as exc:  # a database that cannot be read is the unhealthiest state of all
+        problem = redact(str(exc))
+        out = {"database": str(cfg.state_path), "healthy": False, "problems": [problem]}
+        text = f"syncd status: {cfg.state_path}\n  healthy      NO: {problem}"
+        click.echo(json.dumps(out, indent=2) if as_json else text)
+        sys.exit(1)
     click.echo(json.dumps(status_json(report, cfg.flows), indent=2) if as_json else format_status(report, cfg.flows))
     sys.exit(0 if report.healthy else 1)
 

@@ -213,11 +213,19 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path:
 
 def load(path: Path) -> Config:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM (Windows editors) is not content
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file. Pass --config PATH or set SYNCD_CONFIG; config.toml in the source tree "
             "is a commented example."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a config file. Pass --config {path / 'config.toml'}.") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: this user may not read it. Fix its permissions (chmod 0640).") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}). Save it as UTF-8."
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the line it names.") from None

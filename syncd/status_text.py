@@ -43,6 +43,8 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
         "alerts_firing": list(s.health.alerts_firing),
         "effects": {state.value: count for state, count in s.effects.items()},
         "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
+        "paused_flows": list(s.paused_flows),
+        "pending_requests": list(s.pending_requests),
     }
 
 
@@ -70,6 +72,8 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
     if s.health.next_run_at:
         lines.append(f"  next run     {iso_s(s.health.next_run_at)} (if syncd run is running)")
     lines += [f"  ALERT: {key}" for key in s.health.alerts_firing]
+    lines += [f"  paused: flow {name} (syncd flow resume {name})" for name in s.paused_flows]
+    lines += [f"  request {line}: waits for the next cycle" for line in s.pending_requests]
     lines += [f"  warning: {line}" for line in unconfigured(s.ledger_flows, flows)] if flows else []
     lines += [f"  dead: deal {d.deal_id} (flow {d.flow}): {d.reason}" for d in s.dead_ops]
     lines += [f"  quarantined: record {q.record_id}: {q.reason}" for q in s.quarantined_records]

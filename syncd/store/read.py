@@ -17,7 +17,7 @@ from typing import Any
 
 from syncd.errors import StoreError
 from syncd.models import OP_STATES, State
-from syncd.store.schema import connect
+from syncd.store.schema import connect, pending_steps, refuse_empty
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ class Status:
     stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
     unfinished_since_success: int = 0  # cycles started after the last success that never finished
     ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
+    paused_flows: tuple[str, ...] = ()  # `syncd flow pause`
+    pending_requests: tuple[str, ...] = ()  # what `retry`/`backfill` left for the lock holder's next cycle
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -172,13 +174,21 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection; a database that cannot be read is a `StoreError` with a sentence."""
     if not path.exists():
         raise StoreError(f"There is no syncd database at {path} yet. Run 'syncd once' to create it.")
-    conn = connect(path, readonly=True)
+    refuse_empty(path)
+    conn: sqlite3.Connection | None = None
     try:
+        conn = connect(path, readonly=True)
+        if behind := pending_steps(conn, path):
+            raise StoreError(
+                f"{path} was written by an older syncd ({behind} schema step(s) behind this one). The next "
+                "'syncd once' or 'syncd run' upgrades it in place; until then it cannot be read."
+            )
         yield conn
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a damaged row (JSON, a state)
         raise StoreError(f"Could not read {path} ({exc}). Is it a syncd database?") from None
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
 
 
 def read_status(path: Path, now: float, stale_after_seconds: float | None = None) -> Status:
@@ -211,6 +221,10 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
             stale_after_seconds=stale_after_seconds,
             ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops ORDER BY flow")),
+            paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses ORDER BY flow")),
+            pending_requests=tuple(
+                f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL")
+            ),
             unfinished_since_success=one(
                 "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
             ).fetchone()[0],

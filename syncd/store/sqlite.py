@@ -23,8 +23,9 @@ from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.failures import is_storage, store_error
 from syncd.store.inbox import Inbox
 from syncd.store.ledger import Ledger
+from syncd.store.read import reading
 from syncd.store.rows import effect_of, op_of
-from syncd.store.schema import connect, migrations
+from syncd.store.schema import connect, migrations, pending_steps, refuse_empty
 
 
 class SqliteStore:
@@ -43,31 +44,26 @@ class SqliteStore:
         caller passes the descriptor it already holds."""
         owned = lock.acquire(path) if lock_fd is None else None
         try:
+            refuse_empty(path)
             store = cls(path, connect(path), owned)
+            pending_steps(store.conn, path)
             migrations.apply(store.db)
         except sqlite3.DatabaseError as exc:
             if owned is not None:
                 lock.release(owned)
             raise store_error(path, exc) from None
+        except StoreError:
+            if owned is not None:
+                lock.release(owned)
+            raise
         return store
 
     @classmethod
     @contextmanager
     def reading(cls, path: Path) -> Iterator[SqliteStore]:
         """Read-only and without the lock, beside a running syncd: a dry run changes nothing on disk."""
-        if not path.is_file():
-            raise StoreError(
-                f"{path} does not exist yet: syncd has recorded nothing. Run 'syncd once' first (its first "
-                "cycle records a baseline)."
-            )
-        try:
-            conn = connect(path, readonly=True)
-        except sqlite3.DatabaseError as exc:
-            raise store_error(path, exc) from None
-        try:
+        with reading(path) as conn:
             yield cls(path, conn, None)
-        finally:
-            conn.close()
 
     def close(self) -> None:
         self.conn.close()

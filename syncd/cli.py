@@ -52,6 +52,14 @@ class App:
 
 
 @contextmanager
+def dry_runtime(app: App, cfg: configuration.Config) -> Iterator[Runtime]:
+    from syncd import compose
+
+    with compose.dry_runtime(cfg, app.hooks) as rt:
+        yield rt
+
+
+@contextmanager
 def holding_lock(cfg: configuration.Config) -> Iterator[int]:
     fd = lock.acquire(cfg.state_path)
     try:
@@ -78,7 +86,8 @@ def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
 @click.pass_obj
 def once(app: App, dry_run: bool) -> None:
     """Poll the CRM once and create any missing Asana projects (for cron)."""
-    with app.runtime(app.config()) as rt:
+    cfg = app.config()
+    with dry_runtime(app, cfg) if dry_run else app.runtime(cfg) as rt:
         from syncd.engine import Cycle
         from syncd.operator import apply_requests
 
@@ -172,12 +181,15 @@ def explain(app: App, deal_id: str, as_json: bool) -> None:
 
     cfg = app.config()
     history = read_history(cfg.state_path, deal_id)
-    if not history.versions and not history.ops:
-        click.echo(
+    if not history.versions and not history.ops and not history.quarantined:
+        nothing = (
             f"syncd has recorded nothing for deal {deal_id}: it was never polled (check the id, and that "
-            "it changed after syncd started watching).",
-            err=True,
+            "it changed after syncd started watching)."
         )
+        if as_json:
+            click.echo(json.dumps({"deal_id": deal_id, "recorded": False, "message": nothing}))
+        else:
+            click.echo(nothing, err=True)
         sys.exit(1)
     click.echo(json.dumps(history_json(history), indent=2) if as_json else format_explain(history, cfg.flows))
 
@@ -373,5 +385,8 @@ def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except SyncdError as exc:
-        click.echo(f"Error: {redact(str(exc))}", err=True)
+        message = redact(str(exc))
+        if "--json" in (sys.argv[1:] if args is None else args):  # a script reading stdout gets JSON too
+            click.echo(json.dumps({"error": message, "exit_code": exc.exit_code}))
+        click.echo(f"Error: {message}", err=True)
         sys.exit(exc.exit_code)

@@ -59,6 +59,7 @@ class Cycle:
         self.rt, self.store, self.stopping, self.polls = rt, rt.store, stopping, poll
         self.report = CycleReport(dry_run=dry_run, polled=poll)
         self._asana_failed: list[RemoteError] = []
+        self._seen: set[str] = set()
         self.held = held_flows(rt.flows, rt.store.inbox.paused())
 
     def run(self) -> CycleReport:
@@ -69,6 +70,7 @@ class Cycle:
                 http.on_pause = lambda until, service=http.service: store.save_pause(service, until)
         if report.dry_run:
             self._poll()
+            report.cursor_ms = store.cursor()
             return report
         store.recover_in_flight(rt.clock())
         cycle = store.start_cycle(rt.clock())
@@ -127,7 +129,8 @@ class Cycle:
         start = None if cursor is None or need else cursor - int(settings.overlap_seconds * 1000)
         for page in rt.source.pages(start, int(settings.delay_seconds * 1000)):
             report.pages += 1
-            report.deals_seen += len(page.deals)
+            self._seen.update(d.id for d in page.deals)  # re-anchored queries and the overlap re-read deals
+            report.deals_seen = len(self._seen)
             report.quarantined += len(page.quarantined)
             stored = store.stored_deals(d.id for d in page.deals)
             changes = diffing.diff(page.deals, stored, rt.flows, baselining=need, baseline_at_ms=since_ms)
@@ -146,6 +149,7 @@ class Cycle:
                 for name in change.newly
             ]
             if report.dry_run:
+                report.ops_queued += len(ops)
                 report.would_create += [title(op.body) for op in ops if op.flow not in self.held]
                 continue
             rt.hooks.step("before_page_commit")

@@ -211,7 +211,12 @@ class CycleReport:
 
     def summary(self) -> str:
         lines = []
-        if self.baseline:
+        if self.baseline and self.errors and not self.dry_run:
+            lines.append(
+                f"Baseline not recorded: {self.deals_seen} deals were read before the error below; the next run "
+                "records it."
+            )
+        elif self.baseline:
             done = "would be recorded" if self.dry_run else "recorded"
             lines.append(
                 f"Baseline {done}: {self.deals_seen} deals. Deals that already qualify get no project; "
@@ -235,5 +240,6 @@ class CycleReport:
         lines += [f"Dead (needs a human): {line}" for line in self.dead]
         lines += [f"Warning: {line}" for line in self.warnings]
         lines += [f"Error: {line}" for line in self.errors]
-        lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}")
+        stays = " (a dry run does not move it)" if self.dry_run and self.cursor_ms is not None else ""
+        lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}{stays}")
         return "\n".join(lines)

@@ -100,6 +100,7 @@ def history_json(h: History) -> dict[str, Any]:
                 "state": op.state.value,
                 "marker": op.marker,
                 "attempts": op.attempts,
+                "posts_sent": op.posts_sent,
                 "asana_gid": op.asana_gid,
                 "asana_url": op.asana_url,
                 "last_error": op.last_error,
@@ -108,11 +109,17 @@ def history_json(h: History) -> dict[str, Any]:
             for op in h.ops
         ],
         "baselines": [{"flow": b.flow, "rule": b.rule, "at": iso_s(b.at), "reason": b.reason} for b in h.baselines],
+        "quarantined": [{"reason": q.reason, "seen_at": iso_s(q.seen_at)} for q in h.quarantined],
     }
 
 
 def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
     lines = [f"Deal {h.deal_id}: {len(h.versions)} version(s) recorded"]
+    lines += [
+        f"  QUARANTINED {iso_s(q.seen_at)}: {q.reason}. The CRM's record could not be read, so no rule judged it; "
+        "fix the record in the CRM and its next change is read again."
+        for q in h.quarantined
+    ]
     for v in h.versions:
         verdicts = ", ".join(
             f"{name} {'TRUE' if ok else 'false'}{' (entered the rule)' if name in v.newly else ''}"
@@ -137,7 +144,8 @@ def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
             )
     for op in h.ops:
         where = f" project {op.asana_gid} {op.asana_url or ''}" if op.asana_gid else ""
-        lines.append(f"Op {op.op_key}: {op.state}{where} (attempts: {op.attempts})")
+        budget = f"; {op.attempts} counted toward max_attempts" if op.attempts != op.posts_sent else ""
+        lines.append(f"Op {op.op_key}: {op.state}{where} (create requests sent: {op.posts_sent}{budget})")
         lines += [f"    {iso_s(e.at)}  {e.state:<9} {e.detail}" for e in op.events]
     if not h.ops:
         lines.append("No op: no flow went from false to true for this deal after the baseline.")

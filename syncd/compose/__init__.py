@@ -29,9 +29,9 @@ from syncd.runtime import Runtime, Settings
 from syncd.sinks.asana import PROFILE as ASANA
 from syncd.sinks.asana import AsanaSink
 from syncd.sources import Source
-from syncd.store import Store, open_store
+from syncd.store import SqliteStore, Store, open_store
 
-__all__ = ["Monitor", "Wiring", "rewire", "runtime", "settings", "wire", "wired"]
+__all__ = ["Monitor", "Wiring", "dry_runtime", "rewire", "runtime", "settings", "wire", "wired"]
 
 
 @dataclass
@@ -143,13 +143,28 @@ def wired(
         wiring.monitor.close()
 
 
-def claim(store: Store, cfg: configuration.Config) -> None:
+@contextmanager
+def dry_runtime(cfg: configuration.Config, hooks: Hooks | None = None) -> Iterator[Runtime]:
+    """A runtime for `--dry-run`: the database as it is, read-only and without the lock (an empty one in
+    memory when there is none yet), so that a dry run creates and changes nothing on disk."""
+    wiring = wire(cfg)
+    place = SqliteStore.reading(cfg.state_path) if cfg.state_path.exists() else SqliteStore.in_memory()
+    try:
+        with place as store:
+            claim(store, cfg, record=False)
+            yield wiring.runtime(cfg, store, hooks or Hooks())
+    finally:
+        wiring.monitor.close()
+
+
+def claim(store: Store, cfg: configuration.Config, *, record: bool = True) -> None:
     """The database knows whose state it holds (CRM kind, account, API host; no secrets) and refuses another's
     config before any request: two portals in one database would share deal ids and skip a baseline."""
     mine = {"crm": cfg.crm.kind, "account": cfg.crm.account, "host": urlsplit(cfg.crm.base_url).hostname or ""}
     recorded = store.get_meta("identity")
     if recorded is None:
-        store.set_meta("identity", json.dumps(mine, sort_keys=True))
+        if record:
+            store.set_meta("identity", json.dumps(mine, sort_keys=True))
         return
     theirs = json.loads(recorded)
     if theirs != mine:

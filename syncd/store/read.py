@@ -140,6 +140,12 @@ class OpHistory:
     last_error: str | None
     events: tuple[Event, ...]
 
+    @property
+    def posts_sent(self) -> int:
+        """Every create request sent, each one committed `in_flight` first; `attempts` is what counts toward
+        `max_attempts`, which a 429 does not spend and `syncd retry` resets."""
+        return sum(1 for e in self.events if e.state == State.IN_FLIGHT)
+
 
 @dataclass(frozen=True)
 class Version:
@@ -167,6 +173,7 @@ class History:
     versions: tuple[Version, ...]
     ops: tuple[OpHistory, ...]
     baselines: tuple[FlowBaseline, ...] = ()
+    quarantined: tuple[QuarantinedRecord, ...] = ()  # why the CRM's record of this deal could not be read
 
 
 @contextmanager
@@ -269,4 +276,10 @@ def read_history(path: Path, deal_id: str) -> History:
             FlowBaseline(r[0], r[1], r[2], r[3])
             for r in conn.execute("SELECT flow, rule, at, reason FROM flow_baselines")
         )
-    return History(deal_id, versions, ops, baselines)
+        quarantined = tuple(
+            QuarantinedRecord(r[0], r[1], r[2])
+            for r in conn.execute(
+                "SELECT record_id, reason, seen_at FROM quarantine WHERE record_id = ? ORDER BY id", (deal_id,)
+            )
+        )
+    return History(deal_id, versions, ops, baselines, quarantined)

@@ -65,6 +65,17 @@ class SqliteStore:
         with reading(path) as conn:
             yield cls(path, conn, None)
 
+    @classmethod
+    @contextmanager
+    def in_memory(cls) -> Iterator[SqliteStore]:
+        """An empty database that never reaches the disk: what a dry run reads before the first cycle."""
+        store = cls(Path(":memory:"), connect(Path(":memory:")), None)
+        migrations.apply(store.db)
+        try:
+            yield store
+        finally:
+            store.conn.close()
+
     def close(self) -> None:
         self.conn.close()
         if self._lock_fd is not None:

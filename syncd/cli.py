@@ -23,6 +23,7 @@ from syncd import config as configuration
 from syncd import lock
 from syncd.errors import LockHeld, StoreError, SyncdError
 from syncd.hooks import Hooks
+from syncd.interrupts import interruptible
 from syncd.models import State
 from syncd.redact import RedactingFilter, redact
 
@@ -87,19 +88,21 @@ def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
 def once(app: App, dry_run: bool) -> None:
     """Poll the CRM once and create any missing Asana projects (for cron)."""
     cfg = app.config()
-    with dry_runtime(app, cfg) if dry_run else app.runtime(cfg) as rt:
+    with dry_runtime(app, cfg) if dry_run else app.runtime(cfg) as rt, interruptible() as signal:
         from syncd.engine import Cycle
         from syncd.operator import apply_requests
 
         for line in [] if dry_run else apply_requests(rt):
             click.echo(f"Applied {line}")
-        report = Cycle(rt, dry_run=dry_run).run()
+        report = Cycle(rt, dry_run=dry_run, stopping=signal.stopping, stopped_by=lambda: signal.name).run()
         dead = rt.store.op_count(State.DEAD)
     click.echo(report.summary())
     if dry_run:
         click.echo("Dry run: nothing was recorded or created.")
     if dead:
         click.echo(f"{dead} dead op(s) need a human: see 'syncd status'.")
+    if signal.stopping():
+        sys.exit(signal.exit_code)
     sys.exit(0 if not report.errors and not dead else 1)
 
 
@@ -381,9 +384,9 @@ def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("Aborted at once (a second signal); the next run recovers what was in flight.", err=True)
+        sys.exit(130)
     except SyncdError as exc:
         message = redact(str(exc))
         if "--json" in (sys.argv[1:] if args is None else args):  # a script reading stdout gets JSON too

@@ -53,10 +53,17 @@ class Cycle:
     """One cycle over a runtime. `stopping()` is asked between pages and between ops (SIGTERM)."""
 
     def __init__(
-        self, rt: Runtime, *, dry_run: bool = False, stopping: Callable[[], bool] = _never, poll: bool = True
+        self,
+        rt: Runtime,
+        *,
+        dry_run: bool = False,
+        stopping: Callable[[], bool] = _never,
+        poll: bool = True,
+        stopped_by: Callable[[], str | None] = lambda: "a stop signal",
     ) -> None:
-        """`poll=False`: only drive due ops (what `retry` and `backfill` queued), reading nothing new."""
-        self.rt, self.store, self.stopping, self.polls = rt, rt.store, stopping, poll
+        """`poll=False`: only drive due ops (what `retry` and `backfill` queued), reading nothing new.
+        `stopped_by()`: what to record as having interrupted the cycle when `stopping()` was true at its end."""
+        self.rt, self.store, self.stopping, self.polls, self.stopped_by = rt, rt.store, stopping, poll, stopped_by
         self.report = CycleReport(dry_run=dry_run, polled=poll)
         self._asana_failed: list[RemoteError] = []
         self._seen: set[str] = set()
@@ -93,6 +100,7 @@ class Cycle:
             if isinstance(exc, AuthError):
                 report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
+        report.interrupted = self.stopped_by() if self.stopping() else None
         store.finish_cycle(
             cycle,
             rt.clock(),
@@ -100,6 +108,7 @@ class Cycle:
             error="; ".join(report.errors) or None,
             deals_seen=report.deals_seen,
             created=len(report.created),
+            interrupted=report.interrupted,
         )
         rt.after_cycle(report)
         return report

@@ -204,6 +204,7 @@ class CycleReport:
     rebaselined: dict[str, str] = field(default_factory=dict)  # flow -> why it got a baseline of its own
     warnings: list[str] = field(default_factory=list)  # what an operator should fix, though nothing failed
     polled: bool = True  # False: `retry` or `backfill` drove the ops it queued and read nothing new
+    interrupted: str | None = None  # the signal that stopped the cycle after its step in progress
 
     @property
     def ok(self) -> bool:
@@ -240,6 +241,11 @@ class CycleReport:
         lines += [f"Dead (needs a human): {line}" for line in self.dead]
         lines += [f"Warning: {line}" for line in self.warnings]
         lines += [f"Error: {line}" for line in self.errors]
+        if self.interrupted:
+            lines.append(
+                f"Interrupted by {self.interrupted}: the step in progress finished and is recorded; the next run "
+                "goes on from here."
+            )
         stays = " (a dry run does not move it)" if self.dry_run and self.cursor_ms is not None else ""
         lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}{stays}")
         return "\n".join(lines)

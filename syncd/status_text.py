@@ -24,6 +24,7 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
             "started_at": iso_s(last.started_at),
             "finished_at": iso_s(last.finished_at),
             "error": last.error,
+            "interrupted": last.interrupted,
         },
         "last_success_at": iso_s(s.last_success_at),
         "deals": s.deals,
@@ -56,6 +57,7 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
         f"  healthy      {'yes' if s.healthy else 'NO: ' + '; '.join(s.problems)}",
         f"  cursor       {iso_ms(s.cursor_ms) or 'not set (no cycle has recorded a baseline yet)'}{age}",
         f"  last cycle   {'none' if not last else ('ok' if last.ok else 'FAILED')}"
+        + (f" (interrupted by {last.interrupted})" if last and last.interrupted else "")
         + (f", finished {iso_s(last.finished_at)}" if last else "")
         + (f": {last.error}" if last and last.error else ""),
         f"  last success {iso_s(s.last_success_at) or 'never'}",

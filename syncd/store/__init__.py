@@ -53,7 +53,15 @@ class Store(Protocol):
     def last_cycle_times(self) -> tuple[float | None, float | None]: ...
     def start_cycle(self, now: float) -> int: ...
     def finish_cycle(
-        self, cycle_id: int, now: float, *, ok: bool, error: str | None, deals_seen: int, created: int
+        self,
+        cycle_id: int,
+        now: float,
+        *,
+        ok: bool,
+        error: str | None,
+        deals_seen: int,
+        created: int,
+        interrupted: str | None = None,
     ) -> None: ...
 
 

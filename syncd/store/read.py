@@ -26,6 +26,7 @@ class LastCycle:
     started_at: float
     finished_at: float
     error: str | None
+    interrupted: str | None = None  # the signal that stopped it after its step in progress
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,9 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             now=now,
             cursor_ms=cursor[0] if cursor else None,
             baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
-            last_cycle=LastCycle(bool(last["ok"]), last["started_at"], last["finished_at"], last["error"])
+            last_cycle=LastCycle(
+                bool(last["ok"]), last["started_at"], last["finished_at"], last["error"], last["interrupted"]
+            )
             if last
             else None,
             last_success_at=(success := one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0]),

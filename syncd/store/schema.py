@@ -174,8 +174,10 @@ def baselines_per_flow(db: Database) -> None:
 @migrations()
 def operator_requests(db: Database) -> None:
     """What an operator asked for while another syncd held the lock (`retry`, `backfill`), applied by the
-    holder at the start of its next cycle; and the flows paused by `syncd flow pause`."""
+    holder at the start of its next cycle; the flows paused by `syncd flow pause`; and which signal, if any,
+    stopped a cycle early (SIGINT, SIGTERM), so that history tells an interrupted cycle from a failed one."""
     db.executescript("""
+        ALTER TABLE cycles ADD COLUMN interrupted TEXT;
         CREATE TABLE requests (
             id INTEGER PRIMARY KEY,
             kind TEXT NOT NULL CHECK (kind IN ('retry', 'backfill')),

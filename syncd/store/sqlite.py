@@ -344,11 +344,21 @@ class SqliteStore:
             return int(c.execute("INSERT INTO cycles (started_at) VALUES (?)", (now,)).lastrowid or 0)
 
     def finish_cycle(
-        self, cycle_id: int, now: float, *, ok: bool, error: str | None, deals_seen: int, created: int
+        self,
+        cycle_id: int,
+        now: float,
+        *,
+        ok: bool,
+        error: str | None,
+        deals_seen: int,
+        created: int,
+        interrupted: str | None = None,
     ) -> None:
+        """`interrupted`: the signal that stopped the cycle after its step in progress."""
         with self.write() as c:
             c.execute(
-                "UPDATE cycles SET finished_at = ?, ok = ?, error = ?, deals_seen = ?, created = ? WHERE id = ?",
-                (now, int(ok), error, deals_seen, created, cycle_id),
+                """UPDATE cycles SET finished_at = ?, ok = ?, error = ?, deals_seen = ?, created = ?, interrupted = ?
+                   WHERE id = ?""",
+                (now, int(ok), error, deals_seen, created, interrupted, cycle_id),
             )
             c.execute("DELETE FROM cycles WHERE id <= ? - 1000", (cycle_id,))

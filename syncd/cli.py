@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from syncd import config as configuration
-from syncd import lock
+from syncd import lock, tokens
 from syncd.errors import LockHeld, StoreError, SyncdError
 from syncd.hooks import Hooks
 from syncd.interrupts import interruptible
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 class App:
     config_option: str | None
     hooks: Hooks
+    verbose: int = 0
 
     def config(self) -> configuration.Config:
         return configuration.load(configuration.config_path(self.config_option))
@@ -69,17 +70,59 @@ def holding_lock(cfg: configuration.Config) -> Iterator[int]:
         lock.release(fd)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config", "config_option", metavar="PATH", help="Config file (default: $SYNCD_CONFIG or ./config.toml)."
-)
-@click.option("-v", "--verbose", count=True, help="Log more: -v for each API call, -vv for debug.")
-@click.version_option(package_name="syncd")
+class Commands(click.Group):
+    """The command list in `--help` with each command's first sentence whole, wrapped, not cut at "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.commands[name].get_short_help_str(limit=1000)) for name in self.list_commands(ctx)]
+        rows = [(name, text) for name, text in rows if not self.commands[name].hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+CONFIG_HELP = "Config file (default: $SYNCD_CONFIG or ./config.toml)."
+VERBOSE_HELP = "Log more: -v for each API call, -vv for debug."
+
+
+@click.group(cls=Commands, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_option", metavar="PATH", help=CONFIG_HELP)
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.version_option(None, "-V", "--version", package_name="syncd", prog_name="syncd")
 @click.pass_context
 def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
     """Create one Asana project per CRM deal that newly matches a rule, exactly once, by polling."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     setup_logging(verbose if ctx.invoked_subcommand != "run" else max(verbose, 1))
-    ctx.obj = App(config_option, ctx.obj if isinstance(ctx.obj, Hooks) else Hooks())
+    ctx.obj = App(config_option, ctx.obj if isinstance(ctx.obj, Hooks) else Hooks(), verbose)
+
+
+def _config_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).config_option = value  # type: ignore[union-attr]
+
+
+def _verbose_after(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    app = ctx.find_object(App)
+    if value and app is not None:
+        app.verbose += value
+        setup_logging(app.verbose if ctx.info_name != "run" else max(app.verbose, 1))
+
+
+def options_after_the_command(group: click.Group) -> None:
+    """`syncd status --config X` and `syncd once -v` as well as `syncd --config X status`: the global options
+    are also options of every command (and of the commands of `syncd flow`)."""
+    for command in group.commands.values():
+        command.params += [
+            click.Option(["--config"], metavar="PATH", help=CONFIG_HELP, expose_value=False, callback=_config_after),
+            click.Option(
+                ["-v", "--verbose"], count=True, help=VERBOSE_HELP, expose_value=False, callback=_verbose_after
+            ),
+        ]
+        if isinstance(command, click.Group):
+            options_after_the_command(command)
 
 
 @cli.command()
@@ -97,6 +140,8 @@ def once(app: App, dry_run: bool) -> None:
         report = Cycle(rt, dry_run=dry_run, stopping=signal.stopping, stopped_by=lambda: signal.name).run()
         dead = rt.store.op_count(State.DEAD)
     click.echo(report.summary())
+    if report.auth_failures and (note := tokens.shadow_note(configuration.token_names(cfg))):
+        click.echo(note)
     if dry_run:
         click.echo("Dry run: nothing was recorded or created.")
     if dead:
@@ -303,6 +348,8 @@ def check(app: App) -> None:
     cfg = app.config()
     click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {cfg.state_path})")
     problems = run_checks(compose.wire(cfg), cfg, click.echo)
+    if problems and (note := tokens.shadow_note(configuration.token_names(cfg))):
+        click.echo(note)
     click.echo("All checks passed." if not problems else f"{problems} problem(s) found.")
     sys.exit(0 if not problems else 1)
 
@@ -342,7 +389,13 @@ def demo(keep: Path | None, crm_kind: str) -> None:
     """Run syncd against the built-in sandbox (fake HubSpot and Asana); no credentials needed."""
     from syncd import compose
     from syncd.engine import Cycle
-    from syncd.sandbox.demo import run_demo
+    from syncd.sandbox.demo import FILES, run_demo
+
+    if keep and (taken := [name for name in FILES if (keep / name).exists()]):
+        raise click.BadParameter(
+            f"{keep} already holds {', '.join(taken)}; the demo would replace them. Choose a new or empty folder.",
+            param_hint="--keep",
+        )
     from syncd.status_text import format_status
     from syncd.store import read_status
 
@@ -375,6 +428,9 @@ def setup_logging(verbose: int) -> None:
     root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
     logging.getLogger("apscheduler").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+options_after_the_command(cli)
 
 
 def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:

@@ -122,7 +122,7 @@ def test_bad_config_exits_78_and_a_missing_token_names_the_variable(syncd: Syncd
     syncd.config()
     result = syncd("once", HUBSPOT_TOKEN="")
     assert result.returncode == 78
-    assert "HUBSPOT_TOKEN is not set" in result.stderr
+    assert "1 token variable(s) not set: HUBSPOT_TOKEN." in result.stderr
     assert not syncd.db_path.exists()
 
 

@@ -65,6 +65,7 @@ class Wiring:
 def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
     """Clients, source, sink and settings from a loaded config. Reads the tokens; raises ConfigError when one
     is missing. A reload passes the `previous` monitor: its breaker, API facts and metrics live on."""
+    configuration.require_tokens(cfg)
     retry = RetryPolicy(
         max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
     )

@@ -339,15 +339,20 @@ def set_paused(app: App, name: str, paused: bool) -> None:
 
 
 @cli.command()
+@click.option("--offline", is_flag=True, help="Only the config, the rules and the database: no token, no network.")
 @click.pass_obj
-def check(app: App) -> None:
+def check(app: App, offline: bool) -> None:
     """Validate the config and reach the CRM and Asana with the credentials; say what is wrong in plain words."""
-    from syncd import compose
-    from syncd.checks import run_checks
+    from syncd.checks import check_offline, run_checks
 
     cfg = app.config()
     click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {cfg.state_path})")
-    problems = run_checks(compose.wire(cfg), cfg, click.echo)
+    if offline:
+        problems = check_offline(cfg, click.echo)
+    else:
+        from syncd import compose
+
+        problems = run_checks(compose.wire(cfg), cfg, click.echo)
     if problems and (note := tokens.shadow_note(configuration.token_names(cfg))):
         click.echo(note)
     click.echo("All checks passed." if not problems else f"{problems} problem(s) found.")
@@ -373,6 +378,40 @@ def status(app: App, as_json: bool) -> None:
         sys.exit(1)
     click.echo(json.dumps(status_json(report, cfg.flows), indent=2) if as_json else format_status(report, cfg.flows))
     sys.exit(0 if report.healthy else 1)
+
+
+@cli.command()
+@click.option("-n", "count", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many cycles.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def history(app: App, count: int, as_json: bool) -> None:
+    """The recent cycles, newest first: outcome (ok, failed, interrupted, unfinished), counts and duration."""
+    from syncd.status_text import cycles_json, format_history
+    from syncd.store.cycles import read_cycles
+
+    rows = read_cycles(app.config().state_path, count)
+    click.echo(json.dumps(cycles_json(rows), indent=2) if as_json else format_history(rows))
+
+
+@cli.command()
+@click.option("--clear", "record_id", metavar="ID", help="Forget why this record (a deal id) was quarantined.")
+@click.pass_obj
+def quarantine(app: App, record_id: str | None) -> None:
+    """The CRM records syncd could not read, and why; --clear ID forgets one (also while syncd runs)."""
+    from syncd import operator
+    from syncd.status_text import format_quarantine
+    from syncd.store import read_status
+
+    cfg = app.config()
+    if record_id is None:
+        click.echo(format_quarantine(read_status(cfg.state_path, app.hooks.clock())))
+        return
+    with operator.inbox_store(cfg.state_path) as (store, _):
+        cleared = store.inbox.clear_quarantine(record_id)
+    if not cleared:
+        click.echo(f"Record {record_id} is not quarantined. 'syncd quarantine' lists those that are.")
+        sys.exit(1)
+    click.echo(f"Cleared {cleared} quarantine entr{'y' if cleared == 1 else 'ies'} of record {record_id}.")
 
 
 @cli.command()

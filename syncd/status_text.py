@@ -7,6 +7,7 @@ from typing import Any
 
 from syncd.flows import Flow, unconfigured
 from syncd.models import iso_ms, iso_s
+from syncd.store.cycles import CycleRow
 from syncd.store.read import History, Status
 
 
@@ -151,4 +152,45 @@ def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
         lines += [f"    {iso_s(e.at)}  {e.state:<9} {e.detail}" for e in op.events]
     if not h.ops:
         lines.append("No op: no flow went from false to true for this deal after the baseline.")
+    return "\n".join(lines)
+
+
+def cycles_json(rows: list[CycleRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "started_at": iso_s(r.started_at),
+            "finished_at": iso_s(r.finished_at),
+            "outcome": r.outcome,
+            "seconds": r.seconds,
+            "deals_seen": r.deals_seen,
+            "created": r.created,
+            "interrupted": r.interrupted,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+
+
+def format_history(rows: list[CycleRow]) -> str:
+    """One line per cycle, newest first: when, outcome, counts, duration, and the error of a failed one."""
+    if not rows:
+        return "No cycle recorded yet: run 'syncd once' or 'syncd run'."
+    lines = []
+    for r in rows:
+        took = f"{r.seconds:g}s" if r.seconds is not None else "no end recorded (running, or its process died)"
+        why = f" by {r.interrupted}" if r.interrupted else ""
+        line = f"#{r.id}  {iso_s(r.started_at)}  {r.outcome}{why}  {r.deals_seen} deals, {r.created} created, {took}"
+        lines.append(line + (f"\n      error: {r.error}" if r.error else ""))
+    return "\n".join(lines)
+
+
+def format_quarantine(s: Status) -> str:
+    if not s.quarantine:
+        return "Nothing is quarantined."
+    lines = [f"{s.quarantine} record(s) quarantined (the newest {len(s.quarantined_records)}):"]
+    lines += [f"  record {q.record_id}  {iso_s(q.seen_at)}  {q.reason}" for q in s.quarantined_records]
+    lines.append(
+        "Fix a record in the CRM and its next change is read again; 'syncd quarantine --clear ID' forgets one."
+    )
     return "\n".join(lines)

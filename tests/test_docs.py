@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-COMMANDS = ["once", "run", "status", "demo", "retry", "explain", "backfill", "check", "flow"]
+COMMANDS = ["once", "run", "status", "demo", "retry", "explain", "backfill", "check", "flow", "history", "quarantine"]
 
 
 def syncd(*args: str) -> subprocess.CompletedProcess[str]:

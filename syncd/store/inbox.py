@@ -1,5 +1,5 @@
 """The operator's inbox: requests that `syncd retry` and `syncd backfill` leave while another syncd holds the
-lock, and the flows `syncd flow pause` holds back.
+lock, the flows `syncd flow pause` holds back, and `syncd quarantine --clear`.
 
 Why a table and not the lock: a command that waited for the lock would wait for the daemon to stop. Instead it
 writes one row in one short `BEGIN IMMEDIATE` transaction (the `busy_timeout` waits out a page commit of the
@@ -60,3 +60,9 @@ class Inbox:
             else:
                 cur = c.execute("DELETE FROM flow_pauses WHERE flow = ?", (flow,))
             return bool(cur.rowcount)
+
+    def clear_quarantine(self, record_id: str) -> int:
+        """Forget why `record_id` was quarantined (the record is read again at its next change); how many
+        entries were cleared."""
+        with self.write() as c:
+            return c.execute("DELETE FROM quarantine WHERE record_id = ?", (record_id,)).rowcount

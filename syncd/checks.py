@@ -10,6 +10,8 @@ from syncd.compose import Wiring
 from syncd.config import Config
 from syncd.errors import AuthError, RemoteError, StoreError
 from syncd.flows import unconfigured
+from syncd.sources import Source
+from syncd.sources.schema import findings
 from syncd.store import read_status
 
 
@@ -19,6 +21,9 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     try:
         page = next(iter(source.pages(int(time.time() * 1000) - 60_000, 0)))
         say(f"{source.kind}: ok, the credentials can read deals ({len(page.deals)} changed in the last minute)")
+        if source.credential_origin:
+            say(f"{source.kind}: using {source.credential_origin}")
+        problems += check_schema(source, cfg, say)
     except AuthError as exc:
         problems += 1
         say(
@@ -28,6 +33,7 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     except RemoteError as exc:
         problems += 1
         say(f"{source.kind}: could not read deals: {exc}")
+        problems += check_schema(source, cfg, say)  # a bad field name is a common cause
     try:
         for line in wiring.sink.check():
             say(f"asana: {line}")
@@ -62,3 +68,16 @@ def check_offline(cfg: Config, say: Callable[[str], None], *, rules: bool = True
                 problems += 1
                 say(f"state: {line}")
     return problems
+
+
+def check_schema(source: Source, cfg: Config, say: Callable[[str], None]) -> int:
+    """The flows' names against the CRM's declared deal fields; how many problems were found."""
+    try:
+        schema = source.schema()
+    except RemoteError as exc:
+        say(f"{source.kind}: could not read the deal fields: {exc}")
+        return 1
+    lines = findings(schema, cfg.flows, cfg.crm.fields)
+    for line in lines:
+        say(f"{source.kind}: {line}")
+    return len(lines)

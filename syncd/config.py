@@ -83,6 +83,24 @@ def _fields(fields: Any, site: Site) -> tuple[str, ...]:
     return tuple(fields)
 
 
+def _auth(auth: str, site: Site) -> str:
+    if auth not in ("token", "oauth"):
+        raise site.fail(
+            f'auth = {auth!r}: use "token" (a personal access token or service account) or "oauth" (an OAuth '
+            "app's token, which may set tasks' external ids)."
+        )
+    return auth
+
+
+def _change_names(names: Any, site: Site) -> tuple[str, ...]:
+    if not isinstance(names, list) or not all(isinstance(n, str) and re.fullmatch(r"[\w.-]+", n) for n in names):
+        raise site.fail(
+            f"{site.key.name} must be a list of Asana change names, as the Asana-Change header names them, e.g. "
+            f'{site.key.name} = ["new_user_task_lists"].'
+        )
+    return tuple(names)
+
+
 def _gid(value: Any, site: Site) -> str:
     gid = str(value).strip()
     if not gid.isdigit():
@@ -177,6 +195,9 @@ TABLES: dict[str, tuple[Key, ...]] = {
         Key("requests_per_minute", int, 150, "150 on free plans, 1500 on paid plans", minimum=1),
         Key("settle_seconds", float, _SETTLE, "before trusting a listing", minimum=0, check=_settle),
         Key("max_attempts", int, 10, "POSTs per project before the op goes dead", minimum=1),
+        Key("auth", str, "token", 'what the token is: "token" (personal or service account) or "oauth"', check=_auth),
+        Key("enable_changes", object, [], "Asana-Enable: API changes to opt into early", check=_change_names),
+        Key("disable_changes", object, [], "Asana-Disable: API changes to opt out of for now", check=_change_names),
     ),
     "schedule": (Key("interval_seconds", float, 60, "`syncd run`: one cycle per interval", minimum=1),),
     "alerts": (

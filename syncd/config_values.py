@@ -38,6 +38,9 @@ class AsanaConfig:
     requests_per_minute: int
     settle_seconds: float
     max_attempts: int
+    auth: str = "token"
+    enable_changes: tuple[str, ...] = ()
+    disable_changes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

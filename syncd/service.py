@@ -19,6 +19,7 @@ from syncd.errors import ConfigError
 from syncd.hooks import Hooks
 from syncd.models import CycleReport
 from syncd.operator import apply_requests
+from syncd.sources import schema
 from syncd.store import read_status
 
 log = logging.getLogger("syncd")
@@ -27,6 +28,7 @@ log = logging.getLogger("syncd")
 def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], lock_fd: int, hooks: Hooks) -> None:
     """Run until SIGTERM. `load()` reads the config file again for SIGHUP."""
     with compose.wired(cfg, lock_fd, hooks) as (rt, monitor):
+        schema.verify(rt.source, cfg.flows, cfg.crm.fields)
 
         def cycle(stopping: threading.Event) -> CycleReport:
             for line in apply_requests(rt):
@@ -46,6 +48,7 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
                     f"{cfg.state_path} and its lock. Restart syncd to switch databases."
                 )
             new_rt, new_monitor = compose.rewire(rt, monitor, new)
+            schema.verify(new_rt.source, new.flows, new.crm.fields)  # a bad name keeps the running config
             if new.interval_seconds != cfg.interval_seconds:
                 log.warning(
                     "[schedule] interval_seconds changed to %g; it takes effect when syncd restarts",

@@ -54,6 +54,8 @@ def require(missing: bool, reason: str) -> None:
 @pytest.fixture
 def hubspot() -> Iterator[FakeHubSpot]:
     fake = FakeHubSpot(token=HUBSPOT_TOKEN)
+    fake.declare_property("asana_project_url")  # the write-back target of the suite's flows
+    fake.declare_property("tier", "enumeration", ("Enterprise", "Growth", "Starter"))  # the suite's rule reads it
     fake.start()
     yield fake
     fake.stop()

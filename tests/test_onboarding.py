@@ -171,6 +171,39 @@ def test_a_lost_task_answer_is_reconciled_by_marker_when_external_ids_are_ignore
     assert syncd.query("SELECT state FROM effects") == [("done",)]
 
 
+@pytest.mark.parametrize("auth", ["token", "oauth"])
+def test_tasks_carry_an_external_id_only_with_an_oauth_token(syncd: Syncd, auth: str) -> None:
+    """External data "is only available to OAuth applications": with any other token the marker is the key."""
+    syncd.config(
+        http=FAST["http"], asana={**FAST["asana"], "auth": auth}, flows=[flow(tasks=[{"name": "Kickoff {name}"}])]
+    )
+    (deal,) = seed(syncd)
+    win(syncd, deal)
+    syncd.asana.inject("drop_after_create", route="task_create")
+    syncd("once")
+    for _ in range(3):
+        syncd.tick(0.7)
+        syncd("once")
+    assert len(syncd.asana.tasks) == 1
+    posted = [r.json()["data"] for r in syncd.asana.requests if r.method == "POST" and r.path == "/tasks"]
+    lookups = [r for r in syncd.asana.requests if r.path.startswith("/tasks/external:")]
+    assert len(posted) == 1 and syncd.query("SELECT state FROM effects") == [("done",)]
+    if auth == "oauth":
+        assert "external" in posted[0] and lookups, "an OAuth app finds its task by the external id"
+    else:
+        assert "external" not in posted[0] and not lookups, "a personal token never sends or asks for one"
+
+
+def test_announced_asana_changes_are_listed_by_check_and_the_opt_ins_are_sent(syncd: Syncd) -> None:
+    syncd.asana.announce("name=new_goal_memberships;info=https://forum.asana.com/t/123;affected=true")
+    syncd.config(asana={"enable_changes": ["new_goal_memberships"], "disable_changes": ["old_thing"]})
+    result = syncd("check")
+    assert "Asana announces API change 'new_goal_memberships' (this request is affected)" in result.stdout
+    assert "https://forum.asana.com/t/123" in result.stdout
+    sent = syncd.asana.requests[-1].headers
+    assert sent.get("asana-enable") == "new_goal_memberships" and sent.get("asana-disable") == "old_thing"
+
+
 def test_a_template_project_is_instantiated_once_and_gets_its_marker(syncd: Syncd) -> None:
     template = syncd.asana.add_template("Onboarding template", duration=0.0)
     syncd.config(

@@ -98,3 +98,17 @@ def test_a_request_limit_fault_is_the_spent_allocation_too(salesforce: FakeSales
     with pytest.raises(QuotaExhausted):
         list(source_for(salesforce).pages(None, 1000))
     assert salesforce.query_requests == 1
+
+
+def test_after_stopping_at_the_allocation_each_cycle_asks_limits_once_and_resumes(salesforce: FakeSalesforce) -> None:
+    """The allocation is a rolling 24 hours: a daemon that stopped must find out when calls have aged out."""
+    seed(salesforce, 3)
+    salesforce.daily_limit, salesforce.api_used = 100, 95
+    source = source_for(salesforce, stop_percent=90)  # one source for the life of the process, as `syncd run` keeps
+    assert sum(len(p.deals) for p in source.pages(None, 1000)) == 3  # its answer says 97/100
+    sent = len(salesforce.requests)
+    with pytest.raises(RateLimited, match=r"API usage is 9\d/100"):
+        list(source.pages(None, 1000))  # the next cycle, still over: one request, the limits
+    assert [r.path for r in salesforce.requests[sent:]] == ["/services/data/v60.0/limits"]
+    salesforce.clock_offset += 86_400  # a day later the 95 calls have aged out of the window
+    assert sum(len(p.deals) for p in source.pages(None, 1000)) == 3

@@ -374,8 +374,8 @@ def test_dropped_patch_can_still_be_applied(fake):
     deal = fake.add_deal(updated_at=T0)
     fake.inject("drop", route="patch", apply=True)
     with pytest.raises(requests.ConnectionError):
-        requests.patch(f"{fake.url}{DEALS}/{deal}", json={"properties": {"note": "x"}}, headers=AUTH, timeout=5)
-    assert fake.deals[deal]["properties"]["note"] == "x"
+        requests.patch(f"{fake.url}{DEALS}/{deal}", json={"properties": {"description": "x"}}, headers=AUTH, timeout=5)
+    assert fake.deals[deal]["properties"]["description"] == "x"
 
 
 def test_random_faults_are_seeded():
@@ -416,6 +416,7 @@ def test_get_by_id(fake):
 
 
 def test_patch_updates_and_bumps_modification_time(fake):
+    fake.declare_property("asana_project_url")
     deal = fake.add_deal(dealname="Acme", updated_at=T0)
     url = f"{fake.url}{DEALS}/{deal}"
     before = time.time()
@@ -577,7 +578,32 @@ def test_merge_rejects_bad_requests(fake):
     assert merge(fake, {"primaryObjectId": a, "objectIdToMerge": c}).status_code == 500 and not fake.merged_into
     response = merge(fake, {"primaryObjectId": a, "objectIdToMerge": c}, path="/crm/v3/objects/0-3")
     assert response.status_code == 200 and fake.merged_into == {a: response.json()["id"], c: response.json()["id"]}
-    patched = requests.patch(f"{fake.url}{DEALS}/{a}", json={"properties": {"note": "x"}}, headers=AUTH, timeout=5)
-    assert patched.json()["id"] == response.json()["id"] and patched.json()["properties"]["note"] == "x"
+    described = {"properties": {"description": "x"}}
+    patched = requests.patch(f"{fake.url}{DEALS}/{a}", json=described, headers=AUTH, timeout=5)
+    assert patched.json()["id"] == response.json()["id"] and patched.json()["properties"]["description"] == "x"
     read_only = {"properties": {"hs_merged_object_ids": "1"}}
     assert_error(requests.patch(f"{fake.url}{DEALS}/{a}", json=read_only, headers=AUTH, timeout=5), 400)
+
+
+def test_a_patch_of_a_property_that_does_not_exist_is_a_400(fake):
+    deal = fake.add_deal(dealname="Acme", updated_at=T0)
+    url = f"{fake.url}{DEALS}/{deal}"
+    response = requests.patch(url, json={"properties": {"asana_projct_url": "x"}}, headers=AUTH, timeout=5)
+    assert response.status_code == 400 and response.json()["category"] == "VALIDATION_ERROR"
+    assert "PROPERTY_DOESNT_EXIST" in response.json()["message"] and "asana_projct_url" in response.json()["message"]
+    assert "asana_projct_url" not in fake.deals[deal]["properties"]
+
+
+def test_account_details_and_property_definitions(fake):
+    fake.declare_property("tier", "enumeration", ("Enterprise", "Growth"))
+    details = requests.get(f"{fake.url}/account-info/v3/details", headers=AUTH, timeout=5).json()
+    assert details["timeZone"] == "America/New_York" and details["utcOffset"] in ("-05:00", "-04:00")
+    fake.time_zone = timezone(timedelta(hours=5, minutes=30))
+    details = requests.get(f"{fake.url}/account-info/v3/details", headers=AUTH, timeout=5).json()
+    assert details["utcOffsetMilliseconds"] == 19_800_000 and details["utcOffset"] == "+05:30"
+    results = requests.get(f"{fake.url}/crm/v3/properties/deals", headers=AUTH, timeout=5).json()["results"]
+    by_name = {r["name"]: r for r in results}
+    assert by_name["hs_is_closed_won"]["type"] == "bool" and by_name["closedate"]["type"] == "datetime"
+    assert [o["value"] for o in by_name["tier"]["options"]] == ["Enterprise", "Growth"]
+    assert by_name["hs_object_id"]["modificationMetadata"]["readOnlyValue"] is True
+    assert requests.get(f"{fake.url}/crm/v3/properties/deals", timeout=5).status_code == 401

@@ -29,6 +29,7 @@ WINDOW = f"{SELECT} WHERE SystemModstamp >= %s AND SystemModstamp <= %s ORDER BY
 @pytest.fixture
 def fake():
     server = FakeSalesforce().start()
+    server.rotate_refresh_token = False  # these tests log in many times with one token; rotation has its own test
     yield server
     server.stop()
 
@@ -85,6 +86,10 @@ def test_bad_credentials_are_oauth_400s(fake, override, code, description):
     response = refresh(fake, **override)
     assert response.status_code == 400
     assert response.json() == {"error": code, "error_description": description}
+
+
+def test_rotation_is_on_by_default_and_retires_the_old_token():
+    assert FakeSalesforce().rotate_refresh_token
 
 
 def test_rotation_issues_a_new_refresh_token_and_retires_the_old_one(fake):

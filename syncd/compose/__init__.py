@@ -27,7 +27,7 @@ from syncd.profile import Profile
 from syncd.ratelimit import TokenBucket
 from syncd.runtime import Runtime, Settings
 from syncd.sinks.asana import PROFILE as ASANA
-from syncd.sinks.asana import AsanaSink
+from syncd.sinks.asana import READY_FOR, AsanaSink
 from syncd.sources import Source
 from syncd.store import SqliteStore, Store, open_store
 
@@ -104,7 +104,14 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
     for flow in cfg.flows:
         if flow.notify_env:
             configuration.read_secret(flow.notify_env)  # a missing webhook URL fails now, not mid-cycle
-    sink = AsanaSink(asana_http, workspace=cfg.asana.workspace, team=cfg.asana.team)
+    sink = AsanaSink(
+        asana_http,
+        workspace=cfg.asana.workspace,
+        team=cfg.asana.team,
+        enable=(*READY_FOR, *cfg.asana.enable_changes),
+        disable=cfg.asana.disable_changes,
+        oauth=cfg.asana.auth == "oauth",
+    )
     return Wiring(source, sink, settings(cfg), monitor, webhook_poster())
 
 

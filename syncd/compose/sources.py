@@ -10,6 +10,7 @@ from syncd.http import HttpClient
 from syncd.profile import Profile
 from syncd.ratelimit import TokenBucket
 from syncd.sources import Source, hubspot, pipedrive, salesforce
+from syncd.sources.refresh_token import RefreshToken, token_file
 
 ClientFactory = Callable[[dict[str, str], dict[str, TokenBucket], Profile], HttpClient]
 TOKEN_HINT = "the variable named by [crm] token_env"
@@ -43,7 +44,7 @@ def salesforce_source(cfg: configuration.Config, client: ClientFactory) -> Sourc
         cfg.crm_properties,
         client_id=client_id,
         client_secret=client_secret,
-        refresh_token=refresh_token,
+        refresh_token=RefreshToken(refresh_token, token_file(cfg.state_path)),
         api_version=cfg.crm.api_version,
         fields=cfg.crm.fields,
         page_size=cfg.crm.page_size,

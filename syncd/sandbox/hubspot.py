@@ -17,7 +17,21 @@ The daily limit (`daily_limit`, `daily_used`): once spent, every call answers th
 `{"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "correlationId",
 "policyName": "DAILY", "requestId"}` without Retry-After, until "The daily limit resets at midnight based on your
 time zone setting" (https://developers.hubspot.com/docs/api/usage-details): `daily_used` returns to 0 at midnight
-in `time_zone` (the portal's setting; UTC-5 here is a guess, any zone will do, since no API call can read it).
+in `time_zone` (the portal's setting; New York by default).
+
+The portal's settings and the deal properties' definitions:
+- GET /account-info/v3/details answers `{"portalId", "accountType", "timeZone", "companyCurrency",
+  "additionalCurrencies", "utcOffset", "utcOffsetMilliseconds", "uiDomain", "dataHostingLocation"}`
+  (https://developers.hubspot.com/docs/api-reference/legacy/account/account-information/get-account-details).
+  `timeZone` is the zone's name ("US/Eastern" in the docs' example); a fixed-offset `time_zone` has none that
+  tz databases know, so it reads as e.g. "UTC-05:00", and only the offset fields tell.
+- GET /crm/v3/properties/deals lists every property with `name`, `label`, `type` (string, number, date,
+  datetime, enumeration, bool), `fieldType`, `options` and `modificationMetadata.readOnlyValue`
+  (https://developers.hubspot.com/docs/api-reference/crm-properties-v3/core/get-crm-v3-properties-objectType).
+  `declare_property` adds one; a property first set through `add_deal` is a string.
+- A PATCH naming a property that does not exist is a 400 VALIDATION_ERROR whose message lists
+  `{"isValid": false, "message": "Property \"x\" does not exist", "error": "PROPERTY_DOESNT_EXIST", "name": "x"}`
+  (as HubSpot answers it; the reference documents only the 400), and a PATCH of a read-only one is a 400 too.
 
 Recycle bin and merges (`archive_deal`, `restore_deal`, `merge_deals`, and the DELETE and merge routes):
 - DELETE /crm/v3/objects/deals/{dealId} "Move an Object identified by `{dealId}` to the recycling bin" and
@@ -51,17 +65,19 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import json
 import re
 import time
 import uuid
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from itertools import count
 from operator import attrgetter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from syncd.sandbox.server import FakeServer, Request, Response
 
@@ -77,6 +93,25 @@ OPERATORS = RANGE_OPS | {"NEQ", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERT
 OPERATORS |= {"CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
 FAULT_KINDS = ("500", "502", "503", "504", "429", "drop", "slow", "malformed_json", "wrong_envelope")
 _PATH = re.compile(r"^/crm/(?:v3/objects|objects/(?:2025-09|2026-03|2026-09))/(?:deals|0-3)(?:/([^/]+))?/?$")
+DECLARED = {  # HubSpot's own deal properties that syncd meets: name -> (type, fieldType, options)
+    "dealname": ("string", "text", ()),
+    "amount": ("number", "number", ()),
+    "closedate": ("datetime", "date", ()),
+    "createdate": ("datetime", "date", ()),
+    MOD: ("datetime", "date", ()),
+    OBJ_ID: ("number", "number", ()),
+    MERGED: ("enumeration", "checkbox", ()),
+    "pipeline": ("enumeration", "select", ("default",)),
+    "dealstage": ("enumeration", "radio", ("appointmentscheduled", "contractsent", "closedwon", "closedlost")),
+    "hs_is_closed_won": ("bool", "booleancheckbox", ("true", "false")),
+    "hs_is_closed": ("bool", "booleancheckbox", ("true", "false")),
+    "hubspot_owner_id": ("enumeration", "select", ()),
+    "description": ("string", "textarea", ()),
+    "dealtype": ("enumeration", "radio", ("newbusiness", "existingbusiness")),
+}
+READ_ONLY_VALUES = frozenset({OBJ_ID, "createdate", MOD, MERGED, "hs_is_closed_won", "hs_is_closed"})
+_ACCOUNT = re.compile(r"^/account-info/(?:v3|2026-03|2026-09)/details/?$")
+_PROPERTIES = re.compile(r"^/crm/(?:v3|2026-03|2026-09)/properties/(?:deals|0-3)/?$")
 AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
     "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
@@ -183,7 +218,9 @@ class FakeHubSpot(FakeServer):
         self.nominal_burst = 100  # X-HubSpot-RateLimit-Max when burst_per_10s is None (not enforced)
         self.daily_limit = 250_000
         self.daily_used = 0
-        self.time_zone: tzinfo = timezone(timedelta(hours=-5))  # the portal's setting: where midnight resets it
+        self.time_zone: tzinfo = ZoneInfo("America/New_York")  # the portal's setting: where midnight resets it
+        self.portal_id = 62515
+        self.property_types: dict[str, tuple[str, str, tuple[str, ...]]] = dict(DECLARED)  # type, field, options
         self._daily_date: date | None = None  # the portal's calendar day daily_used counts
         self.rate_limited = 0
         self.merge_keeps_primary_id = False  # True: the endpoint reference's reading (see the module docstring)
@@ -355,13 +392,51 @@ class FakeHubSpot(FakeServer):
         if indexed:
             insort(self._index, history[-1], key=_vkey)
 
+    def declare_property(self, name: str, type: str = "string", options: tuple[str, ...] = ()) -> None:
+        """Create a deal property, as a portal admin would in HubSpot's settings."""
+        with self.lock:
+            self.property_types[name] = (type, "text" if type == "string" else type, tuple(options))
+            self._known.add(name)
+
+    def _account(self) -> Response:
+        offset = self.time_zone.utcoffset(datetime.fromtimestamp(self.now(), UTC)) or timedelta(0)
+        minutes = int(offset.total_seconds() // 60)
+        sign, minutes = ("-", -minutes) if minutes < 0 else ("+", minutes)
+        utc_offset = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+        name = getattr(self.time_zone, "key", None) or f"UTC{utc_offset}"
+        return Response(200, {
+            "portalId": self.portal_id, "accountType": "STANDARD", "timeZone": name, "companyCurrency": "USD",
+            "additionalCurrencies": [], "utcOffset": utc_offset,
+            "utcOffsetMilliseconds": int(offset.total_seconds() * 1000), "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        })  # fmt: skip
+
+    def _properties(self) -> Response:
+        results = []
+        for name in sorted(self._known | self.property_types.keys()):
+            kind, field, options = self.property_types.get(name, ("string", "text", ()))
+            results.append({
+                "name": name, "label": name.replace("_", " ").title(), "type": kind, "fieldType": field,
+                "groupName": "dealinformation", "description": "", "displayOrder": -1, "calculated": False,
+                "hasUniqueValue": False, "hidden": False, "hubspotDefined": name in DECLARED,
+                "options": [{"label": o.title(), "value": o, "displayOrder": i, "hidden": False}
+                            for i, o in enumerate(options)],
+                "modificationMetadata": {"archivable": name not in DECLARED, "readOnlyDefinition": name in DECLARED,
+                                         "readOnlyValue": name in READ_ONLY_VALUES},
+            })  # fmt: skip
+        return Response(200, {"results": results})
+
     # -- HTTP ----------------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         with self.lock:
             m = _PATH.match(request.path)
             tail, method = (m.group(1) if m else None), request.method
             route = None
-            if m and tail == "search" and method == "POST":
+            if method == "GET" and _ACCOUNT.match(request.path):
+                route = "account"
+            elif method == "GET" and _PROPERTIES.match(request.path):
+                route = "properties"
+            elif m and tail == "search" and method == "POST":
                 route = "search"
                 self._search_count += 1
             elif m and tail is None and method == "GET":
@@ -396,6 +471,8 @@ class FakeHubSpot(FakeServer):
             if not self._admit(("search", who), 1.0, self.search_rate_per_second):
                 return self._limit("You have reached your secondly limit.", "SECONDLY")
             return self._search(self._body(request))
+        if route in ("account", "properties"):
+            return self._account() if route == "account" else self._properties()
         allowed = self._admit(("burst", who), 10.0, self.burst_per_10s)
         cap = self.burst_per_10s if self.burst_per_10s is not None else self.nominal_burst
         headers = {
@@ -654,6 +731,14 @@ class FakeHubSpot(FakeServer):
             raise self._invalid('Body must be {"properties": {...}}')
         if read_only := sorted(READ_ONLY & updates.keys()):
             raise self._invalid(f"Property values were not valid: {read_only} are read-only")
+        if missing := sorted(updates.keys() - self._known - self.property_types.keys()):
+            invalid = [
+                {"isValid": False, "message": f'Property "{n}" does not exist', "error": "PROPERTY_DOESNT_EXIST",
+                 "name": n, "localizedErrorMessage": f'Property "{n}" does not exist'}
+                for n in missing
+            ]  # fmt: skip
+            msg = f"Property values were not valid: {json.dumps(invalid)}"
+            raise _Reject(self._error(400, msg, "VALIDATION_ERROR"))
         self.update_deal(deal_id, **{k: (None if v == "" else v) for k, v in updates.items()})
         return Response(200, self._render(record, [*DEFAULT_PROPS, *updates], deal_id in self._raw))
 

@@ -46,6 +46,8 @@ class CrmDriver:
         if secrets is not None:
             credentials = {key.removesuffix("_env"): secrets[name] for key, name in self.env_names.items()}
         self.fake = self.new_fake(**credentials)
+        # What an operator configured once: a Salesforce refresh token rotates in the fake, not in this copy.
+        self.configured = {name: getattr(self.fake, key.removesuffix("_env")) for key, name in self.env_names.items()}
 
     def new_fake(self, **credentials: Any) -> FakeServer:
         raise NotImplementedError
@@ -66,8 +68,9 @@ class CrmDriver:
         return {"kind": self.kind, "base_url": self.fake.url, **self.env_names, **self.settings}
 
     def env(self) -> dict[str, str]:
-        """The environment syncd logs in to this fake with, in the variables `config()` names."""
-        return {name: getattr(self.fake, key.removesuffix("_env")) for key, name in self.env_names.items()}
+        """The environment syncd logs in to this fake with, in the variables `config()` names: the credentials the
+        fake was made with (a rotated refresh token is syncd's to keep, as it would be in production)."""
+        return dict(self.configured)
 
     # -- the story ---------------------------------------------------------------------------------------
     def add(
@@ -130,7 +133,9 @@ class HubSpot(CrmDriver):
     fake: FakeHubSpot
 
     def new_fake(self, **credentials: Any) -> FakeHubSpot:
-        return FakeHubSpot(**credentials)
+        fake = FakeHubSpot(**credentials)
+        fake.declare_property("tier", "enumeration", ("Enterprise", "Growth", "Starter"))
+        return fake
 
     def create(
         self, name: str, stage: str, amount: float, tier: str, at: float, close: str | None, fields: dict[str, Any]
@@ -147,7 +152,8 @@ class HubSpot(CrmDriver):
         self.fake.add_raw_deal({"id": deal_id, "properties": {"hs_lastmodifieddate": "not a time", "amount": "x"}})
 
     def add_writeback(self) -> str:
-        return "asana_project_url"  # HubSpot's fake, like HubSpot, takes a custom property on PATCH
+        self.fake.declare_property("asana_project_url")  # HubSpot, like its fake, refuses a PATCH of an unknown one
+        return "asana_project_url"
 
     def written_back(self, deal: str) -> Any:
         return self.fake.deals[deal]["properties"].get("asana_project_url")

@@ -40,6 +40,7 @@ import hmac
 import re
 import string
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -69,7 +70,7 @@ CONCURRENT_EXCEEDED = [
 RESERVED = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "ASC", "DESC", "LIMIT", "NULL"})
 _API = re.compile(
     r"^/services/data/(?P<v>v\d+\.\d)(?:/query(?P<all>All)?/?|/query(?:All)?/(?P<locator>\w+)-(?P<offset>\d+)"
-    r"|/sobjects/Opportunity/(?P<opp>\w+))$"
+    r"|/sobjects/Opportunity/(?P<opp>\w+)|(?P<limits>/limits)/?)$"
 )
 _TOKEN = re.compile(
     r"""\s*(?:(?P<dt>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))(?![\w:.])
@@ -263,10 +264,14 @@ class FakeSalesforce(FakeServer):
         self.users: dict[str, dict] = {"0058d0000000001AAA": {"Id": "0058d0000000001AAA", "Name": "Sandbox User"}}
         self.custom_fields: set[str] = set()
         self.daily_limit = 15_000
-        self.api_used = 0
+        self._calls: deque[float] = deque()  # when each call of the rolling 24 hours was made (fake clock)
         self.locator_ttl = 2 * 86_400.0  # seconds a nextRecordsUrl stays valid (documented: two days)
         self.batch_cap: int | None = None  # serve at most this many rows per batch ("not guaranteed")
-        self.rotate_refresh_token = False
+        # On by default, as Salesforce recommends: "For better security, enable refresh token rotation ... the
+        # connected app issues a new refresh token along with the access token each time the flow is invoked. The
+        # previous refresh token is automatically invalidated."
+        # (https://help.salesforce.com/s/articleView?id=remoteaccess_oauth_refresh_token_flow.htm)
+        self.rotate_refresh_token = True
         self.token_requests = self.query_requests = self.patch_requests = 0
         self.rate_limited = 0
         self.fault_kinds = ["500", "503", "drop"]
@@ -328,6 +333,21 @@ class FakeSalesforce(FakeServer):
             account_id = id or self._new_id("001")
             self.accounts[account_id] = {"Id": account_id, "Name": name, **fields}
             return account_id
+
+    @property
+    def api_used(self) -> int:
+        """Calls in the rolling 24 hours: "Limits are enforced against the aggregate of all API calls made to the
+        org in a 24-hour period" (https://help.salesforce.com/s/articleView?id=xcloud.setup_system_overview_api.htm),
+        so calls age out one by one, 24 hours after they were made."""
+        horizon = self.now() - 86_400.0
+        while self._calls and self._calls[0] <= horizon:
+            self._calls.popleft()
+        return len(self._calls)
+
+    @api_used.setter
+    def api_used(self, count: int) -> None:
+        """Set the usage as `count` calls made now (they age out together, 24 hours from now)."""
+        self._calls = deque([self.now()] * count)
 
     def add_field(self, name: str) -> None:
         """Declare a custom field (e.g. `Asana_Project__c`) so SELECT and PATCH accept it."""
@@ -421,9 +441,13 @@ class FakeSalesforce(FakeServer):
                 return self._fault(*fault, response) if fault else response
             m = _API.match(request.path)
             route = None
-            if m and m["opp"] is None and request.method == "GET":
+            if m and m["limits"] and request.method == "GET":
+                route = "limits"
+            elif m and m["opp"] is None and request.method == "GET":
                 route = "query"
                 self.query_requests += 1
+            elif m and m["opp"] == "describe" and request.method == "GET":
+                route = "describe"
             elif m and m["opp"] is not None and request.method == "PATCH":
                 route = "patch"
                 self.patch_requests += 1
@@ -437,9 +461,13 @@ class FakeSalesforce(FakeServer):
             if self.api_used >= self.daily_limit:
                 self.rate_limited += 1
                 return Response(403, LIMIT_EXCEEDED, self._limit_header())
-            self.api_used += 1
+            self._calls.append(self.now())
             try:
-                if route == "patch":
+                if route == "limits":
+                    response = self._limits()
+                elif route == "describe":
+                    response = self._describe()
+                elif route == "patch":
                     response = self._patch(m["opp"], request)
                 elif m["locator"]:
                     response = self._more(m["v"], m["locator"], int(m["offset"]))
@@ -449,6 +477,35 @@ class FakeSalesforce(FakeServer):
                 response = error.response
             response.headers.update(self._limit_header())
             return self._fault(*fault, response, bearer=request.bearer) if fault else response
+
+    def _limits(self) -> Response:
+        """GET /services/data/vXX.X/limits: "Lists information about limits in your org. For each limit, this
+        resource returns the maximum allocation and the remaining allocation based on usage", e.g.
+        `"DailyApiRequests": {"Max": 15000, "Remaining": 14998}`
+        (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm). (guess) The
+        call counts against the allocation, and is refused when it is spent, like any other."""
+        used = self.api_used
+        return Response(200, {
+            "DailyApiRequests": {"Max": self.daily_limit, "Remaining": max(0, self.daily_limit - used)},
+            "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        })  # fmt: skip
+
+    def _describe(self) -> Response:
+        """GET /services/data/vXX.X/sobjects/Opportunity/describe: "Completely describes the individual metadata at
+        all levels for the specified object", each field with `name`, `label`, `type`, `custom` and `updateable`
+        (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm).
+        Types as the standard object reference gives them; a custom field is a string."""
+        types = {"Id": "id", "Amount": "currency", "CloseDate": "date", "Probability": "percent", "IsWon": "boolean"}
+        types |= {"IsClosed": "boolean", "IsDeleted": "boolean", "StageName": "picklist", "Type": "picklist"}
+        types |= {"LeadSource": "picklist", "Description": "textarea", "OwnerId": "reference", "AccountId": "reference"}
+        types |= {"CreatedById": "reference", "LastModifiedById": "reference", **dict.fromkeys(DATETIME, "datetime")}
+        fields = [
+            {"name": name, "label": name, "type": types.get(name, "string"), "custom": name in self.custom_fields,
+             "updateable": name not in READ_ONLY, "nillable": name not in ("Id", "Name", "StageName", "CloseDate")}
+            for name in (*STANDARD, *sorted(self.custom_fields))
+        ]  # fmt: skip
+        return Response(200, {"name": "Opportunity", "label": "Opportunity", "custom": False, "fields": fields})
 
     def _limit_header(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}

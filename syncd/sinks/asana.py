@@ -89,8 +89,10 @@ class AsanaSink:
         team: str,
         enable: Iterable[str] = READY_FOR,
         disable: Iterable[str] = (),
+        oauth: bool = False,
     ) -> None:
         self.http, self.workspace, self.team = http, workspace, team
+        self.oauth = oauth  # external ids on tasks: "This field is only available to OAuth applications"
         self.changes_seen: dict[str, Change] = {}  # every Asana-Change this sink was told about, by name
         self.enable, self.disable = tuple(dict.fromkeys(enable)), tuple(dict.fromkeys(disable))
         # The client is this sink's own (one session per service): every request carries the choice.
@@ -173,8 +175,12 @@ class AsanaSink:
         return _project(reply.data["data"])
 
     def create_task(self, project_gid: str, body: dict[str, Any]) -> str:
-        """POST once (never retried here). The task's external gid is how reconcile finds it afterwards."""
-        reply = self._call("POST", "/tasks", json={"data": {**body, "projects": [project_gid]}}, idempotent=False)
+        """POST once (never retried here). With an OAuth token the task carries its external gid, the quick way to
+        find it afterwards; with any other token the marker in its notes is the only key (`find_task`)."""
+        task = {**body, "projects": [project_gid]}
+        if not self.oauth:
+            task.pop("external", None)
+        reply = self._call("POST", "/tasks", json={"data": task}, idempotent=False)
         data = reply.data.get("data") if isinstance(reply.data, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("gid"), str):
             raise TransientError(
@@ -193,10 +199,11 @@ class AsanaSink:
         listing of the project's tasks is searched for the marker in their notes. A listing that fails
         part-way raises: it proves nothing."""
         try:
-            reply = self._call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
-            data = reply.data.get("data") if isinstance(reply.data, dict) else None
-            if isinstance(data, dict) and isinstance(data.get("gid"), str):
-                return str(data["gid"])
+            if self.oauth:
+                reply = self._call("GET", f"/tasks/external:{external_gid}", params={"opt_fields": "name"})
+                data = reply.data.get("data") if isinstance(reply.data, dict) else None
+                if isinstance(data, dict) and isinstance(data.get("gid"), str):
+                    return str(data["gid"])
         except (RejectedError, AuthError):
             pass  # not found, or not available to this token (external data needs OAuth): ask the listing
         offset: str | None = None
@@ -223,11 +230,19 @@ class AsanaSink:
         me = self._call("GET", "/users/me", params={"opt_fields": "name,email"}).data.get("data", {})
         ws = self._call("GET", f"/workspaces/{self.workspace}", params={"opt_fields": "name"}).data.get("data", {})
         team = self._call("GET", f"/teams/{self.team}", params={"opt_fields": "name"}).data.get("data", {})
-        return [
+        lines = [
             f"Asana token belongs to {me.get('name', '?')} <{me.get('email', '?')}>",
             f"workspace {self.workspace}: {ws.get('name', '?')}",
             f"team {self.team}: {team.get('name', '?')} (projects are created and reconciled here)",
         ]
+        for change in self.changes_seen.values():
+            lines.append(
+                f"Asana announces API change {change.name!r}"
+                f"{' (this request is affected)' if change.affected else ''}: read "
+                f"{change.info or 'https://developers.asana.com/docs/deprecations'}, then set [asana] enable_changes "
+                "or disable_changes"
+            )
+        return lines
 
     def projects_by_marker(
         self, team: str | None = None, on_page: Callable[[], object] = lambda: None

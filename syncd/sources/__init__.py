@@ -19,12 +19,22 @@ from typing import Protocol
 
 from syncd.http import HttpClient
 from syncd.models import Page
+from syncd.sources.schema import Schema
 
 
 class Source(Protocol):
     kind: str
     http: HttpClient
     credential_hint: str  # what to check when the CRM rejects the credentials ("the variable named by ...")
+
+    @property
+    def credential_origin(self) -> str | None:
+        """Which of several possible credentials is in use, when there is a choice (never the credential)."""
+        ...
+
+    def schema(self) -> Schema:
+        """The deal fields the CRM declares, for `syncd check` (`syncd.sources.schema`)."""
+        ...
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one property of one deal (the project URL, for [flow.writeback]); idempotent."""

@@ -11,6 +11,11 @@ sort), then moves on at timestamp + 1 ms, so the loop always terminates.
 The window's upper end is HubSpot's clock (the `Date` header of the first answer) minus the delay, so a
 page boundary never races writes still in flight and the local clock does not matter.
 
+`closedate` is an instant, but people mean a calendar day in the portal's time zone: 2026-09-30T22:30:00Z is
+00:30 on 1 October in Berlin, so a Berlin portal's deal closed on 1 October. So `close_date` is the portal's
+day, in the zone `GET /account-info/v3/details` names (read when a page first holds such an instant, then kept
+for a day, so an idle cycle still costs one request; its `utcOffsetMilliseconds` when the name is unknown here).
+
 `PROFILE` is what HubSpot's answers mean to the HTTP layer: `X-HubSpot-RateLimit-Remaining: 0` pauses the
 bucket for the window's interval, `X-HubSpot-RateLimit-Daily[-Remaining]` is the daily allocation, an
 error body is `{"message", "errors": [{"message"}]}`, and a 429 whose `policyName` is `DAILY` is the daily limit
@@ -19,17 +24,23 @@ spent (`quota_spent`: no retry, the service pauses until the next full UTC hour;
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from syncd.errors import TransientError
+from syncd.errors import RejectedError, TransientError
 from syncd.http import HttpClient
 from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, QuotaPause, parse_seconds
 from syncd.sources.records import deal_from, iso_ms, parse_records
+from syncd.sources.schema import Declared, Schema
 
 SEARCH = "/crm/v3/objects/deals/search"
 PROPERTY_OF = {
@@ -42,15 +53,20 @@ PROPERTY_OF = {
     "updated_at": "hs_lastmodifieddate",
 }
 MODIFIED = "hs_lastmodifieddate"
+log = logging.getLogger("syncd")
 # Always asked for: when the deal was created (a deal restored from the recycle bin keeps its createdate, so
 # one created before the baseline is not new), and the deals HubSpot merged into this one.
 CREATED, MERGED = "createdate", "hs_merged_object_ids"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_VALUE_CHARS = 100_000
+ACCOUNT = "/account-info/v3/details"
+PROPERTIES = "/crm/v3/properties/deals"
+ZONE_TTL = 86_400.0
 
 
 class HubSpotSource:
     kind = "hubspot"
+    credential_origin: str | None = None
 
     def __init__(
         self,
@@ -67,6 +83,21 @@ class HubSpotSource:
         self.clock = clock
         wanted = {PROPERTY_OF.get(name, name) for name in names if name != "id"}
         self.properties = sorted(wanted | {MODIFIED, CREATED, MERGED})
+        self._zone: tuple[tzinfo, float] | None = None  # the portal's time zone, and when it was read
+
+    def zone(self) -> tzinfo:
+        """The portal's time zone, read once a day. A token that may not read the account details (403) keeps UTC,
+        with a warning; any other failure fails the cycle, so no close date is ever shifted silently."""
+        if self._zone is None or self.clock() - self._zone[1] > ZONE_TTL:
+            try:
+                details = self.http.call("GET", ACCOUNT).data
+            except RejectedError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                log.warning("hubspot: the portal's time zone cannot be read (%s); close dates are UTC days", exc)
+                details = {}
+            self._zone = (portal_zone(details), self.clock())
+        return self._zone[0]
 
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         anchor = max(since_ms or 0, 0)
@@ -76,7 +107,8 @@ class HubSpotSource:
             reply_data, server_time = self._search(anchor, upper, tie_after)
             if upper is None:
                 upper = int((server_time or self.clock()) * 1000) - delay_ms
-            deals, quarantined = parse_records(reply_data["results"], parse_deal)
+            zone = self.zone() if _has_instant_close(reply_data["results"]) else UTC  # an idle cycle asks nothing more
+            deals, quarantined = parse_records(reply_data["results"], functools.partial(parse_deal, zone=zone))
             in_window = [d for d in deals if d.updated_at_ms <= upper]
             more = _has_next(reply_data) and anchor <= upper
             if tie_after is None:
@@ -104,6 +136,17 @@ class HubSpotSource:
                     )
                 yield Page(in_window, quarantined, cursor_ms=anchor)
                 tie_after = max(ids)
+
+    def schema(self) -> Schema:
+        """Every deal property the portal declares (`GET /crm/v3/properties/deals`), with its type."""
+        results = self.http.call("GET", PROPERTIES, expect=_search_problem).data["results"]
+        fields = {}
+        for item in results:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                meta = item.get("modificationMetadata")
+                read_only = isinstance(meta, dict) and meta.get("readOnlyValue") is True
+                fields[item["name"]] = Declared(item["name"], str(item.get("type", "string")), not read_only)
+        return Schema("HubSpot", fields)
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one deal property (e.g. the project URL). Idempotent, so retried like a read. HubSpot bumps
@@ -140,13 +183,24 @@ def _search_problem(data: Any) -> str | None:
     return None
 
 
+def _has_instant_close(records: list[Any]) -> bool:
+    """Whether any record's `closedate` is an instant, whose day depends on the portal's zone."""
+    for record in records:
+        props = record.get("properties") if isinstance(record, dict) else None
+        value = props.get("closedate") if isinstance(props, dict) else None
+        if isinstance(value, str) and len(value.strip()) > 10:
+            return True
+    return False
+
+
 def _has_next(data: dict[str, Any]) -> bool:
     paging = data.get("paging")
     return isinstance(paging, dict) and isinstance(paging.get("next"), dict)
 
 
-def parse_deal(record: Any) -> Deal:
-    """One search result -> Deal. Raises ValueError with the reason when the record cannot be trusted."""
+def parse_deal(record: Any, zone: tzinfo = UTC) -> Deal:
+    """One search result -> Deal, its close date the calendar day in `zone`. Raises ValueError with the reason
+    when the record cannot be trusted."""
     if not isinstance(record, dict):
         raise ValueError(f"record is a {type(record).__name__}, not an object")
     deal_id = record.get("id")
@@ -167,7 +221,7 @@ def parse_deal(record: Any) -> Deal:
     if updated_at_ms is None:
         raise ValueError(f"{MODIFIED} {str(modified)[:40]!r} is not a timestamp")
     merged = tuple(part.strip() for part in str(props.get(MERGED) or "").split(";") if part.strip())
-    return deal_from(
+    deal = deal_from(
         deal_id,
         updated_at_ms,
         props,
@@ -176,6 +230,38 @@ def parse_deal(record: Any) -> Deal:
         created_at_ms=parse_timestamp_ms(props.get(CREATED)),
         merged_ids=merged,
     )
+    return dataclasses.replace(deal, close_date=calendar_day(props.get("closedate"), zone))
+
+
+def calendar_day(value: Any, zone: tzinfo) -> str | None:
+    """`closedate` as the day it is in `zone` ('2026-09-30T22:30:00Z' in Berlin: '2026-10-01'). A bare date is
+    already a day; a value that is neither is kept as it came, for the rules to judge."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if len(text) == 10 and text[4] == text[7] == "-":
+        return text
+    ms = parse_timestamp_ms(text)
+    if ms is None:
+        return text
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date().isoformat()
+
+
+def portal_zone(details: Any) -> tzinfo:
+    """The zone `GET /account-info/v3/details` names (`timeZone`, e.g. "US/Eastern"), else its fixed
+    `utcOffsetMilliseconds`, else UTC."""
+    if not isinstance(details, dict):
+        return UTC
+    name = details.get("timeZone")
+    if isinstance(name, str) and name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    offset = details.get("utcOffsetMilliseconds")
+    if isinstance(offset, int) and not isinstance(offset, bool) and abs(offset) < 86_400_000:
+        return timezone(timedelta(milliseconds=offset))
+    return UTC
 
 
 def parse_amount(value: Any) -> float | None:

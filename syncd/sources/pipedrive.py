@@ -51,8 +51,10 @@ from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, parse_seconds
 from syncd.sources.pipedrive_fields import DEAL_FIELDS, FIELDS_PAGE_SIZE, DealFields, Field, checked
 from syncd.sources.records import parse_records
+from syncd.sources.schema import Declared, Schema
 
 DEALS = "/api/v2/deals"
+READ_ONLY_FIELDS = frozenset({"id", "add_time", "update_time", "creator_user_id", "stage_change_time", "close_time"})
 NORMALISED = frozenset({"id", "name", "stage", "amount", "close_date", "pipeline", "owner", "updated_at"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMESTAMP = re.compile(
@@ -62,6 +64,7 @@ _TIMESTAMP = re.compile(
 
 class PipedriveSource:
     kind = "pipedrive"
+    credential_origin: str | None = None
 
     def __init__(
         self,
@@ -123,6 +126,17 @@ class PipedriveSource:
         code = fields.code(prop)
         body = {"custom_fields": {code: value}} if code else {prop: value}
         self._heard(self.http.call("PATCH", f"/api/v2/deals/{deal_id}", json=body, expect=_write_problem))
+
+    def schema(self) -> Schema:
+        """Every deal field (`GET /api/v2/dealFields`): standard ones by code, custom ones by friendly name."""
+        fields = {}
+        for item in self._deal_fields(refresh=True).items:
+            if isinstance(item, dict) and isinstance(item.get("field_code"), str):
+                custom = item.get("is_custom_field") is True and isinstance(item.get("field_name"), str)
+                name = Field.from_item(item).name if custom else item["field_code"]
+                writable = custom or item["field_code"] not in READ_ONLY_FIELDS
+                fields[name] = Declared(item["field_code"], str(item.get("field_type", "varchar")), writable)
+        return Schema("Pipedrive", fields)
 
     def _deal_fields(self, *, refresh: bool = False) -> DealFields:
         """The kept reading of the deal fields; a new one (every page of the listing) when there is none, it is

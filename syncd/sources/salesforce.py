@@ -8,7 +8,8 @@ The query is `SystemModstamp >= since AND SystemModstamp <= upper ORDER BY Syste
 unquoted datetime literals to the second; pages follow `nextRecordsUrl`. The upper end is Salesforce's clock
 (the `Date` header seen last, minus the delay). `Sforce-Limit-Info: api-usage=n/m` is read on every answer:
 past `stop_percent` of the daily allocation the cycle stops early (cursor where it was recorded) with a
-sentence saying so, so syncd never spends the org's last API calls.
+sentence saying so, so syncd never spends the org's last API calls. The allocation is a rolling 24-hour
+window, so the next cycle asks `GET .../limits` (one call) for the current figure instead of assuming.
 
 `PROFILE` is what Salesforce's answers mean to the HTTP layer: `Sforce-Limit-Info` is the daily allocation, an
 error body is a list `[{"errorCode", "message"}]` (the OAuth endpoint answers RFC 6749's `error_description`),
@@ -32,6 +33,8 @@ from syncd.http import Form, HttpClient, Reply
 from syncd.models import Deal, Page
 from syncd.profile import GENERIC, Profile, QuotaPause
 from syncd.sources.records import deal_from, iso_ms, parse_records
+from syncd.sources.refresh_token import RefreshToken
+from syncd.sources.schema import Declared, Schema
 
 FIELD_OF = {
     "name": "Name",
@@ -56,7 +59,7 @@ class SalesforceSource:
         *,
         client_id: str,
         client_secret: str,
-        refresh_token: str,
+        refresh_token: str | RefreshToken,
         api_version: str = "v60.0",
         fields: Iterable[str] = (),
         page_size: int = 2000,
@@ -66,14 +69,8 @@ class SalesforceSource:
     ) -> None:
         self.http = http
         self.login_url = http.base_url
-        self._login = Form(
-            {
-                "grant_type": "refresh_token",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "refresh_token": refresh_token,
-            }
-        )
+        self._client = {"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret}
+        self.refresh_token = refresh_token if isinstance(refresh_token, RefreshToken) else RefreshToken(refresh_token)
         self.credential_hint = credential_hint
         self.api_version = api_version
         self.page_size = max(200, min(page_size, 2000))
@@ -88,10 +85,16 @@ class SalesforceSource:
         self.fields = sorted(wanted - set(BASE_FIELDS))
         http.session.headers["Sforce-Query-Options"] = f"batchSize={self.page_size}"
 
+    @property
+    def credential_origin(self) -> str:
+        return self.refresh_token.origin
+
     # -- paging --------------------------------------------------------------------------------------
     def pages(self, since_ms: int | None, delay_ms: int) -> Iterator[Page]:
         if self.token is None or self.skew is None:
             self._refresh()
+        if self._past_stop():
+            self._read_limits()  # the window rolls: the last figure seen may be hours old
         self._check_usage()
         upper_ms = (int((self.clock() + (self.skew or 0.0)) * 1000) - delay_ms) // 1000 * 1000  # SOQL: seconds
         since = max(since_ms or 0, 0)
@@ -115,6 +118,19 @@ class SalesforceSource:
             self._check_usage()
             reply = self._get(str(next_url), None)
 
+    def schema(self) -> Schema:
+        """Every Opportunity field (`GET .../sobjects/Opportunity/describe`). SOQL matches field names in any
+        case and answers with the canonical one, which is why `parse_record` reads them case-insensitively."""
+        if self.token is None:
+            self._refresh()
+        data = self._get(f"/services/data/{self.api_version}/sobjects/Opportunity/describe", None, _describe_problem)
+        fields = {
+            f["name"]: Declared(f["name"], str(f.get("type", "string")), f.get("updateable") is True)
+            for f in data.data["fields"]
+            if isinstance(f, dict) and isinstance(f.get("name"), str)
+        }
+        return Schema("Salesforce", fields, case_insensitive=True, derived=frozenset(self.relationships))
+
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
         """Set one Opportunity field (e.g. Asana_Project__c). Idempotent, so retried like a read."""
         if self.token is None:
@@ -129,10 +145,12 @@ class SalesforceSource:
             self.http.call("PATCH", path, json={prop: value})
 
     # -- requests ------------------------------------------------------------------------------------
-    def _get(self, path: str, params: dict[str, str] | None) -> Reply:
+    def _get(
+        self, path: str, params: dict[str, str] | None, expect: Callable[[Any], str | None] | None = None
+    ) -> Reply:
         for attempt in (1, 2):
             try:
-                reply = self.http.call("GET", path, params=params, expect=_query_problem)
+                reply = self.http.call("GET", path, params=params, expect=expect or _query_problem)
             except AuthError as exc:
                 if attempt == 2 or exc.status != 401:
                     raise AuthError(
@@ -150,13 +168,17 @@ class SalesforceSource:
     def _refresh(self) -> None:
         self.http.retarget(self.login_url, {})
         try:
-            reply = self.http.call("POST", "/services/oauth2/token", json=self._login, expect=_token_problem)
+            grant = Form({**self._client, "refresh_token": self.refresh_token.value})
+            reply = self.http.call("POST", "/services/oauth2/token", json=grant, expect=_token_problem)
         except RejectedError as exc:
             raise AuthError(
-                f"salesforce: the refresh-token login failed ({exc}). Check {self.credential_hint}.",
+                f"salesforce: the refresh-token login with {self.refresh_token.origin} failed ({exc}). "
+                f"Check {self.credential_hint}.",
                 service="salesforce",
                 status=exc.status,
             ) from exc
+        if isinstance(rotated := reply.data.get("refresh_token"), str) and rotated:
+            self.refresh_token.rotate(rotated)  # the old one is already invalid: keep this one before anything else
         instance = str(reply.data["instance_url"]).rstrip("/")
         parts = urlsplit(instance)
         login = urlsplit(self.login_url)
@@ -177,8 +199,21 @@ class SalesforceSource:
             self.skew = reply.server_time - self.clock()
         self.quota = daily_quota(reply.headers) or self.quota
 
+    def _past_stop(self) -> bool:
+        return bool(
+            self.quota and self.quota[1] and 100 * (self.quota[1] - self.quota[0]) / self.quota[1] >= self.stop_percent
+        )
+
+    def _read_limits(self) -> None:
+        """One cheap call for the current figure: `DailyApiRequests` of `GET /services/data/vXX.X/limits` ("the
+        maximum allocation and the remaining allocation based on usage",
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm)."""
+        reply = self._get(f"/services/data/{self.api_version}/limits", None, _limits_problem)
+        daily = reply.data["DailyApiRequests"]
+        self.quota = (int(daily["Remaining"]), int(daily["Max"]))
+
     def _check_usage(self) -> None:
-        if self.quota and self.quota[1] and 100 * (self.quota[1] - self.quota[0]) / self.quota[1] >= self.stop_percent:
+        if self.quota and self._past_stop():
             used, limit = self.quota[1] - self.quota[0], self.quota[1]
             raise RateLimited(
                 f"salesforce: API usage is {used}/{limit} ({100 * used / limit:.0f}%), past [crm] "
@@ -200,14 +235,19 @@ class SalesforceSource:
         if modstamp is None:
             raise ValueError(f"SystemModstamp {str(record.get('SystemModstamp'))[:40]!r} is not a datetime")
         props: dict[str, Any] = {}
+        folded = {str(key).casefold(): value for key, value in record.items()}  # SOQL answers canonical names
         for name in self.fields:
             if "." in name:
                 parent, child = name.split(".", 1)
-                related = record.get(parent)
-                value = related.get(child) if isinstance(related, dict) else None
+                related = folded.get(parent.casefold())
+                value = (
+                    {str(k).casefold(): v for k, v in related.items()}.get(child.casefold())
+                    if isinstance(related, dict)
+                    else None
+                )
                 props[name.replace(".", "_")] = value
             else:
-                props[name] = record.get(name)
+                props[name] = folded.get(name.casefold())
         for key, value in props.items():
             if value is not None and not isinstance(value, str | int | float | bool):
                 raise ValueError(f"field {key!r} is a {type(value).__name__}")
@@ -239,6 +279,19 @@ def parse_datetime_ms(value: Any) -> int | None:
 def _query_problem(data: Any) -> str | None:
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         return "a body without a 'records' list (the page is not recorded; it will be read again)"
+    return None
+
+
+def _limits_problem(data: Any) -> str | None:
+    daily = data.get("DailyApiRequests") if isinstance(data, dict) else None
+    if not isinstance(daily, dict) or not all(isinstance(daily.get(k), int) for k in ("Max", "Remaining")):
+        return "a limits answer without DailyApiRequests Max and Remaining"
+    return None
+
+
+def _describe_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("fields"), list):
+        return "a describe answer without a 'fields' list"
     return None
 
 

@@ -187,12 +187,13 @@ def when_applied(store: Store, now: float) -> str:
     holder = f"'syncd run' (pid {daemon['pid']}) applies it at the start of its next cycle"
     if started is None:
         return f"{holder}, within {interval:g}s."
-    due = started + interval
-    running = "" if finished is not None else f"; the cycle in progress started {_hms(started)}"
+    due, every = started + interval, f"a cycle every {interval:g}s"
+    if finished is None and due <= now:
+        return f"{holder}, as soon as the cycle in progress ends ({every}; it started {_hms(started)})."
     if due <= now:
-        return f"{holder}, as soon as the cycle in progress ends (a cycle every {interval:g}s{running})."
-    last = f"the last started {_hms(started)}"
-    return f"{holder}, about {_hms(due)} (in {due - now:.0f}s; a cycle every {interval:g}s, {last})."
+        return f"{holder}, which is due now ({every})."
+    last = f"the last started {_hms(started)}" if finished is not None else f"the one in progress {_hms(started)}"
+    return f"{holder}, about {_hms(due)} (in {due - now:.0f}s; {every}, {last})."
 
 
 def _alive(pid: int) -> bool:

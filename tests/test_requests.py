@@ -133,3 +133,25 @@ def test_a_flow_with_enabled_false_queues_but_creates_nothing(syncd: Syncd) -> N
     syncd.config()
     syncd.ok("once")
     assert_exactly_once(syncd, [first])
+
+
+def test_a_request_during_a_cycle_in_progress_is_written_at_once_and_waits_for_the_next_cycle(syncd: Syncd) -> None:
+    """The daemon is inside a slow poll (its write transactions come and go); the command neither waits for
+    the lock nor fails on a busy database, and says the request waits for the cycle in progress to end."""
+    syncd.config(http=FAST["http"], asana={**FAST["asana"], "team": "1299999999999999"})
+    (dead,) = qualify(syncd, 1)
+    assert syncd("once").returncode == 1 and syncd.op_states() == {"dead": 1}
+    syncd.config(
+        schedule={"interval_seconds": 1}, http={"read_timeout": 5, "max_tries": 1}, asana={"settle_seconds": 6}
+    )
+    with running_daemon(syncd.start("run"), until=daemon_holds_the_lock(syncd)) as daemon:
+        eventually(lambda: syncd.query("SELECT count(*) FROM cycles WHERE finished_at IS NULL")[0][0] == 0)
+        syncd.hubspot.inject("slow", delay=2.0)  # the next cycle's poll
+        eventually(lambda: syncd.query("SELECT count(*) FROM cycles WHERE finished_at IS NULL")[0][0] == 1)
+        result = syncd.ok("retry", dead)
+        assert "this is request #1" in result.stdout
+        assert any(words in result.stdout for words in ("the one in progress", "the cycle in progress ends"))
+        assert syncd.query("SELECT count(*) FROM requests WHERE done_at IS NULL") == [(1,)]
+        eventually(lambda: syncd.op_states() == {"created": 1})
+        stopped(daemon)
+    assert_exactly_once(syncd, [dead])

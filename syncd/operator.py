@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from syncd.models import Deal, NewOp, Op, State, iso_ms
 from syncd.runtime import Runtime, Settings
 from syncd.store import Request, SqliteStore, Store
 from syncd.store.failures import store_error
+from syncd.store.read import alive
 from syncd.store.schema import connect
 
 
@@ -177,7 +177,7 @@ def when_applied(store: Store, now: float) -> str:
     """When the lock holder applies a request: at the start of its next cycle, from its interval and its last
     cycle (`syncd run` records its pid and interval in `meta`)."""
     daemon = json.loads(store.get_meta("daemon") or "null")
-    if not daemon or not _alive(daemon["pid"]):
+    if not daemon or not alive(daemon["pid"]):
         return (
             "Another syncd (a 'syncd once' or another command) holds the lock; the next 'syncd once' or "
             "'syncd run' applies it when its cycle starts."
@@ -194,16 +194,6 @@ def when_applied(store: Store, now: float) -> str:
         return f"{holder}, which is due now ({every})."
     last = f"the last started {_hms(started)}" if finished is not None else f"the one in progress {_hms(started)}"
     return f"{holder}, about {_hms(due)} (in {due - now:.0f}s; {every}, {last})."
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _hms(at: float) -> str:

@@ -182,7 +182,7 @@ def set_paused(app: App, name: str, paused: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_obj
 def history(app: App, count: int, as_json: bool) -> None:
-    """The recent cycles, newest first: outcome (ok, failed, interrupted, unfinished), counts and duration."""
+    """The recent cycles, newest first: outcome (ok, failed, interrupted, running, died), counts and duration."""
     from syncd.status_text import cycles_json, format_history
     from syncd.store.cycles import read_cycles
 

@@ -178,7 +178,7 @@ def format_history(rows: list[CycleRow]) -> str:
         return "No cycle recorded yet: run 'syncd once' or 'syncd run'."
     lines = []
     for r in rows:
-        took = f"{r.seconds:g}s" if r.seconds is not None else "no end recorded (running, or its process died)"
+        took = f"{r.seconds:g}s" if r.seconds is not None else "no end recorded"
         why = f" by {r.interrupted}" if r.interrupted else ""
         line = f"#{r.id}  {iso_s(r.started_at)}  {r.outcome}{why}  {r.deals_seen} deals, {r.created} created, {took}"
         lines.append(line + (f"\n      error: {r.error}" if r.error else ""))

@@ -26,8 +26,12 @@ def test_history_shows_a_cycle_whose_process_died(syncd: Syncd) -> None:
     qualify(syncd, 1)
     crashed = syncd("once", crash_at="after_inflight_commit")
     assert crashed.returncode != 0
-    assert "unfinished" in syncd.ok("history", "-n", "1").stdout
-    assert "no end recorded (running, or its process died)" in syncd.ok("history", "-n", "1").stdout
+    line = syncd.ok("history", "-n", "1").stdout
+    assert "  died  " in line and "no end recorded" in line
+    assert json.loads(syncd.ok("history", "--json", "-n", "1").stdout)[0]["outcome"] == "died"
+    status = syncd("status")
+    assert status.returncode == 1 and "never finished: its process (pid " in status.stdout
+    assert "is gone (killed or crashed)" in status.stdout
 
 
 def test_quarantine_lists_and_clears(syncd: Syncd) -> None:

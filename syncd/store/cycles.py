@@ -1,7 +1,8 @@
 """`syncd history`: the recent cycles as they were recorded, read-only beside a running syncd.
 
 A cycle row is written when the cycle starts and completed when it ends, so a row without an end is a cycle
-still running, or one whose process died (`kill -9`, a crash, a power loss): `history` says which it may be.
+still running ("running"), or one whose process died ("died": `kill -9`, a crash, a power loss), told apart by
+whether the pid it recorded is still alive.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.store.read import reading
+from syncd.store.read import alive, reading
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,12 @@ class CycleRow:
     deals_seen: int
     created: int
     interrupted: str | None
+    pid: int | None = None
 
     @property
     def outcome(self) -> str:
         if self.finished_at is None:
-            return "unfinished"
+            return "running" if self.pid is not None and alive(self.pid) else "died"
         if self.interrupted:
             return "interrupted"
         return "ok" if self.ok else "failed"
@@ -40,7 +42,7 @@ def read_cycles(path: Path, limit: int) -> list[CycleRow]:
     """The newest `limit` cycles, newest first."""
     with reading(path) as conn:
         rows = conn.execute(
-            """SELECT id, started_at, finished_at, ok, error, deals_seen, created, interrupted FROM cycles
+            """SELECT id, started_at, finished_at, ok, error, deals_seen, created, interrupted, pid FROM cycles
                ORDER BY id DESC LIMIT ?""",
             (limit,),
         ).fetchall()

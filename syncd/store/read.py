@@ -7,6 +7,7 @@ Times inside are epoch seconds (or CRM milliseconds); text is made at the edges 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.errors import StoreError
-from syncd.models import OP_STATES, State
+from syncd.models import OP_STATES, State, iso_s
 from syncd.store.schema import connect, pending_steps, refuse_empty
 
 
@@ -91,6 +92,8 @@ class Status:
     health: Health
     stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
     unfinished_since_success: int = 0  # cycles started after the last success that never finished
+    died: tuple[tuple[float, int], ...] = ()  # (started_at, pid) of unfinished cycles newer than the last
+    #                                             finished one whose process is gone (kill -9, a crash)
     ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
     paused_flows: tuple[str, ...] = ()  # `syncd flow pause`
     pending_requests: tuple[str, ...] = ()  # what `retry`/`backfill` left for the lock holder's next cycle
@@ -111,6 +114,11 @@ class Status:
             unfinished = self.unfinished_since_success
             why = f"; {unfinished} cycle(s) started since and did not finish" if unfinished else ""
             problems.append(f"no successful cycle for {self.now - self.last_success_at:.0f}s (limit {stale:g}s){why}")
+        for started_at, pid in self.died:
+            problems.append(
+                f"the cycle started {iso_s(started_at)} never finished: its process (pid {pid}) is gone (killed or "
+                "crashed); the next run recovers what it had in flight"
+            )
         if self.ops[State.DEAD]:
             problems.append(f"{self.ops[State.DEAD]} dead op(s) need a human")
         if self.effects.get(State.DEAD):
@@ -177,6 +185,17 @@ class History:
     quarantined: tuple[QuarantinedRecord, ...] = ()  # why the CRM's record of this deal could not be read
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def reading(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection; a database that cannot be read is a `StoreError` with a sentence."""
@@ -234,6 +253,14 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses ORDER BY flow")),
             pending_requests=tuple(
                 f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL")
+            ),
+            died=tuple(
+                (r[0], r[1])
+                for r in one(
+                    """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL
+                       AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL), 0)"""
+                )
+                if not alive(r[1])
             ),
             unfinished_since_success=one(
                 "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)

@@ -174,10 +174,12 @@ def baselines_per_flow(db: Database) -> None:
 @migrations()
 def operator_requests(db: Database) -> None:
     """What an operator asked for while another syncd held the lock (`retry`, `backfill`), applied by the
-    holder at the start of its next cycle; the flows paused by `syncd flow pause`; and which signal, if any,
-    stopped a cycle early (SIGINT, SIGTERM), so that history tells an interrupted cycle from a failed one."""
+    holder at the start of its next cycle; the flows paused by `syncd flow pause`; which signal, if any,
+    stopped a cycle early (SIGINT, SIGTERM), so that history tells an interrupted cycle from a failed one; and
+    the pid of the process running a cycle, so that status tells a cycle still running from one that died."""
     db.executescript("""
         ALTER TABLE cycles ADD COLUMN interrupted TEXT;
+        ALTER TABLE cycles ADD COLUMN pid INTEGER;
         CREATE TABLE requests (
             id INTEGER PRIMARY KEY,
             kind TEXT NOT NULL CHECK (kind IN ('retry', 'backfill')),

@@ -8,6 +8,7 @@ One writer: `SqliteStore.open` runs under the single-instance lock (`syncd.lock`
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -341,7 +342,8 @@ class SqliteStore:
 
     def start_cycle(self, now: float) -> int:
         with self.write() as c:
-            return int(c.execute("INSERT INTO cycles (started_at) VALUES (?)", (now,)).lastrowid or 0)
+            cur = c.execute("INSERT INTO cycles (started_at, pid) VALUES (?, ?)", (now, os.getpid()))
+            return int(cur.lastrowid or 0)
 
     def finish_cycle(
         self,

@@ -63,8 +63,16 @@ def retry(app: App, deal_id: str | None, every: bool) -> None:
         raise click.UsageError("Name one deal (syncd retry DEAL_ID) or pass --all, not both.")
     cfg = app.config()
     which = f"deal {deal_id}" if deal_id else "every deal"
+    nothing = f"Deal {deal_id} has no dead op" if deal_id else "There is no dead op"
     with runtime_unless_busy(app, cfg) as rt:
         if rt is None:
+            from syncd.store import SqliteStore
+
+            with SqliteStore.reading(cfg.state_path) as store:
+                dead = store.dead_ops(deal_id)
+            if not dead:
+                click.echo(f"{nothing}. 'syncd status' lists the dead ones.")
+                sys.exit(1)
             leave_request(app, cfg, "retry", {"deal": deal_id})
             return
         from syncd import operator
@@ -72,7 +80,6 @@ def retry(app: App, deal_id: str | None, every: bool) -> None:
 
         keys = operator.retry(rt.store, deal_id, rt.clock(), rt.settings, rt.flows, rt.source.kind)
         if not keys:
-            nothing = f"Deal {deal_id} has no dead op" if deal_id else "There is no dead op"
             click.echo(f"{nothing}. 'syncd status' lists the dead ones.")
             sys.exit(1)
         click.echo(f"Reconciling {len(keys)} op(s) of {which}: {', '.join(keys)}")

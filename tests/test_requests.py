@@ -40,6 +40,7 @@ def test_retry_while_the_daemon_runs_is_applied_at_its_next_cycle(syncd: Syncd) 
     assert syncd("once").returncode == 1 and syncd.op_states() == {"dead": 1}
     syncd.config(schedule={"interval_seconds": 1}, **FAST)
     with running_daemon(syncd.start("run"), until=daemon_holds_the_lock(syncd)) as daemon:
+        assert "has no dead op" in syncd("retry", "424242").stdout  # answered now, no request left
         result = syncd("retry", dead)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "this is request #1" in result.stdout

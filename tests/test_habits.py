@@ -78,5 +78,6 @@ def test_a_demo_without_keep_removes_its_temp_folder(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     result = command("demo", env=env)
     assert result.returncode == 0, result.stderr
+    assert "can be read by other users" not in result.stderr  # the demo's own .env is 0600
     assert "The sandbox's files are removed" in result.stdout
     assert list(tmp_path.iterdir()) == [] and tempfile.gettempdir() != str(tmp_path)

@@ -64,7 +64,9 @@ def write_config(folder: Path, box: Sandbox, template: str, writeback: str) -> P
     )
     config = folder / "config.toml"
     config.write_text(text)
-    (folder / ".env").write_text("".join(f"{name}={value}\n" for name, value in box.env().items()))
+    env = folder / ".env"
+    env.touch(mode=0o600)  # it holds (fake) tokens: readable by this user only, as a real .env must be
+    env.write_text("".join(f"{name}={value}\n" for name, value in box.env().items()))
     return config
 
 

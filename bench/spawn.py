@@ -4,6 +4,8 @@
         python bench/spawn.py
     -> {"exit_code": 0, "wall_s": ..., "cpu_s": ..., "peak_rss_kb": ...}
 
+A SIGTERM to this process is passed on to the command (how the benchmark stops a `syncd run`).
+
 Why a separate small process: on Linux a child's ru_maxrss includes the resident size its parent had at
 fork (the kernel carries the pre-exec high-water mark over the exec). The benchmark process holds the fake
 HubSpot, hundreds of MB at 300k deals, so every child it forked would report at least that. This process
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +30,7 @@ def main() -> None:
         child = subprocess.Popen(spec["argv"], stdout=stdout, stderr=stderr, env=spec["env"], cwd=spec["cwd"])
         watchdog = threading.Timer(spec.get("timeout", 3600), child.kill)
         watchdog.start()
+        signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # `syncd run` is stopped the way systemd does
         try:
             _, status, usage = os.wait4(child.pid, 0)
         finally:

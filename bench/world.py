@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,10 +82,16 @@ class World:
         return self.dir / "config.toml"
 
     # -- config ------------------------------------------------------------------------------------------
-    def config(self, *, limits: dict[str, float] | None = None) -> None:
-        """Write config.toml for the fakes; `limits` sets the three rate-limit keys (default: far above use)."""
+    def config(self, *, limits: dict[str, float] | None = None, defaults: bool = False) -> None:
+        """Write config.toml for the fakes; `limits` sets the three rate-limit keys (default: far above use).
+        `defaults`: nothing but where the fakes are, so syncd runs on its shipped defaults (the latency rows)."""
         limits = {**UNLIMITED, **(limits or {})}
         fakes = self.sandbox.tables()
+        if defaults:
+            project = {"name": "Onboarding: {name}", "notes": "Auto-created from CRM deal {id}."}
+            flow = {"name": "onboarding", "when": self.crm.rule, "project": project}
+            self.config_path.write_text(config_toml({"state": {"path": "syncd.db"}, **fakes}, [flow]))
+            return
         tables: dict[str, dict[str, Any]] = {
             "state": {"path": "syncd.db"},
             "crm": {
@@ -167,35 +174,58 @@ class World:
         argv += ["--workspace", self.asana.workspace, "--team", self.asana.team, "--snapshot", str(snapshot)]
         return self.measure(argv)
 
+    def daemon(self, *args: str) -> Running:
+        """Start `syncd --config <world> ARGS` (e.g. `run`) through bench/probe.py; `stop()` ends and measures it."""
+        stats = self.dir / "probe-stats.json"
+        stats.unlink(missing_ok=True)
+        argv = [sys.executable, str(BENCH / "probe.py"), "--stats", str(stats)]
+        return self.start([*argv, "--", "--config", str(self.config_path), *args])
+
+    def stop(self, running: Running) -> Run:
+        """SIGTERM (as systemd stops the service), then the measured run."""
+        running.process.send_signal(signal.SIGTERM)
+        run = self.finish(running)
+        stats = self.dir / "probe-stats.json"
+        if stats.exists():
+            run.sqlite = json.loads(stats.read_text())
+        return run
+
     def measure(self, argv: list[str], timeout: float = 3600) -> Run:
+        return self.finish(self.start(argv, timeout))
+
+    def start(self, argv: list[str], timeout: float = 3600) -> Running:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCD_", "HUBSPOT", "ASANA"))}
         env.update(self.sandbox.env(), PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH.parent), env.get("PYTHONPATH")]))  # this syncd
-        hs, asana = self.hubspot, self.asana
-        with hs.lock, asana.lock:
-            counts = (len(hs.requests), hs.search_requests, hs.rate_limited)
-            counts += (len(asana.requests), asana.create_requests, asana.rate_limited)
         out, err = self.dir / "stdout.txt", self.dir / "stderr.txt"
         spec = {"argv": argv, "env": env, "cwd": str(self.dir), "stdout": str(out), "stderr": str(err)}
+        counts = self._counts()
         mine = resource.getrusage(resource.RUSAGE_SELF)
-        spawned = subprocess.run(
+        process = subprocess.Popen(
             [sys.executable, "-I", str(BENCH / "spawn.py")],
-            input=json.dumps({**spec, "timeout": timeout}),
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=True,
         )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps({**spec, "timeout": timeout}))
+        process.stdin.close()
+        process.stdin = None  # written and closed: communicate() only reads
+        return Running(argv, process, counts, mine.ru_utime + mine.ru_stime)
+
+    def finish(self, running: Running) -> Run:
+        stdout, stderr = running.process.communicate()
+        if running.process.returncode != 0:
+            raise subprocess.CalledProcessError(running.process.returncode, running.argv, stdout, stderr)
         after = resource.getrusage(resource.RUSAGE_SELF)
-        child = json.loads(spawned.stdout)
-        with hs.lock, asana.lock:
-            now = (len(hs.requests), hs.search_requests, hs.rate_limited)
-            now += (len(asana.requests), asana.create_requests, asana.rate_limited)
-        delta = [b - a for a, b in zip(counts, now, strict=True)]
+        child = json.loads(stdout)
+        delta = [b - a for a, b in zip(running.counts, self._counts(), strict=True)]
         return Run(
-            argv=argv,
+            argv=running.argv,
             exit_code=child["exit_code"],
-            stdout=out.read_text(),
-            stderr=err.read_text(),
+            stdout=(self.dir / "stdout.txt").read_text(),
+            stderr=(self.dir / "stderr.txt").read_text(),
             wall_s=child["wall_s"],
             cpu_s=child["cpu_s"],
             peak_rss_mb=child["peak_rss_kb"] / 1024,
@@ -205,5 +235,27 @@ class World:
             asana_requests=delta[3],
             asana_creates=delta[4],
             asana_429=delta[5],
-            fakes_cpu_s=(after.ru_utime + after.ru_stime) - (mine.ru_utime + mine.ru_stime),
+            fakes_cpu_s=(after.ru_utime + after.ru_stime) - running.fakes_cpu_before,
         )
+
+    def _counts(self) -> tuple[int, ...]:
+        hs, asana = self.hubspot, self.asana
+        with hs.lock, asana.lock:
+            return (
+                len(hs.requests),
+                hs.search_requests,
+                hs.rate_limited,
+                len(asana.requests),
+                asana.create_requests,
+                asana.rate_limited,
+            )
+
+
+@dataclass
+class Running:
+    """A started measured subprocess (bench/spawn.py around the command)."""
+
+    argv: list[str]
+    process: subprocess.Popen[str]
+    counts: tuple[int, ...]
+    fakes_cpu_before: float

@@ -18,12 +18,13 @@ from syncd.store import read_status
 def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     """Say one line per check; return how many problems were found."""
     source, problems = wiring.source, 0
+    choices: dict[str, tuple[str, ...]] = {}  # the CRM's enum options, to judge "{tier}" against Asana's
     try:
         page = next(iter(source.pages(int(time.time() * 1000) - 60_000, 0)))
         say(f"{source.kind}: ok, the credentials can read deals ({len(page.deals)} changed in the last minute)")
         if source.credential_origin:
             say(f"{source.kind}: using {source.credential_origin}")
-        problems += check_schema(source, cfg, say)
+        problems += check_schema(source, cfg, say, choices)
     except AuthError as exc:
         problems += 1
         say(
@@ -33,9 +34,12 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     except RemoteError as exc:
         problems += 1
         say(f"{source.kind}: could not read deals: {exc}")
-        problems += check_schema(source, cfg, say)  # a bad field name is a common cause
+        problems += check_schema(source, cfg, say, choices)  # a bad field name is a common cause
     try:
         for line in wiring.sink.check():
+            say(f"asana: {line}")
+        for line in wiring.sink.check_flows(cfg.flows, choices):  # custom field options, template date variables, roles
+            problems += 1
             say(f"asana: {line}")
     except AuthError as exc:
         problems += 1
@@ -70,13 +74,15 @@ def check_offline(cfg: Config, say: Callable[[str], None], *, rules: bool = True
     return problems
 
 
-def check_schema(source: Source, cfg: Config, say: Callable[[str], None]) -> int:
-    """The flows' names against the CRM's declared deal fields; how many problems were found."""
+def check_schema(source: Source, cfg: Config, say: Callable[[str], None], choices: dict[str, tuple[str, ...]]) -> int:
+    """The flows' names against the CRM's declared deal fields; how many problems were found. Fills `choices`
+    with each enumeration's options."""
     try:
         schema = source.schema()
     except RemoteError as exc:
         say(f"{source.kind}: could not read the deal fields: {exc}")
         return 1
+    choices.update({name: field.options for name, field in schema.fields.items() if field.options})
     lines = findings(schema, cfg.flows, cfg.crm.fields)
     for line in lines:
         say(f"{source.kind}: {line}")

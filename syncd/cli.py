@@ -10,7 +10,6 @@ then, so a second syncd exits 75 in a fraction of a second.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -22,13 +21,13 @@ from typing import TYPE_CHECKING
 import click
 
 from syncd import config as configuration
-from syncd import lock, tokens
+from syncd import journal, lock, tokens
 from syncd.errors import StoreError, SyncdError
 from syncd.hooks import Hooks
 from syncd.interrupts import interruptible
 from syncd.models import State
 from syncd.operator_cli import backfill, flow, history, quarantine, retry
-from syncd.redact import RedactingFilter, redact
+from syncd.redact import redact
 
 if TYPE_CHECKING:
     from syncd.models import CycleReport
@@ -39,10 +38,14 @@ if TYPE_CHECKING:
 class App:
     config_option: str | None
     hooks: Hooks
-    verbose: int = 0
+    log_options: tuple[int, str | None, bool] = (0, None, False)  # -v count, --log-format, daemon
 
     def config(self) -> configuration.Config:
-        return configuration.load(configuration.config_path(self.config_option))
+        cfg = configuration.load(configuration.config_path(self.config_option))
+        verbose, log_format, daemon = self.log_options
+        if log_format is None and cfg.log_format != "text":
+            journal.setup(verbose, cfg.log_format, daemon=daemon)  # [log] format, unless --log-format said
+        return cfg
 
     @contextmanager
     def runtime(self, cfg: configuration.Config) -> Iterator[Runtime]:
@@ -84,21 +87,25 @@ class Commands(click.Group):
 
 
 CONFIG_HELP = "Config file (default: $SYNCD_CONFIG or ./config.toml)."
-VERBOSE_HELP = "Log more: -v for each API call, -vv for debug."
+VERBOSE_HELP = "Log more: -v adds each API call, -vv debug detail."
+LOG_FORMAT_HELP = "Log lines as text or JSON (default: [log] format)."
 
 
 @click.group(cls=Commands, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_option", metavar="PATH", help=CONFIG_HELP)
 @click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.option("--log-format", type=click.Choice(journal.FORMATS), help=LOG_FORMAT_HELP)
 @click.version_option(None, "-V", "--version", package_name="syncd", prog_name="syncd")
 @click.pass_context
-def cli(ctx: click.Context, config_option: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_option: str | None, verbose: int, log_format: str | None) -> None:
     """Create one Asana project per CRM deal that newly matches a rule, exactly once, by polling."""
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(0)
-    setup_logging(verbose if ctx.invoked_subcommand != "run" else max(verbose, 1))
-    ctx.obj = App(config_option, ctx.obj if isinstance(ctx.obj, Hooks) else Hooks(), verbose)
+    daemon = ctx.invoked_subcommand == "run"
+    journal.setup(verbose, log_format or "text", daemon=daemon)
+    hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
+    ctx.obj = App(config_option, hooks, (verbose, log_format, daemon))
 
 
 def _config_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -106,11 +113,18 @@ def _config_after(ctx: click.Context, param: click.Parameter, value: str | None)
         ctx.find_object(App).config_option = value  # type: ignore[union-attr]
 
 
-def _verbose_after(ctx: click.Context, param: click.Parameter, value: int) -> None:
+def _logging_after(ctx: click.Context, param: click.Parameter, value: int | str | None) -> None:
+    """-v or --log-format after the command: add to what was given before it, and set logging up again."""
     app = ctx.find_object(App)
-    if value and app is not None:
-        app.verbose += value
-        setup_logging(app.verbose if ctx.info_name != "run" else max(app.verbose, 1))
+    if not value or app is None:
+        return
+    verbose, log_format, daemon = app.log_options
+    if isinstance(value, int):
+        verbose += value
+    else:
+        log_format = value
+    app.log_options = (verbose, log_format, daemon)
+    journal.setup(verbose, log_format or "text", daemon=daemon)
 
 
 def options_after_the_command(group: click.Group) -> None:
@@ -120,7 +134,14 @@ def options_after_the_command(group: click.Group) -> None:
         command.params += [
             click.Option(["--config"], metavar="PATH", help=CONFIG_HELP, expose_value=False, callback=_config_after),
             click.Option(
-                ["-v", "--verbose"], count=True, help=VERBOSE_HELP, expose_value=False, callback=_verbose_after
+                ["-v", "--verbose"], count=True, help=VERBOSE_HELP, expose_value=False, callback=_logging_after
+            ),
+            click.Option(
+                ["--log-format"],
+                type=click.Choice(journal.FORMATS),
+                help=LOG_FORMAT_HELP,
+                expose_value=False,
+                callback=_logging_after,
             ),
         ]
         if isinstance(command, click.Group):
@@ -230,6 +251,17 @@ def status(app: App, as_json: bool) -> None:
     sys.exit(0 if report.healthy else 1)
 
 
+@cli.command("reset-rate")
+@click.pass_obj
+def reset_rate(app: App) -> None:
+    """Forget the Asana request rate learned for the configured workspace, e.g. after a plan change."""
+    from syncd.operator import reset_rate as forget
+
+    cfg = app.config()
+    with holding_lock(cfg) as fd:
+        click.echo(forget(cfg, fd))
+
+
 @cli.command()
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Keep the sandbox files in this folder.")
 @click.option(
@@ -262,17 +294,6 @@ def demo(keep: Path | None, crm_kind: str) -> None:
         return format_status(read_status(configuration.load(config_path).state_path, time.time()))
 
     run_demo(click.echo, cycle, show_status, keep, crm_kind)
-
-
-def setup_logging(verbose: int) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 for command in (retry, backfill, flow, history, quarantine):

@@ -119,6 +119,16 @@ def _settle(settle: float, site: Site) -> float:
     return settle
 
 
+def _lag(lag: float, site: Site) -> float:
+    settle = site.values["asana"]["settle_seconds"]
+    if lag > settle:
+        raise site.fail(
+            f"listing_lag_seconds = {lag:g} must not exceed settle_seconds = {settle:g}: a create that Asana "
+            "answered never waits longer than one whose answer never came. Lower listing_lag_seconds."
+        )
+    return lag
+
+
 def _stale(minutes: float, site: Site) -> float:
     stale, interval = 60 * minutes, site.values["schedule"]["interval_seconds"]  # kept in seconds
     if stale <= interval:
@@ -132,8 +142,20 @@ def _stale(minutes: float, site: Site) -> float:
 def _listen(listen: str, site: Site) -> str:
     from syncd.metrics import parse_listen  # cheap: prometheus_client is imported only when serving
 
-    parse_listen(listen, f"{site.path} [metrics] listen")
+    host, _ = parse_listen(listen, f"{site.path} [metrics] listen")
+    if not is_loopback(host) and not site.values["metrics"].get("metrics_token_env"):
+        raise site.fail(
+            f"listen = {listen!r} is reachable from other machines, so the status page needs a token: set "
+            'token_env = "SYNCD_STATUS_TOKEN" and put a long random value in that variable, or listen on '
+            "127.0.0.1."
+        )
     return listen
+
+
+def _log_format(value: str, site: Site) -> str:
+    if value not in ("text", "json"):
+        raise site.fail(f'format = {value!r} is not a log format. Use "text" or "json".')
+    return value
 
 
 def _state_path(path: str, site: Site) -> Path:
@@ -153,6 +175,7 @@ _BASE_URL, _TOKEN_ENV = _per_kind(lambda d: d["base_url"] or REQUIRED), _per_kin
 _PAGE, _MAX_PAGE = _per_kind(lambda d: d["page"][0]), _per_kind(lambda d: d["page"][1])
 _BURST = _per_kind(lambda d: d["burst"])
 _SETTLE = Derived(lambda values: values["http"]["read_timeout"] + 15)
+_LAG = Derived(lambda values: min(5.0, values["asana"]["settle_seconds"]))  # 5 s, or all the settle if shorter
 _STALE = Derived(lambda values: max(15.0, 3 * values["schedule"]["interval_seconds"] / 60))
 _PIPEDRIVE_URL = 'For Pipedrive it is your company domain, e.g. base_url = "https://yourcompany.pipedrive.com"'
 _WORKSPACE_FIX = "Copy it from the workspace's URL in Asana"
@@ -168,7 +191,7 @@ TABLES: dict[str, tuple[Key, ...]] = {
         Key("base_url", str, _BASE_URL, "the CRM's API", check=_url, fix=_PIPEDRIVE_URL),
         Key("token_env", str, _TOKEN_ENV, "the token's variable (or credential)"),
         Key("overlap_seconds", float, 300, "re-read window below the cursor", minimum=0),
-        Key("delay_seconds", float, 30, "never read closer to the CRM's now than this", minimum=0),
+        Key("delay_seconds", float, 0, "never read closer to the CRM's now than this", minimum=0),
         Key("account", str, "default", "goes into each project's marker", check=_account),
         Key("page_size", int, _PAGE, "deals per request", minimum=1, maximum=_MAX_PAGE),
         Key("search_per_second", float, 4, "HubSpot search requests per second", minimum=0.01),
@@ -192,14 +215,15 @@ TABLES: dict[str, tuple[Key, ...]] = {
         Key("token_env", str, "ASANA_TOKEN", "the token's variable (or credential)"),
         Key("workspace", object, REQUIRED, "the workspace gid", check=_gid, fix=_WORKSPACE_FIX),
         Key("team", object, REQUIRED, "the gid of the team that holds the projects", check=_gid, fix=_TEAM_FIX),
-        Key("requests_per_minute", int, 150, "150 on free plans, 1500 on paid plans", minimum=1),
+        Key("requests_per_minute", int, None, "a cap; unset: learned from Asana's 429s", minimum=1),
         Key("settle_seconds", float, _SETTLE, "before trusting a listing", minimum=0, check=_settle),
+        Key("listing_lag_seconds", float, _LAG, "settle after an answered or hung-up create", minimum=0, check=_lag),
         Key("max_attempts", int, 10, "POSTs per project before the op goes dead", minimum=1),
         Key("auth", str, "token", 'what the token is: "token" (personal or service account) or "oauth"', check=_auth),
         Key("enable_changes", object, [], "Asana-Enable: API changes to opt into early", check=_change_names),
         Key("disable_changes", object, [], "Asana-Disable: API changes to opt out of for now", check=_change_names),
     ),
-    "schedule": (Key("interval_seconds", float, 60, "`syncd run`: one cycle per interval", minimum=1),),
+    "schedule": (Key("interval_seconds", float, 15, "`syncd run`: one cycle per interval", minimum=1),),
     "alerts": (
         Key("slack_webhook_env", str, None, "the variable holding a Slack webhook URL"),
         Key("webhook_url_env", str, None, "the variable holding a generic JSON webhook URL"),
@@ -223,7 +247,18 @@ TABLES: dict[str, tuple[Key, ...]] = {
             attr="quota_warn_fraction",
         ),
     ),
-    "metrics": (Key("listen", str, None, "host:port for /metrics and /healthz", check=_listen, attr="metrics_listen"),),
+    "metrics": (
+        Key("token_env", str, None, "the variable holding the bearer token", attr="metrics_token_env"),
+        Key(
+            "listen",
+            str,
+            None,
+            "host:port for the status page, /metrics and /healthz",
+            check=_listen,
+            attr="metrics_listen",
+        ),
+    ),
+    "log": (Key("format", str, "text", "text | json: how log lines look", check=_log_format, attr="log_format"),),
 }
 
 
@@ -265,6 +300,7 @@ def parse(raw: dict[str, Any], path: Path) -> Config:
         **values["state"],
         **values["schedule"],
         **values["metrics"],
+        **values["log"],
     )
 
 

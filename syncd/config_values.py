@@ -35,8 +35,9 @@ class AsanaConfig:
     token_env: str
     workspace: str
     team: str
-    requests_per_minute: int
+    requests_per_minute: int | None  # an explicit cap; None: learned (syncd.asana_rate)
     settle_seconds: float
+    listing_lag_seconds: float
     max_attempts: int
     auth: str = "token"
     enable_changes: tuple[str, ...] = ()
@@ -71,6 +72,8 @@ class Config:
     flows: tuple[Flow, ...]
     alerts: AlertsConfig = AlertsConfig()
     metrics_listen: str | None = None
+    metrics_token_env: str | None = None  # the variable holding the status page's bearer token
+    log_format: str = "text"  # [log] format: text | json
 
     @property
     def crm_properties(self) -> frozenset[str]:

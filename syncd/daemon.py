@@ -1,7 +1,9 @@
 """`syncd run`: cycles on an APScheduler interval job until SIGTERM/SIGINT, reported to systemd (notify.py).
 
 Scheduling: `max_instances=1` and `coalesce=True`, so a cycle that overruns the interval is never overlapped
-by the next one, and missed runs collapse into one.
+by the next one, and missed runs collapse into one. When an op falls due before the next tick (an ambiguous
+create's settle ends, a short `Retry-After` passes), the same job runs another cycle then (`early`), so a
+failed create is retried in seconds rather than an interval later.
 
 What systemd hears (`Type=notify`):
 
@@ -50,6 +52,7 @@ from syncd.errors import SyncdError
 from syncd.models import CycleReport
 
 log = logging.getLogger("syncd.daemon")
+EARLY_MARGIN = 0.05  # seconds after an op falls due (the store compares due times with <=)
 
 
 class Liveness:
@@ -116,8 +119,13 @@ def run_forever(
         return f"{interval_seconds - (clock() - anchor) % interval_seconds:.0f}s"
 
     def run_cycle() -> None:
-        if stopping.is_set():
-            return
+        """One cycle, then another as soon as a waiting op falls due, when that is before the next tick."""
+        while not stopping.is_set():
+            wait = early(one_cycle(), interval_seconds - (clock() - anchor) % interval_seconds)
+            if wait is None or stopping.wait(wait):
+                return
+
+    def one_cycle() -> CycleReport | None:
         liveness.started(clock())
         report: CycleReport | None = None
         crash: Exception | None = None
@@ -131,6 +139,7 @@ def run_forever(
         if watchdog:
             notify.watchdog()
         notify.status(status_line(report, crash, datetime.now(UTC), next_in()))
+        return report
 
     withholding = False  # so each stall is logged once
 
@@ -178,10 +187,18 @@ def run_forever(
         coalesce=True,
         next_run_time=datetime.now(UTC),
         id="cycle",
+        name="syncd cycle",  # what APScheduler's own warnings call it, instead of run_forever.<locals>.run_cycle
     )
     if watchdog:
         scheduler.add_job(
-            ping, "interval", seconds=watchdog / 2, max_instances=1, coalesce=True, executor="watchdog", id="watchdog"
+            ping,
+            "interval",
+            seconds=watchdog / 2,
+            max_instances=1,
+            coalesce=True,
+            executor="watchdog",
+            id="watchdog",
+            name="watchdog ping",
         )
 
     with signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as next_signal:
@@ -206,6 +223,17 @@ def run_forever(
         stopping.set()
         scheduler.shutdown(wait=True)
     log.info("syncd stopped")
+
+
+def early(report: CycleReport | None, to_tick: float) -> float | None:
+    """Seconds until a follow-up cycle for the soonest waiting op (a settle ending, a short Retry-After), or None
+    when the next tick comes first. An op that was already due when the cycle ended (the breaker or a pause held
+    it) waits for the tick: following up at once would poll the CRM in a loop."""
+    due_in = report.next_due_in if report is not None else None
+    if due_in is None or due_in <= 0:
+        return None
+    wait = due_in + EARLY_MARGIN
+    return wait if wait < to_tick - EARLY_MARGIN else None
 
 
 def status_line(report: CycleReport | None, crash: Exception | None, at: datetime, next_in: str) -> str:

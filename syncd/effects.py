@@ -3,8 +3,9 @@ instantiation, creating tasks, writing the project URL back to the CRM deal, and
 
 Each effect is a row in `effects`, frozen with its project op, and run only once every earlier effect of the
 same project is done. The rules per kind, from what each API offers:
-- template: follow the instantiation job; when it succeeded, write the notes (with the marker) by PUT, which
-  is idempotent. A failed job makes the effect dead: the half-made project needs a human.
+- template: follow the instantiation job; when it succeeded, write the notes (with the marker) and what
+  instantiation cannot set (owner, color, due date, custom fields) by one PUT, which is idempotent. A failed
+  job makes the effect dead: the half-made project needs a human.
 - task: like a project. `in_flight` is committed before the POST; an ambiguous outcome is `unknown` until
   Asana is asked for the task by its external gid (`GET /tasks/external:<gid>`), after the settle delay.
 - writeback: a PATCH of one property to one value is idempotent, so it is simply retried until it lands. The
@@ -83,9 +84,7 @@ class FollowUp:
         if status in ("not_started", "in_progress"):
             self.move(State.PENDING, f"template job {status}", next_attempt_at=rt.clock() + JOB_POLL_SECONDS)
         elif status == "succeeded":
-            project = rt.sink.update_project(
-                effect.asana_gid, {"name": effect.body["name"], "notes": effect.body["notes"]}
-            )
+            project = rt.sink.update_project(effect.asana_gid, dict(effect.body))  # one PUT: notes and the rest
             rt.store.ops.move(
                 effect.op_key,
                 State.CREATED,

@@ -5,7 +5,9 @@ the same code. `rt.hooks.step(name)` is called at each point where a crash would
 
 The exactly-once invariant, enforced here: a POST is sent only for an op whose durable state is a freshly
 committed `in_flight` (`Ledger.begin`), and an op that was ever `unknown` is POSTed again only after a
-complete listing, taken at least `settle_seconds` after its last attempt, found no marker.
+complete listing, taken after its settle, found no marker. The settle follows what is known about the failed
+request (`TransientError.doubt`, kept with the op): `listing_lag_seconds` when the server was done with it (it
+answered, or hung up on the whole request), else `settle_seconds`, which exceeds the read timeout.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from syncd import baselines, effects
+from syncd import asana_rate, baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
 from syncd.flows import Flow, new_op, unconfigured
+from syncd.journal import cycle_event
 from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
+from syncd.progress import Progress
 from syncd.runtime import Runtime
+from syncd.sinks.asana_fields import Unmapped
 
 log = logging.getLogger("syncd.engine")
 
@@ -75,6 +80,7 @@ class Cycle:
             http.pause_until_wall(store.pause(http.service))
             if not report.dry_run:
                 http.on_pause = lambda until, service=http.service: store.save_pause(service, until)
+        asana_rate.apply(rt.sink.http, store, rt.settings.workspace, rt.clock, learn=not report.dry_run)
         if report.dry_run:
             self._poll()
             report.cursor_ms = store.cursor()
@@ -101,6 +107,8 @@ class Cycle:
                 report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
         report.interrupted = self.stopped_by() if self.stopping() else None
+        due_at = store.next_due(rt.settings.settle_seconds, rt.settings.listing_lag_seconds, self.held)
+        report.next_due_in = None if due_at is None else due_at - rt.clock()
         store.finish_cycle(
             cycle,
             rt.clock(),
@@ -111,6 +119,7 @@ class Cycle:
             interrupted=report.interrupted,
         )
         rt.after_cycle(report)
+        log.log(*cycle_event(report))
         return report
 
     # -- poll and record -------------------------------------------------------------------------------
@@ -136,10 +145,12 @@ class Cycle:
         report.rebaselined = {} if report.baseline else need
         cursor = store.cursor()
         start = None if cursor is None or need else cursor - int(settings.overlap_seconds * 1000)
+        progress = Progress("baseline" if report.baseline else "poll", rt.clock)
         for page in rt.source.pages(start, int(settings.delay_seconds * 1000)):
             report.pages += 1
             self._seen.update(d.id for d in page.deals)  # re-anchored queries and the overlap re-read deals
             report.deals_seen = len(self._seen)
+            progress.page(report.pages, report.deals_seen)
             report.quarantined += len(page.quarantined)
             stored = store.stored_deals(d.id for d in page.deals)
             changes = diffing.diff(page.deals, stored, rt.flows, baselining=need, baseline_at_ms=since_ms)
@@ -167,6 +178,7 @@ class Cycle:
             if self.stopping():
                 return
             self.drain()
+        progress.done(report.pages, report.deals_seen)
         if report.dry_run:
             return
         if report.baseline:
@@ -181,7 +193,7 @@ class Cycle:
         if self._asana_failed:
             return
         try:
-            for op in self.store.due_ops(rt.clock(), rt.settings.settle_seconds, self.held):
+            for op in self.due():
                 if op.state != State.PENDING or not rt.sink.http.ready() or not rt.breaker.allows(rt.clock()):
                     return
                 if self.stopping():
@@ -191,6 +203,10 @@ class Cycle:
             self._asana_failed.append(exc)
 
     # -- execute: reconcile, then attempt --------------------------------------------------------------
+    def due(self) -> list[Op]:
+        settings = self.rt.settings
+        return self.store.due_ops(self.rt.clock(), settings.settle_seconds, settings.listing_lag_seconds, self.held)
+
     def paused(self) -> bool:
         breaker = self.rt.breaker
         if breaker.allows(self.rt.clock()):
@@ -203,7 +219,7 @@ class Cycle:
 
     def execute(self) -> None:
         rt, store = self.rt, self.store
-        due = store.due_ops(rt.clock(), rt.settings.settle_seconds, self.held)
+        due = self.due()
         if not due or self.paused():
             return
         unknown = [op for op in due if op.state == State.UNKNOWN]
@@ -212,7 +228,7 @@ class Cycle:
         else:
             for op in unknown:
                 store.ops.move(op.op_key, State.PENDING, rt.clock(), "UNSAFE: blind retry without reconcile")
-        for op in store.due_ops(rt.clock(), rt.settings.settle_seconds, self.held):
+        for op in self.due():
             if self.stopping() or self.paused():
                 return
             if op.state == State.PENDING:
@@ -318,7 +334,7 @@ class Cycle:
         except TransientError as exc:
             rt.breaker.failure(clock())
             if exc.sent:
-                ledger.move(op.op_key, State.UNKNOWN, clock(), f"outcome unknown: {exc}")
+                ledger.move(op.op_key, State.UNKNOWN, clock(), f"outcome unknown ({exc.doubt}): {exc}", doubt=exc.doubt)
             else:
                 backoff = rt.settings.retry_base_seconds * 2 ** min(op.attempts, 6)
                 ledger.move(op.op_key, State.PENDING, clock(), f"not sent: {exc}", next_attempt_at=clock() + backoff)
@@ -331,7 +347,7 @@ class Cycle:
             ledger.move(op.op_key, State.PENDING, clock(), f"credentials rejected: {exc}", attempts=op.attempts)
             raise token_rejected(exc) from exc
         except RejectedError as exc:
-            self._dead(op, f"Asana rejected the request: {exc}")
+            self._dead(op, str(exc) if isinstance(exc, Unmapped) else f"Asana rejected the request: {exc}")
             return
         rt.breaker.success()
         rt.hooks.step("after_post")

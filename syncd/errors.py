@@ -16,6 +16,7 @@ SyncdError                 base; the CLI prints "Error: <message>" and exits wit
 
 `TransientError.sent` says whether the request may have reached the server. It matters only for
 non-idempotent calls: a POST that failed before it was sent did not happen; one that failed after may have.
+`TransientError.doubt` says how much is unknown about a sent one (see `DOUBTS`): how long reconcile waits.
 Programming errors are not `SyncdError`: they crash loudly with a traceback, which the journal keeps.
 """
 
@@ -55,10 +56,26 @@ class RemoteError(SyncdError):
         self.status = status
 
 
+# How a sent request failed, from what the client saw. The first two mean the server is done with it (it
+# answered, or it closed the connection after taking the whole request): what it did is in a listing once the
+# listing's consistency delay has passed. The others mean it may still be working on it.
+DOUBTS = ("answered", "reset", "timeout", "lost")
+SERVER_DONE = ("answered", "reset")
+
+
 class TransientError(RemoteError):
-    def __init__(self, message: str, *, service: str, status: int | None = None, sent: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        status: int | None = None,
+        sent: bool = True,
+        doubt: str | None = None,
+    ) -> None:
         super().__init__(message, service=service, status=status)
         self.sent = sent
+        self.doubt = doubt if doubt is not None else "answered" if status is not None else "lost"
 
 
 class RateLimited(TransientError):

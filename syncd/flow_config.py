@@ -13,7 +13,7 @@ from typing import Any
 from syncd import rules
 from syncd.config_keys import REQUIRED, Key, Site, check_keys, read_key, read_table
 from syncd.errors import ConfigError
-from syncd.flows import Flow, TaskSpec, Template, TemplateError
+from syncd.flows import FieldValue, Flow, TaskSpec, Template, TemplateError
 from syncd.marker import NAME, NAME_RULE
 
 _HUES = ("pink", "green", "blue", "red", "teal", "brown", "orange", "purple", "warm-gray")
@@ -109,13 +109,48 @@ def _privacy(privacy: Any, site: Site) -> str:
     return str(privacy)
 
 
-def _custom_fields(custom: Any, site: Site) -> tuple[tuple[str, Template], ...]:
-    if not isinstance(custom, dict) or not all(str(k).isdigit() and isinstance(v, str) for k, v in custom.items()):
+def _field_value(value: Any) -> list[str] | None:
+    """A custom field's value as template sources: a template, a number, or a list of templates."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str | int | float):
+        return [str(value)]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _custom_fields(custom: Any, site: Site) -> tuple[tuple[str, FieldValue], ...]:
+    sources = {str(k): _field_value(v) for k, v in custom.items()} if isinstance(custom, dict) else {}
+    if not isinstance(custom, dict) or not all(k.isdigit() and v is not None for k, v in sources.items()):
         raise site.fail(
-            "custom_fields must map custom field gids to templates, e.g. "
-            'custom_fields = { "1201234567890" = "{tier}" }.'
+            "custom_fields must map custom field gids to templates (an enum option or a multi_enum's options by "
+            'name, comma-separated or as a list), e.g. custom_fields = { "1201234567890" = "{tier}", '
+            '"1201234567891" = ["Onboarding", "{region}"] }.'
         )
-    return tuple((str(gid), _template(text, site, gid)) for gid, text in custom.items())
+    return tuple(
+        (gid, FieldValue(tuple(_template(t, site, gid) for t in texts), isinstance(custom[gid], list)))
+        for gid, texts in sources.items()
+        if texts is not None
+    )
+
+
+def _template_dates(dates: Any, site: Site) -> tuple[tuple[str, Template], ...]:
+    if not isinstance(dates, dict) or not all(isinstance(v, str) for v in dates.values()):
+        raise site.fail(
+            "template_dates must map the template's date variables (by name, as Asana shows them) to date "
+            'templates, e.g. template_dates = { "Start Date" = "{close_date}" }.'
+        )
+    return tuple((str(name), _template(text, site, str(name))) for name, text in dates.items())
+
+
+def _template_roles(roles: Any, site: Site) -> tuple[tuple[str, str], ...]:
+    if not isinstance(roles, dict) or not all(isinstance(v, str) and v for v in roles.values()):
+        raise site.fail(
+            'template_roles must map the template\'s roles (by name) to users (a gid, an email or "me"), e.g. '
+            'template_roles = { "Account manager" = "1201234567890" }.'
+        )
+    return tuple((str(name), user) for name, user in roles.items())
 
 
 def _notify_text(text: Any, site: Site) -> Template | None:
@@ -161,7 +196,9 @@ PROJECT = (
     Key("due_days_after_close", object, None, _DAYS, check=_days),
     Key("color", object, None, "an Asana project color", check=_color),
     Key("privacy", object, None, " | ".join(ASANA_PRIVACY), check=_privacy),
-    Key("custom_fields", object, {}, "custom field gid -> template (premium workspaces)", check=_custom_fields),
+    Key("custom_fields", object, {}, "custom field gid -> template; options by name", check=_custom_fields),
+    Key("template_dates", object, {}, "template date variable -> date template", check=_template_dates),
+    Key("template_roles", object, {}, "template role -> user gid or email", check=_template_roles),
 )
 TASK = (
     Key("name", str, "Task", "a template", check=_template),

@@ -64,6 +64,35 @@ class Template:
 
 
 @dataclass(frozen=True)
+class FieldValue:
+    """A custom field's configured value: one template, or a list of them (`listed`: a multi_enum's options or
+    a people field's users). It is frozen as people write it (option names); the sink maps it to Asana's types
+    when it sends the project, because only Asana knows the options' gids."""
+
+    templates: tuple[Template, ...]
+    listed: bool = False
+
+    def render(self, values: Mapping[str, Any]) -> str | list[str]:
+        if not self.listed:
+            return _render_value(self.templates[0], values)
+        out: list[str] = []
+        for template in self.templates:
+            rendered = _render_value(template, values)
+            out += rendered if isinstance(rendered, list) else [rendered]
+        return out
+
+
+def _render_value(template: Template, values: Mapping[str, Any]) -> str | list[str]:
+    """A template that is one list-valued deal property (a multi-select field: Pipedrive's set) renders as
+    its items, one each; anything else as text."""
+    if len(template.names) == 1 and template.source == f"{{{next(iter(template.names))}}}":
+        value = values.get(next(iter(template.names)))
+        if isinstance(value, list | tuple):
+            return [str(v) for v in value]
+    return template.render(values)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: Template
     notes: Template
@@ -86,7 +115,9 @@ class Flow:
     due_days_after_close: int | None = None
     color: str | None = None
     privacy: str | None = None
-    custom_fields: tuple[tuple[str, Template], ...] = ()
+    custom_fields: tuple[tuple[str, FieldValue], ...] = ()
+    template_dates: tuple[tuple[str, Template], ...] = ()  # a template's date variable (name or gid) -> date
+    template_roles: tuple[tuple[str, str], ...] = ()  # a template's role name -> a user gid, email or "me"
     tasks: tuple[TaskSpec, ...] = ()
     writeback: str | None = None  # CRM property that receives the project URL
     notify_env: str | None = None  # env var holding a Slack incoming-webhook URL
@@ -97,12 +128,14 @@ class Flow:
     @property
     def names(self) -> frozenset[str]:
         """Every deal field this flow reads, so the source can ask the CRM for exactly these."""
-        templates = [self.project_name, self.project_notes, *(t for _, t in self.custom_fields)]
+        templates = [self.project_name, self.project_notes, *(t for _, v in self.custom_fields for t in v.templates)]
+        templates += [t for _, t in self.template_dates]
         templates += [t for task in self.tasks for t in (task.name, task.notes)]
         if self.notify_text:
             templates.append(self.notify_text)
         names = self.rule.names.union(*(t.names for t in templates))
-        if self.due_days_after_close is not None or any(t.due_days_after_close is not None for t in self.tasks):
+        due = self.due_days_after_close is not None or any(t.due_days_after_close is not None for t in self.tasks)
+        if due or self.template:  # a template's date variables default to the close date
             names |= {"close_date"}
         return names - {"project_url"}
 
@@ -146,17 +179,16 @@ def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, te
     optional = {"owner": flow.owner, "color": flow.color, "privacy_setting": flow.privacy, "due_on": due}
     body.update({k: v for k, v in optional.items() if v is not None})
     if flow.custom_fields:
-        body["custom_fields"] = {gid: template.render(values) for gid, template in flow.custom_fields}
+        body["custom_fields"] = {gid: value.render(values) for gid, value in flow.custom_fields}
     key = ident.key
     effects = []
     if flow.template:
+        body, then = template_body(flow, values, f"{name} {mark}", team), body
         # Instantiation cannot set notes, so the marker rides in the name (the one field the call sets) and
-        # the first effect writes the notes once the job has made the project.
-        close = values.get("close_date")
-        body = {"template": flow.template, "name": f"{name} {mark}", "team": team}
-        if isinstance(close, str) and len(close) >= 10:
-            body["requested_dates"] = [{"gid": "1", "value": close[:10]}]
-        effects.append(NewEffect(f"{key}/template", "template", {"name": name, "notes": body_notes(notes, mark)}))
+        # the first effect writes the notes, and what else instantiation cannot set, in one PUT once the job
+        # has made the project.
+        fields: dict[str, Any] = {k: then[k] for k in ("owner", "color", "due_on", "custom_fields") if k in then}
+        effects.append(NewEffect(f"{key}/template", "template", {"name": name, "notes": then["notes"], **fields}))
     for index, task in enumerate(flow.tasks, 1):
         task_mark = f"[syncd-task:{key}/{index}]"
         task_body = {
@@ -183,6 +215,25 @@ def new_op(flow: Flow, deal: Deal, *, crm: str, account: str, workspace: str, te
         effects=tuple(effects),
         aliases=aliases(flow, deal, ident),
     )
+
+
+def template_body(flow: Flow, values: Mapping[str, Any], name: str, team: str) -> dict[str, Any]:
+    """The frozen instantiation: the template's date variables by name (`template_dates`, rendered now; the
+    sink maps them to the template's variables and gives the rest `date_default`: the close date, or for a
+    deal without one the day of the version that qualified), its roles, `is_strict` (Asana refuses a missing
+    date instead of putting in today), and the custom fields, which the sink checks before the POST and the
+    follow-up PUT sets."""
+    close = [v for v in (values.get("close_date"), values.get("updated_at")) if isinstance(v, str) and len(v) >= 10]
+    body: dict[str, Any] = {"template": flow.template, "name": name, "team": team, "is_strict": True}
+    if flow.privacy:
+        body["privacy_setting"] = flow.privacy
+    body["template_dates"] = {var: t.render(values)[:10] or None for var, t in flow.template_dates}
+    body["date_default"] = close[0][:10] if close else None
+    if flow.template_roles:
+        body["template_roles"] = dict(flow.template_roles)
+    if flow.custom_fields:
+        body["custom_fields"] = {gid: value.render(values) for gid, value in flow.custom_fields}
+    return body
 
 
 def body_notes(notes: str, mark: str) -> str:

@@ -4,7 +4,8 @@ Its contract:
 - one `requests.Session` per service (keep-alive), `trust_env=False`, no redirects, `(connect, read)`
   timeouts on every call, the token only in a header and only to the configured origin;
 - proactive rate limiting (a `TokenBucket` per bucket name) and reactive limiting (429/`Retry-After`, and a
-  vendor's own limit headers, read by its `Profile`, pause the bucket);
+  vendor's own limit headers, read by its `Profile`, pause the bucket); a learning bucket lowers its rate to
+  what a 429 with `Retry-After` reveals, and `on_limit` is told, so the limit can outlive the process;
 - a spent daily or other long quota (the profile's `quota_spent`: HubSpot's `DAILY` 429, Salesforce's 403
   `REQUEST_LIMIT_EXCEEDED`) raises `QuotaExhausted` at once, never retried, and pauses every bucket of the
   service; `on_pause` is told the wall-clock end, so a restarted process honours it too;
@@ -22,6 +23,7 @@ standard things.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import time
@@ -84,6 +86,7 @@ class HttpClient:
     rng: random.Random = field(default_factory=random.Random)
     max_wait: float = 60.0  # longest rate-limit wait taken inside a call
     on_pause: Callable[[float], None] | None = None  # told the wall-clock end of a server-ordered pause
+    on_limit: Callable[[int], None] | None = None  # told the per-window limit a 429 revealed (a learning bucket)
     # every call: (service, status or None when there was no answer, the profile's daily quota or None)
     on_response: Callable[[str, int | None, tuple[int, int] | None], None] | None = None
 
@@ -181,7 +184,7 @@ class HttpClient:
         limiter = self.buckets.get(bucket) or self.buckets["default"]
         wait = limiter.reserve(self.clock())
         if wait > self.max_wait:
-            limiter.tokens += 1.0  # nothing is sent: give the token back
+            limiter.give_back()  # nothing is sent
             # A long server-ordered pause ends the call instead of stalling the cycle (and the watchdog):
             # nothing was sent; POSTs stay pending, reads resume next cycle.
             raise RateLimited(
@@ -191,6 +194,7 @@ class HttpClient:
                 retry_after=wait,
             )
         if wait > 0:
+            log.debug("%s: waiting %.2fs for the %s rate limit before %s", self.service, wait, bucket, method)
             self.sleep(wait)
         started = self.clock()
         shown = redact_url(url)
@@ -209,11 +213,13 @@ class HttpClient:
         except requests.ConnectTimeout as exc:
             raise self._transient(f"could not connect to {shown} within {self.timeout[0]:g}s", False) from exc
         except requests.ReadTimeout as exc:
-            raise self._transient(f"no response from {shown} within {self.timeout[1]:g}s", True) from exc
+            message = f"no response from {shown} within {self.timeout[1]:g}s"
+            raise self._transient(message, True, doubt="timeout") from exc
         except requests.ConnectionError as exc:
             sent = not _never_connected(exc)
             what = "connection failed" if not sent else "connection lost before the response"
-            raise self._transient(f"{what} ({shown})", sent) from exc
+            doubt = "reset" if sent and _closed_by_server(exc) else "lost"
+            raise self._transient(f"{what} ({shown})", sent, doubt=doubt) from exc
         except requests.RequestException as exc:
             raise self._transient(f"request to {shown} failed: {type(exc).__name__}", True) from exc
         finally:
@@ -227,8 +233,11 @@ class HttpClient:
         self._observe_limits(response, limiter)
         return self._reply(response, shown)
 
-    def _transient(self, message: str, sent: bool, status: int | None = None) -> TransientError:
-        return TransientError(f"{self.service}: {redact(message)}", service=self.service, status=status, sent=sent)
+    def _transient(
+        self, message: str, sent: bool, status: int | None = None, doubt: str | None = None
+    ) -> TransientError:
+        text = f"{self.service}: {redact(message)}"
+        return TransientError(text, service=self.service, status=status, sent=sent, doubt=doubt)
 
     def _observe_limits(self, response: requests.Response, limiter: TokenBucket) -> None:
         h = response.headers
@@ -242,6 +251,17 @@ class HttpClient:
                 limiter.pause_until(now + retry_after)
                 if self.on_pause:
                     self.on_pause(self.wall() + retry_after)
+                learned = limiter.learn(now)
+                if learned is not None:
+                    log.warning(
+                        "%s: a %d after %d requests in %gs: that is this account's limit; staying below it",
+                        self.service,
+                        response.status_code,
+                        learned,
+                        limiter.window,
+                    )
+                    if self.on_limit:
+                        self.on_limit(learned)
 
     def _pause_service(self, seconds: float) -> None:
         """Hold every bucket for `seconds` (a quota is the service's, not one endpoint's) and tell `on_pause`."""
@@ -297,6 +317,19 @@ class HttpClient:
         if status >= 400:
             raise RejectedError(message, service=self.service, status=status)
         raise RemoteError(f"{message} (unexpected redirect or status)", service=self.service, status=status)
+
+
+def _closed_by_server(exc: BaseException) -> bool:
+    """True when the server hung up on a request it had taken whole: it closed the connection (`RemoteDisconnected`)
+    or reset it while syncd waited for the status line. Found anywhere in the exception's arguments (requests
+    wraps urllib3's ProtocolError, which wraps http.client's)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, http.client.RemoteDisconnected | ConnectionResetError):
+            return True
+        seen += [arg for arg in current.args if isinstance(arg, BaseException)]
+    return False
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

@@ -15,8 +15,8 @@ CRM, to Asana and to a webhook), `observe_cycle` after each cycle with the `read
 
 `/healthz` answers 200 `ok` while the last successful cycle ended less than `stale_after_seconds` ago (or
 syncd started less than that ago and none has succeeded yet), else 503 with the reason. Any other path
-serves the metrics. `serve` binds exactly the address it is given: the metrics carry no secrets, but keep it
-on loopback unless a scraper elsewhere needs it.
+serves the metrics (`syncd run` serves its status page, `syncd.status_page`, on `/`). `serve` binds exactly
+the address it is given: keep it on loopback unless a scraper elsewhere needs it, and then set a token.
 """
 
 from __future__ import annotations
@@ -134,14 +134,19 @@ class Metrics:
             return [body]
         return self._metrics_app(environ, start_response)
 
-    def serve(self, listen: str) -> tuple[WSGIServer, threading.Thread]:
-        """Serve `app` on `listen` ("host:port", "[::1]:port"; port 0 picks a free one) from a daemon thread.
-        Stop it with `server.shutdown(); server.server_close()`."""
+    def serve(
+        self, listen: str, app: Callable[[Environ, StartResponse], Iterable[bytes]] | None = None
+    ) -> tuple[WSGIServer, threading.Thread]:
+        """Serve `app` (default: `self.app`; `syncd run` puts the status page in front of it) on `listen`
+        ("host:port", "[::1]:port"; port 0 picks a free one) from a daemon thread. Stop it with
+        `server.shutdown(); server.server_close()`."""
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server_class = type("MetricsServer", (_Server,), {"address_family": family})
         try:
-            server: WSGIServer = make_server(host, port, self.app, server_class=server_class, handler_class=_Handler)
+            server: WSGIServer = make_server(
+                host, port, app or self.app, server_class=server_class, handler_class=_Handler
+            )
         except OSError as exc:
             raise ConfigError(
                 f"[metrics] listen = {listen!r}: cannot listen there ({exc.strerror or exc}). Pick a free port "

@@ -205,6 +205,7 @@ class CycleReport:
     warnings: list[str] = field(default_factory=list)  # what an operator should fix, though nothing failed
     polled: bool = True  # False: `retry` or `backfill` drove the ops it queued and read nothing new
     interrupted: str | None = None  # the signal that stopped the cycle after its step in progress
+    next_due_in: float | None = None  # seconds until the soonest waiting op falls due (`syncd run` may cycle then)
 
     @property
     def ok(self) -> bool:

@@ -1,8 +1,9 @@
 """The operator's repairs: `syncd retry` and `syncd backfill`. Both go through the ledger, and every create
-is checked against Asana first, so neither can create a duplicate however often it runs.
+is checked against Asana first, so neither can create a duplicate however often it runs. And
+`syncd reset-rate`, which forgets the Asana rate learned for a workspace.
 
-While another syncd holds the lock, the commands leave a request in the inbox (`syncd.store.inbox`) instead,
-and the holder applies it at the start of its next cycle (`apply_requests`), under its lock.
+While another syncd holds the lock, `retry` and `backfill` leave a request in the inbox (`syncd.store.inbox`)
+instead, and the holder applies it at the start of its next cycle (`apply_requests`), under its lock.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from syncd import asana_rate
+from syncd.config_values import Config
 from syncd.engine import title
 from syncd.errors import LockHeld, StoreError
 from syncd.flows import Flow, new_op
 from syncd.models import Deal, NewOp, Op, State, iso_ms
 from syncd.runtime import Runtime, Settings
-from syncd.store import Request, SqliteStore, Store
+from syncd.store import Request, SqliteStore, Store, open_store
 from syncd.store.failures import store_error
 from syncd.store.read import alive
 from syncd.store.schema import connect
@@ -106,6 +109,22 @@ def backfill(
     if not dry_run:
         store.queue_ops(ops, now, f"backfill: qualified before syncd watched (since {iso_ms(since_ms)})")
     return Backfill([f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops], unjudged)
+
+
+def reset_rate(cfg: Config, lock_fd: int) -> str:
+    """Forget what Asana's 429s taught about the configured workspace; say what was forgotten."""
+    store = open_store(cfg.state_path, lock_fd)
+    try:
+        learned = asana_rate.forget(store, cfg.asana.workspace)
+    finally:
+        store.close()
+    start = cfg.asana.requests_per_minute or asana_rate.PAID_PER_MINUTE
+    if learned is None:
+        return f"Nothing was learned for workspace {cfg.asana.workspace}; the next run starts at {start}/min."
+    return (
+        f"Forgot {learned.per_minute}/min for workspace {cfg.asana.workspace}; the next run starts at {start}/min "
+        "and a 429 lowers it again."
+    )
 
 
 def apply_requests(rt: Runtime) -> list[str]:
@@ -193,7 +212,7 @@ def when_applied(store: Store, now: float) -> str:
     if due <= now:
         return f"{holder}, which is due now ({every})."
     last = f"the last started {_hms(started)}" if finished is not None else f"the one in progress {_hms(started)}"
-    return f"{holder}, about {_hms(due)} (in {due - now:.0f}s; {every}, {last})."
+    return f"{holder}, about {_hms(due)} at the latest (in {due - now:.0f}s; {every}, {last})."
 
 
 def _hms(at: float) -> str:

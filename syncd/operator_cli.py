@@ -191,7 +191,7 @@ def set_paused(app: App, name: str, paused: bool) -> None:
 def history(app: App, count: int, as_json: bool) -> None:
     """The recent cycles, newest first: outcome (ok, failed, interrupted, running, died), counts and duration."""
     from syncd.status_text import cycles_json, format_history
-    from syncd.store.cycles import read_cycles
+    from syncd.store.read import read_cycles
 
     rows = read_cycles(app.config().state_path, count)
     click.echo(json.dumps(cycles_json(rows), indent=2) if as_json else format_history(rows))

@@ -33,6 +33,7 @@ class Settings:
     settle_seconds: float
     max_attempts: int
     retry_base_seconds: float = 30.0
+    listing_lag_seconds: float | None = None  # the settle of a create the server was done with (None: settle_seconds)
 
 
 def _no_post(webhook_env: str, payload: dict[str, Any]) -> None:

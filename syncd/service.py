@@ -20,6 +20,7 @@ from syncd.hooks import Hooks
 from syncd.models import CycleReport
 from syncd.operator import apply_requests
 from syncd.sources import schema
+from syncd.status_page import StatusPage, site
 from syncd.store import read_status
 
 log = logging.getLogger("syncd")
@@ -33,9 +34,7 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
         def cycle(stopping: threading.Event) -> CycleReport:
             for line in apply_requests(rt):
                 log.info("%s", line)
-            report = Cycle(rt, stopping=stopping.is_set).run()
-            log.info("cycle finished:\n%s", report.summary())
-            return report
+            return Cycle(rt, stopping=stopping.is_set).run()
 
         def reload() -> None:
             """SIGHUP, between cycles: switch to the config file as it is now if it is valid; a ConfigError
@@ -59,7 +58,11 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
         server = None
         if monitor.metrics and cfg.metrics_listen:
             monitor.metrics.observe_status(read_status(cfg.state_path, time.time()))
-            server, _ = monitor.metrics.serve(cfg.metrics_listen)
+            token = configuration.read_secret(cfg.metrics_token_env) if cfg.metrics_token_env else None
+            page = StatusPage(
+                lambda: cfg.state_path, lambda: cfg.flows, time.time, lambda: cfg.alerts.stale_after_seconds
+            )
+            server, _ = monitor.metrics.serve(cfg.metrics_listen, site(page, monitor.metrics.app, token))
         rt.store.set_meta("daemon", json.dumps({"pid": os.getpid(), "interval_seconds": cfg.interval_seconds}))
         try:
             run_forever(cycle, cfg.interval_seconds, reload=reload)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncd.asana_rate import PAID_PER_MINUTE
 from syncd.flows import Flow, unconfigured
 from syncd.models import iso_ms, iso_s
-from syncd.store.cycles import CycleRow
-from syncd.store.read import History, Status
+from syncd.store.read import CycleRun, History, Status
 
 
 def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
@@ -43,6 +43,9 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
         "quota": dict(s.health.quota),
         "next_run_at": iso_s(s.health.next_run_at),
         "alerts_firing": list(s.health.alerts_firing),
+        "asana_rates": {
+            r.workspace: {"per_minute": r.per_minute, "learned_at": iso_s(r.learned_at)} for r in s.asana_rates
+        },
         "effects": {state.value: count for state, count in s.effects.items()},
         "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
         "paused_flows": list(s.paused_flows),
@@ -67,6 +70,9 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
         f"  quarantine   {s.quarantine} record(s)",
         f"  asana calls  {s.health.breaker}"
         + (" (paused after repeated failures)" if s.health.breaker == "open" else ""),
+    ]
+    lines += [f"  asana rate   {rate.describe()}" for rate in s.asana_rates] or [
+        f"  asana rate   nothing learned: starts at {PAID_PER_MINUTE}/min (Asana's paid plan), lowered by a 429"
     ]
     if s.effects:
         lines.append("  follow-ups   " + " · ".join(f"{state} {count}" for state, count in s.effects.items()))
@@ -117,7 +123,8 @@ def history_json(h: History) -> dict[str, Any]:
 
 
 def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
-    lines = [f"Deal {h.deal_id}: {len(h.versions)} version(s) recorded"]
+    name = h.versions[-1].values.get("name") if h.versions else None
+    lines = [f"Deal {h.deal_id}{f' ({name})' if name else ''}: {len(h.versions)} version(s) recorded"]
     lines += [
         f"  QUARANTINED {iso_s(q.seen_at)}: {q.reason}. The CRM's record could not be read, so no rule judged it; "
         "fix the record in the CRM and its next change is read again."
@@ -155,7 +162,7 @@ def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
     return "\n".join(lines)
 
 
-def cycles_json(rows: list[CycleRow]) -> list[dict[str, Any]]:
+def cycles_json(rows: tuple[CycleRun, ...]) -> list[dict[str, Any]]:
     return [
         {
             "id": r.id,
@@ -172,7 +179,7 @@ def cycles_json(rows: list[CycleRow]) -> list[dict[str, Any]]:
     ]
 
 
-def format_history(rows: list[CycleRow]) -> str:
+def format_history(rows: tuple[CycleRun, ...]) -> str:
     """One line per cycle, newest first: when, outcome, counts, duration, and the error of a failed one."""
     if not rows:
         return "No cycle recorded yet: run 'syncd once' or 'syncd run'."

@@ -20,6 +20,7 @@ import pytest
 
 from syncd.cli import main
 from syncd.hooks import Hooks
+from syncd.journal import LOGGERS
 from syncd.sandbox.asana import FakeAsana
 from syncd.sandbox.configfile import config_toml
 from syncd.sandbox.hubspot import FakeHubSpot
@@ -211,7 +212,7 @@ def in_process(argv: list[str], env: dict[str, str], hooks: Hooks) -> subprocess
     environment, stdout and stderr, and its exit code. Logging is put back as pytest had it."""
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("apscheduler", "urllib3")})
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in LOGGERS})
     code: int = 0
     try:
         with environment(env), redirect_stdout(out), redirect_stderr(err):

@@ -34,7 +34,7 @@ when = "stage == 'closedwon'"
 
 def test_the_shipped_example_config_loads() -> None:
     cfg = config.load(Path(__file__).parent.parent / "config.toml")
-    assert cfg.crm.kind == "hubspot" and cfg.crm.overlap_seconds == 300 and cfg.crm.delay_seconds == 30
+    assert cfg.crm.kind == "hubspot" and cfg.crm.overlap_seconds == 300 and cfg.crm.delay_seconds == 0
     assert [f.name for f in cfg.flows] == ["onboarding"]
     assert cfg.crm_properties == {"stage", "amount", "tier", "name", "id"}
 
@@ -65,11 +65,11 @@ def test_the_example_config_shows_every_declared_key_and_its_default() -> None:
 
 def test_documented_defaults_are_the_values_of_their_own() -> None:
     defaults = config.documented_defaults()
-    assert defaults["schedule"] == {"interval_seconds": 60} and defaults["http"]["read_timeout"] == 30
+    assert defaults["schedule"] == {"interval_seconds": 15} and defaults["http"]["read_timeout"] == 30
     assert defaults["flow"] == {"refire": "once", "previous_names": [], "enabled": True}
     assert defaults["flow.tasks"] == {"name": "Task", "notes": ""}
     # required, optional, per CRM or derived from another key: no value of their own to document
-    assert not {"workspace", "team", "settle_seconds"} & set(defaults["asana"])
+    assert not {"workspace", "team", "settle_seconds", "requests_per_minute"} & set(defaults["asana"])
     assert not {"base_url", "token_env", "page_size", "requests_per_10_seconds"} & set(defaults["crm"])
     assert defaults["alerts"] == {"quota_warn_percent": 80} and defaults["metrics"] == {}
     assert all(key.help for keys in [*config.TABLES.values(), *flow_config.TABLES.values()] for key in keys)
@@ -78,8 +78,9 @@ def test_documented_defaults_are_the_values_of_their_own() -> None:
 def test_defaults_and_relative_state_path(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, MINIMAL)
     assert cfg.state_path == (tmp_path / "syncd.db").resolve()
-    assert cfg.asana.requests_per_minute == 150 and cfg.asana.settle_seconds > cfg.http.read_timeout
-    assert cfg.crm.base_url == "https://api.hubapi.com" and cfg.interval_seconds == 60
+    assert cfg.asana.requests_per_minute is None and cfg.asana.settle_seconds > cfg.http.read_timeout
+    assert cfg.asana.listing_lag_seconds == 5 and cfg.asana.listing_lag_seconds < cfg.asana.settle_seconds
+    assert cfg.crm.base_url == "https://api.hubapi.com" and cfg.interval_seconds == 15
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ def test_once_finishes_the_step_prints_the_summary_and_records_the_interrupt(
     assert process.returncode == code, out + err
     assert "Traceback" not in err and "Aborted" not in err
     assert f"Interrupted by {signum.name}: the step in progress finished" in out
+    assert f"interrupted by {signum.name} after the step in progress" in err  # the cycle's log line says so too
     assert "Polled 1 page(s): 3 deals seen" in out  # the page in flight was recorded, nothing after it
     [(interrupted, finished)] = syncd.query("SELECT interrupted, finished_at FROM cycles ORDER BY id DESC LIMIT 1")
     assert interrupted == signum.name and finished is not None

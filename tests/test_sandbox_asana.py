@@ -709,9 +709,11 @@ def test_put_project(fake):
     assert put(fake, f"/projects/{gid}", color="chartreuse").status_code == 400
     assert put(fake, f"/projects/{gid}", due_on=None).status_code == 400  # start_on needs a due date
     assert put(fake, f"/projects/{gid}", archived="yes").status_code == 400
-    assert put(fake, f"/projects/{gid}", custom_fields={"11": "On Hold"}).json()["data"]["custom_fields"] == [
-        {"gid": "11", "resource_type": "custom_field", "display_value": "On Hold"}
-    ]
+    status = fake.add_custom_field("Status", options=("On Hold", "Not Started"))
+    on_hold = fake.option_gid(status, "On Hold")
+    (value,) = put(fake, f"/projects/{gid}", custom_fields={status: on_hold}).json()["data"]["custom_fields"]
+    assert value["gid"] == status and value["display_value"] == "On Hold" and value["enum_value"]["gid"] == on_hold
+    assert put(fake, f"/projects/{gid}", custom_fields={"11": on_hold}).status_code == 404  # no such field
     assert put(fake, "/projects/1219999999999999", notes="x").status_code == 404
 
 

@@ -114,7 +114,7 @@ CASES: list[tuple[str, Callable[[Path], Path], tuple[str, ...], int, str]] = [
     ("check on random bytes", random_bytes, ("check",), 1, "file is not a database"),
     ("once on a newer schema", newer_schema, ("once",), 74, "was written by a newer syncd"),
     ("status on a newer schema", newer_schema, ("status",), 1, "NO: " + "/"),
-    ("status on an older schema", older_schema, ("status",), 1, "written by an older syncd (5 schema step(s)"),
+    ("status on an older schema", older_schema, ("status",), 1, "written by an older syncd (6 schema step(s)"),
     ("an older schema is upgraded", older_schema, ("flow", "pause", "onboarding"), 0, "Flow onboarding paused."),
     ("once on a zero-byte database", zero_bytes, ("once",), 74, "is empty (0 bytes)"),
     ("status on a zero-byte database", zero_bytes, ("status", "--json"), 1, '"healthy": false'),

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncd import config as configuration
+from syncd.asana_rate import FREE_PER_MINUTE, PAID_PER_MINUTE
 from syncd.breaker import Breaker
 from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
 from syncd.compose.sources import build_source
@@ -95,7 +96,7 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
         service="asana",
         base_url=cfg.asana.base_url,
         auth_headers={"Authorization": f"Bearer {configuration.read_secret(cfg.asana.token_env)}"},
-        buckets={"default": TokenBucket.for_limit(cfg.asana.requests_per_minute, 60.0)},
+        buckets={"default": asana_bucket(cfg.asana.requests_per_minute)},
         profile=ASANA,
         timeout=timeout,
         retry=retry,
@@ -124,9 +125,16 @@ def settings(cfg: configuration.Config) -> Settings:
         overlap_seconds=cfg.crm.overlap_seconds,
         delay_seconds=cfg.crm.delay_seconds,
         settle_seconds=cfg.asana.settle_seconds,
+        listing_lag_seconds=cfg.asana.listing_lag_seconds,
         max_attempts=cfg.asana.max_attempts,
         retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
     )
+
+
+def asana_bucket(cap: int | None) -> TokenBucket:
+    """Asana's limit is the workspace's plan's: start at the operator's cap, else at the paid plan's rate, and
+    learn from the first 429 (`syncd.asana_rate`); nothing learned ever raises the rate above the cap."""
+    return TokenBucket.for_limit(cap or PAID_PER_MINUTE, 60.0, learn_floor=FREE_PER_MINUTE)
 
 
 @contextmanager

@@ -51,6 +51,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode
 
+from syncd.sandbox import asana_fields
 from syncd.sandbox.server import FakeServer, Request, Response
 
 API_PREFIX = "/api/1.0"
@@ -136,6 +137,8 @@ def _route(method: str, path: str) -> tuple[str | None, str | None, dict[str, st
         table = {"POST": ("task_create", "task_create"), "GET": ("task_list", "task_list")}
     elif m := re.fullmatch(r"/tasks/([^/]+)", path):  # `external:<gid>` may come percent-encoded
         table, ids = {"GET": ("get", "task_get"), "PUT": ("update", "task_update")}, {"task": unquote(m[1])}
+    elif m := re.fullmatch(r"/custom_fields/([^/]+)", path):
+        table, ids = {"GET": ("get", "custom_field_get")}, {"custom_field": m[1]}
     elif path == "/memberships":
         table = {"POST": ("membership", "membership_create"), "GET": ("membership", "membership_list")}
     elif m := re.fullmatch(r"/(user|workspace|team)s/([^/]+)", path):
@@ -229,6 +232,7 @@ class FakeAsana(FakeServer):
         self.projects: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
         self.templates: dict[str, dict[str, Any]] = {}
+        self.custom_fields: dict[str, dict[str, Any]] = {}  # definitions, by gid (`add_custom_field`)
         self.jobs: dict[str, dict[str, Any]] = {}
         self.memberships: list[dict[str, Any]] = []
         self.list_lag = 0.0
@@ -299,7 +303,7 @@ class FakeAsana(FakeServer):
         self,
         name: str,
         *,
-        requested_dates: tuple[str, ...] = ("1", "2"),
+        requested_dates: tuple[str | tuple[str, str], ...] = ("1", "2"),
         roles: tuple[str, ...] = (),
         fails: bool = False,
         duration: float = 0.0,
@@ -309,7 +313,9 @@ class FakeAsana(FakeServer):
     ) -> str:
         """Add a project template to the sandbox team and return its gid.
 
-        `requested_dates` are the template's date variables ("1" start, "2" due); `roles` names its template
+        `requested_dates` are the template's date variables ("1" start, "2" due; a `(gid, name)` pair for one
+        of the template's own, e.g. ("3", "Kickoff")), served by `GET /project_templates/{gid}` as
+        `{gid, name, description}` (DateVariableCompact); `roles` names its template
         roles; `tasks` are copied into each instantiated project (a name, or a dict with `name`, `notes` and
         `role`: the task goes to whoever is given that role). An instantiation job runs `duration` seconds of
         fake time, then succeeds, or fails if `fails`. `description` becomes the new project's notes.
@@ -324,9 +330,9 @@ class FakeAsana(FakeServer):
                 "html_description": _notes(description, None)[1], "public": False, "owner": self._user,
                 "team": self._team, "color": color,
                 "requested_dates": [
-                    {"gid": g, "name": DATE_VARIABLES.get(g, (f"Date {g}", ""))[0],
+                    {"gid": g, "name": n or DATE_VARIABLES.get(g, (f"Date {g}", ""))[0],
                      "description": DATE_VARIABLES.get(g, ("", "Choose a date."))[1]}
-                    for g in requested_dates
+                    for g, n in ((d, None) if isinstance(d, str) else d for d in requested_dates)
                 ],
                 "requested_roles": [{"gid": self._gid(), "resource_type": "template_role", "name": r} for r in roles],
                 "_fails": fails, "_duration": float(duration),
@@ -334,6 +340,45 @@ class FakeAsana(FakeServer):
             }
             # fmt: on
             return gid
+
+    def add_custom_field(
+        self, name: str, subtype: str = "enum", *, options: tuple[str, ...] = (), disabled: tuple[str, ...] = ()
+    ) -> str:
+        """Add a custom field to the workspace and return its gid. `options` are an enum or multi_enum field's
+        option names; those in `disabled` exist but are no longer selectable (Asana never deletes an option)."""
+        if subtype not in asana_fields.SUBTYPES:
+            raise ValueError(f"resource_subtype: Invalid value: {subtype}")
+        with self.lock:
+            gid = self._gid()
+            # fmt: off
+            choices = [
+                {"gid": self._gid(), "resource_type": "enum_option", "name": option,
+                 "enabled": option not in disabled, "color": "none"}
+                for option in options
+            ]
+            # fmt: on
+            self.custom_fields[gid] = asana_fields.definition(gid, name, subtype, choices)
+            return gid
+
+    def option_gid(self, field_gid: str, name: str) -> str:
+        """The gid of the option called `name` of custom field `field_gid`."""
+        with self.lock:
+            return next(o["gid"] for o in self.custom_fields[field_gid]["enum_options"] if o["name"] == name)
+
+    def custom_value(self, project: dict[str, Any], field_gid: str) -> Any:
+        """What a project's custom field holds: an option name, a list of them, a number, a date or a text."""
+        with self.lock:
+            value = next((v for v in project["custom_fields"] if v["gid"] == field_gid), None)
+        if value is None:
+            return None
+        for key, read in (("enum_value", lambda o: o["name"]), ("date_value", lambda d: d["date"])):
+            if key in value:
+                return read(value[key])
+        if "multi_enum_values" in value:
+            return [o["name"] for o in value["multi_enum_values"]]
+        if "people_value" in value:
+            return [u["gid"] for u in value["people_value"]]
+        return value.get("number_value", value.get("text_value"))
 
     def projects_with_marker(self, text: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -563,6 +608,9 @@ class FakeAsana(FakeServer):
             return _error(404, f"team: Unknown object: {data['team']}")
         if (error := _check_project(data)) is not None:
             return error
+        custom = self._custom_values([], data.get("custom_fields") or {})
+        if isinstance(custom, Response):
+            return custom
         privacy = data.get("privacy_setting", "public_to_workspace")
         notes, html_notes = _notes(data.get("notes"), data.get("html_notes"))
         now = self.now()
@@ -576,7 +624,7 @@ class FakeAsana(FakeServer):
             "due_on": data.get("due_on"), "due_date": data.get("due_on"), "start_on": data.get("start_on"),
             "privacy_setting": privacy, "public": privacy == "public_to_workspace",
             "owner": self._resolve_user(data.get("owner", "me")),
-            "custom_fields": self._custom_values([], data.get("custom_fields") or {}), "custom_field_settings": [],
+            "custom_fields": custom, "custom_field_settings": [],
             "default_view": data.get("default_view", "list"), "default_access_level": "editor",
             "minimum_access_level_for_customization": "admin", "minimum_access_level_for_sharing": "admin",
             "current_status": None, "current_status_update": None,
@@ -588,13 +636,26 @@ class FakeAsana(FakeServer):
         self._by_gid[gid], self._born[gid] = project, now
         return project
 
-    @staticmethod
-    def _custom_values(current: list[dict[str, Any]], given: dict[str, Any]) -> list[dict[str, Any]]:
+    def _custom_values(self, current: list[dict[str, Any]], given: dict[str, Any]) -> list[dict[str, Any]] | Response:
+        """The project's custom field values with `given` set, or Asana's error for the first bad one: a field
+        the workspace does not have (404) or a value of the wrong kind, e.g. an option's label (400)."""
         values = {v["gid"]: v for v in current}
-        for k, v in given.items():
-            display = None if v is None else str(v)
-            values[str(k)] = {"gid": str(k), "resource_type": "custom_field", "display_value": display}
+        for gid, value in given.items():
+            field = self.custom_fields.get(str(gid))
+            if field is None:
+                return _error(404, f"custom_field: Unknown object: {gid}")
+            stored = asana_fields.value_of(field, value)
+            if isinstance(stored, str):
+                return _error(400, stored)
+            values[str(gid)] = stored
         return list(values.values())
+
+    def _custom_field_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
+        """GET /custom_fields/{gid}: the definition, with its enum options (enabled or not)."""
+        field = self.custom_fields.get(ids["custom_field"])
+        if field is None:
+            return _error(404, f"custom_field: Unknown object: {ids['custom_field']}")
+        return Response(200, {"data": self._render(field, _fields(request), True)})
 
     def _project_get(self, ids: dict[str, str], request: Request, now: float) -> Response:
         project = self._by_gid.get(ids["project"])
@@ -616,6 +677,9 @@ class FakeAsana(FakeServer):
         current = {k: project[k] for k in fields}
         if (error := _check_project({**current, **data})) is not None:
             return error
+        custom = self._custom_values(project["custom_fields"], data.get("custom_fields") or {})
+        if isinstance(custom, Response):
+            return custom
         if "archived" in data and not isinstance(data["archived"], bool):
             return _error(400, f"archived: Value is not a boolean: {data['archived']}")
         if data.get("team") is not None and data["team"] not in self.teams:
@@ -631,8 +695,7 @@ class FakeAsana(FakeServer):
             project["public"] = data["privacy_setting"] == "public_to_workspace"
         if "owner" in data:
             project["owner"] = self._resolve_user(data["owner"])
-        if data.get("custom_fields"):
-            project["custom_fields"] = self._custom_values(project["custom_fields"], data["custom_fields"])
+        project["custom_fields"] = custom
         project["modified_at"] = _iso(now)
         deprecated = "team" in data or data.get("privacy_setting") == "private_to_team"
         headers = {"Asana-Change": CHANGE} if deprecated else {}

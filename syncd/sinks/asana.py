@@ -24,6 +24,10 @@ into (projects are created with `POST /teams/{team_gid}/projects`, so no request
 publishes no name for it that a header could carry (the spec only says the `Asana-Change` header "will
 indicate an affected deprecation"). `enable` / `disable` pass other names through (an operator's choice,
 e.g. to buy time with `Asana-Disable` after an activation date); nothing is sent when both are empty.
+
+Custom fields and templates are read through `schema` (`syncd.sinks.asana_schema`): a flow names enum options
+by name and template date variables by name, and the kept definitions turn them into gids before a request is
+sent. A value that has no counterpart raises `Unmapped` (a RejectedError) and nothing is sent.
 """
 
 from __future__ import annotations
@@ -31,15 +35,20 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncd.errors import AuthError, RejectedError, TransientError
+from syncd.errors import AuthError, RateLimited, RejectedError, TransientError
 from syncd.http import HttpClient, Reply
 from syncd.marker import markers_in
 from syncd.models import Project
 from syncd.profile import GENERIC, Profile
+from syncd.sinks.asana_schema import Schema
+
+if TYPE_CHECKING:
+    from syncd.flows import Flow
 
 log = logging.getLogger("syncd.sinks.asana")
 
@@ -90,9 +99,12 @@ class AsanaSink:
         enable: Iterable[str] = READY_FOR,
         disable: Iterable[str] = (),
         oauth: bool = False,
+        timer: Callable[[], float] = time.monotonic,
+        schema_ttl: float = 3600.0,
     ) -> None:
         self.http, self.workspace, self.team = http, workspace, team
         self.oauth = oauth  # external ids on tasks: "This field is only available to OAuth applications"
+        self.schema = Schema(self._data, timer, ttl=schema_ttl)  # custom fields and templates, kept
         self.changes_seen: dict[str, Change] = {}  # every Asana-Change this sink was told about, by name
         self.enable, self.disable = tuple(dict.fromkeys(enable)), tuple(dict.fromkeys(disable))
         # The client is this sink's own (one session per service): every request carries the choice.
@@ -105,6 +117,10 @@ class AsanaSink:
         reply = self.http.call(method, path, **kwargs)
         self._observe(method, path, reply.headers)
         return reply
+
+    def _data(self, path: str, params: dict[str, Any]) -> Any:
+        reply = self._call("GET", path, params=params)
+        return reply.data.get("data") if isinstance(reply.data, dict) else None
 
     def _observe(self, method: str, path: str, headers: Mapping[str, str]) -> None:
         """Note every announced change; warn once per change name per process."""
@@ -133,7 +149,7 @@ class AsanaSink:
         body, else the configured one); `team` in `POST /projects`' body is deprecated, so it is not sent."""
         team = body.get("team") or self.team
         path = f"/teams/{team}/projects"
-        fields = {k: v for k, v in body.items() if k != "team"}
+        fields = before_post(lambda: self.schema.project_fields({k: v for k, v in body.items() if k != "team"}))
         reply = self._call("POST", path, json={"data": fields}, idempotent=False)
         data = reply.data.get("data") if isinstance(reply.data, dict) else None
         if not isinstance(data, dict) or not isinstance(data.get("gid"), str) or not data["gid"]:
@@ -147,8 +163,9 @@ class AsanaSink:
 
     def instantiate(self, body: dict[str, Any]) -> tuple[Project, str | None]:
         """POST instantiateProject once (never retried here): the job creates the project asynchronously.
-        Returns the new project (gid known at once) and the job gid to follow."""
-        data = {k: v for k, v in body.items() if k != "template"}
+        Returns the new project (gid known at once) and the job gid to follow. The template's date variables
+        and roles come from its definition (`schema`); `is_strict` makes Asana refuse a missing date."""
+        data = before_post(lambda: self.schema.instantiation(body))
         reply = self._call(
             "POST", f"/project_templates/{body['template']}/instantiateProject", json={"data": data}, idempotent=False
         )
@@ -170,7 +187,9 @@ class AsanaSink:
         return str(data.get("status")) if isinstance(data, dict) else "unknown"
 
     def update_project(self, gid: str, fields: dict[str, Any]) -> Project:
-        """PUT is idempotent (the same fields set twice are the same project), so it retries like a read."""
+        """PUT is idempotent (the same fields set twice are the same project), so it retries like a read.
+        Custom field values are sent in Asana's types (option names become gids)."""
+        fields = self.schema.project_fields(fields)
         reply = self._call("PUT", f"/projects/{gid}", json={"data": fields}, params={"opt_fields": LIST_FIELDS})
         return _project(reply.data["data"])
 
@@ -244,6 +263,13 @@ class AsanaSink:
             )
         return lines
 
+    def check_flows(self, flows: Iterable[Flow], choices: Mapping[str, Iterable[str]] | None = None) -> list[str]:
+        """`syncd check` (and a start or reload that wants to refuse a bad config): one sentence per custom
+        field value that maps to no option and per template date variable or role the flows get wrong, each
+        naming the flow, the key and the fix. `choices`: the values a deal property can take (e.g. the CRM's
+        enum options), so that `"{tier}"` is judged for each. Raises RemoteError when Asana cannot be asked."""
+        return self.schema.findings(flows, choices or {})
+
     def projects_by_marker(
         self, team: str | None = None, on_page: Callable[[], object] = lambda: None
     ) -> dict[str, list[Project]]:
@@ -271,6 +297,19 @@ class AsanaSink:
             m: sorted(ps.values(), key=lambda p: (p.created_at or "", int(p.gid) if p.gid.isdigit() else 0))
             for m, ps in found.items()
         }
+
+
+def before_post(prepare: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A body prepared by reads before a POST: a read that failed sent no POST, whatever the read's own
+    `sent` says, so the op is simply pending again (never `unknown`)."""
+    try:
+        return prepare()
+    except TransientError as exc:
+        if isinstance(exc, RateLimited):
+            raise
+        raise TransientError(
+            f"{exc} (before the POST, which was not sent)", service="asana", status=exc.status, sent=False
+        ) from exc
 
 
 def _listing_problem(fields: tuple[str, ...]) -> Callable[[Any], str | None]:

@@ -145,7 +145,13 @@ class HubSpotSource:
             if isinstance(item, dict) and isinstance(item.get("name"), str):
                 meta = item.get("modificationMetadata")
                 read_only = isinstance(meta, dict) and meta.get("readOnlyValue") is True
-                fields[item["name"]] = Declared(item["name"], str(item.get("type", "string")), not read_only)
+                options = tuple(
+                    str(o["value"]) for o in item.get("options") or [] if isinstance(o, dict) and "value" in o
+                )
+                kind = str(item.get("type", "string"))
+                fields[item["name"]] = Declared(
+                    item["name"], kind, not read_only, options if kind == "enumeration" else ()
+                )
         return Schema("HubSpot", fields)
 
     def write_back(self, deal_id: str, prop: str, value: str) -> None:
@@ -324,8 +330,9 @@ def quota_spent(status: int, headers: Mapping[str, str], body: Any, now: float) 
     zone setting" ("The daily limits reset at midnight based on the time zone setting of the HubSpot account",
     https://developers.hubspot.com/apisbytier). No Retry-After is documented for it.
 
-    syncd cannot read the portal's time zone (the daily-usage endpoint's `resetsAt` would tell, but "A call to
-    this endpoint counts against your daily API limits",
+    This profile function does not know the portal's time zone (`GET /account-info/v3/details` names it, but the
+    source reads it only when close dates need it, and asking now would be one more refused call; the daily-usage
+    endpoint's `resetsAt` would tell too, but "A call to this endpoint counts against your daily API limits",
     https://legacydocs.hubspot.com/docs/methods/check-daily-api-usage), so the reset is somewhere in the next 24
     hours, at midnight of a zone whose offset is a whole number of quarter hours. Waiting 24 hours would be safe
     for HubSpot but could stall syncd for a day; so it asks again at every full UTC hour, where midnight falls for
@@ -338,7 +345,7 @@ def quota_spent(status: int, headers: Mapping[str, str], body: Any, now: float) 
     return QuotaPause(
         seconds,
         "HubSpot's daily API limit is spent (policyName DAILY); it resets at midnight in the portal's time zone, "
-        "which syncd cannot read, so one request checks at each full UTC hour",
+        "so one request checks at each full UTC hour",
     )
 
 

@@ -32,6 +32,7 @@ class Declared:
     name: str  # as the CRM spells it
     kind: str  # the CRM's type: "bool", "number", "datetime", "enumeration", "string"...
     writable: bool
+    options: tuple[str, ...] = ()  # the values an enumeration can take, as deals carry them
 
 
 @dataclass(frozen=True)

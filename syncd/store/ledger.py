@@ -31,7 +31,7 @@ class Ledger:
         with self._write() as c:
             cur = c.execute(
                 f"""UPDATE {self.table} SET state = 'in_flight', attempts = attempts + 1, last_attempt_at = ?,
-                    updated_at = ? WHERE {self.key} = ? AND state = 'pending'""",
+                    updated_at = ?, doubt = NULL WHERE {self.key} = ? AND state = 'pending'""",
                 (now, now, key),
             )
             if cur.rowcount == 1:
@@ -57,7 +57,8 @@ class Ledger:
         """At startup: a row left `in_flight` by a process that died may or may not have been sent."""
         keys = [r[0] for r in c.execute(f"SELECT {self.key} FROM {self.table} WHERE state = 'in_flight'")]
         for key in keys:
-            self.move_in(c, key, State.UNKNOWN, now, "found in_flight at startup: the last run died mid-call")
+            detail = "found in_flight at startup: the last run died mid-call"
+            self.move_in(c, key, State.UNKNOWN, now, detail, doubt="crash")
         return len(keys)
 
     def event(self, c: sqlite3.Connection, key: str, now: float, state: State, detail: str) -> None:

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from syncd import asana_rate
+from syncd.asana_rate import LearnedRate
 from syncd.errors import StoreError
 from syncd.models import OP_STATES, State, iso_s
 from syncd.store.schema import connect, pending_steps, refuse_empty
@@ -28,6 +30,34 @@ class LastCycle:
     finished_at: float
     error: str | None
     interrupted: str | None = None  # the signal that stopped it after its step in progress
+
+
+@dataclass(frozen=True)
+class CycleRun:
+    """One row of the cycles table; `ok` and `finished_at` are None for a cycle that never finished."""
+
+    id: int
+    started_at: float
+    finished_at: float | None
+    ok: bool | None
+    error: str | None
+    deals_seen: int
+    created: int
+    interrupted: str | None = None  # the signal that stopped it, where the schema records one
+    pid: int | None = None  # the process that ran it: a cycle without an end whose process is gone died
+
+    @property
+    def outcome(self) -> str:
+        """ok, failed, interrupted, running, or died (no end recorded, and its process is gone)."""
+        if self.finished_at is None:
+            return "running" if self.pid is not None and alive(self.pid) else "died"
+        if self.interrupted:
+            return "interrupted"
+        return "ok" if self.ok else "failed"
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished_at is None else round(self.finished_at - self.started_at, 1)
 
 
 @dataclass(frozen=True)
@@ -97,6 +127,7 @@ class Status:
     ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
     paused_flows: tuple[str, ...] = ()  # `syncd flow pause`
     pending_requests: tuple[str, ...] = ()  # what `retry`/`backfill` left for the lock holder's next cycle
+    asana_rates: tuple[LearnedRate, ...] = ()  # what Asana's 429s revealed, per workspace
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -262,6 +293,11 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
                 )
                 if not alive(r[1])
             ),
+            asana_rates=tuple(
+                rate
+                for r in one("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", (asana_rate.PREFIX + "%",))
+                if (rate := asana_rate.parse(r[0].removeprefix(asana_rate.PREFIX), r[1])) is not None
+            ),
             unfinished_since_success=one(
                 "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
             ).fetchone()[0],
@@ -313,3 +349,23 @@ def read_history(path: Path, deal_id: str) -> History:
             )
         )
     return History(deal_id, versions, ops, baselines, quarantined)
+
+
+def read_cycles(path: Path, limit: int = 50) -> tuple[CycleRun, ...]:
+    """The most recent `limit` cycles, newest first, finished or not (the status page's history)."""
+    with reading(path) as conn:
+        rows = conn.execute("SELECT * FROM cycles ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return tuple(
+        CycleRun(
+            r["id"],
+            r["started_at"],
+            r["finished_at"],
+            None if r["ok"] is None else bool(r["ok"]),
+            r["error"],
+            r["deals_seen"],
+            r["created"],
+            r["interrupted"],
+            r["pid"],
+        )
+        for r in rows
+    )

@@ -172,6 +172,17 @@ def baselines_per_flow(db: Database) -> None:
 
 
 @migrations()
+def remember_how_a_request_failed(db: Database) -> None:
+    """Why a row is `unknown` (`syncd.errors.DOUBTS`, or 'crash' for one found `in_flight` at startup): a server
+    that answered, or hung up on a request it had taken whole, is done with it, so reconcile need only wait for
+    the listing to catch up; otherwise it waits past the read timeout."""
+    db.executescript("""
+        ALTER TABLE ops ADD COLUMN doubt TEXT;
+        ALTER TABLE effects ADD COLUMN doubt TEXT;
+    """)
+
+
+@migrations()
 def operator_requests(db: Database) -> None:
     """What an operator asked for while another syncd held the lock (`retry`, `backfill`), applied by the
     holder at the start of its next cycle; the flows paused by `syncd flow pause`; which signal, if any,

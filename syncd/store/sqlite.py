@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from syncd import lock
 from syncd.diff import Change, Stored
-from syncd.errors import StoreError
+from syncd.errors import SERVER_DONE, StoreError
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.failures import is_storage, store_error
 from syncd.store.inbox import Inbox
@@ -27,6 +27,8 @@ from syncd.store.ledger import Ledger
 from syncd.store.read import reading
 from syncd.store.rows import effect_of, op_of
 from syncd.store.schema import connect, migrations, pending_steps, refuse_empty
+
+_DONE = ", ".join(f"'{doubt}'" for doubt in SERVER_DONE)
 
 
 class SqliteStore:
@@ -114,6 +116,10 @@ class SqliteStore:
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def delete_meta(self, key: str) -> bool:
+        with self.write() as c:
+            return c.execute("DELETE FROM meta WHERE key = ?", (key,)).rowcount > 0
 
     def baseline_done(self) -> bool:
         return self.get_meta("baseline_done") is not None
@@ -266,15 +272,41 @@ class SqliteStore:
             self.effects.recover_in_flight(c, now)
         return found
 
-    def due_ops(self, now: float, settle_seconds: float, held: frozenset[str] = frozenset()) -> list[Op]:
-        """Ops due for an attempt or a reconcile, except those of the `held` (paused) flows."""
+    def due_ops(
+        self,
+        now: float,
+        settle_seconds: float,
+        settle_done_seconds: float | None = None,
+        held: frozenset[str] = frozenset(),
+    ) -> list[Op]:
+        """Pending ops whose time has come, and `unknown` ops whose settle is over: `settle_done_seconds` after
+        the attempt when the server was done with the request (`SERVER_DONE`), else `settle_seconds`; except
+        those of the `held` (paused) flows."""
+        done = settle_seconds if settle_done_seconds is None else settle_done_seconds
         rows = self.conn.execute(
-            """SELECT * FROM ops WHERE (state = 'pending' AND next_attempt_at <= ?)
+            f"""SELECT * FROM ops WHERE (state = 'pending' AND next_attempt_at <= ?)
                                    OR (state = 'unknown' AND last_attempt_at <= ?)
+                                   OR (state = 'unknown' AND doubt IN ({_DONE}) AND last_attempt_at <= ?)
                ORDER BY created_at, op_key""",
-            (now, now - settle_seconds),
+            (now, now - settle_seconds, now - done),
         )
         return [op for op in map(op_of, rows) if op.flow not in held]
+
+    def next_due(
+        self, settle_seconds: float, settle_done_seconds: float | None = None, held: frozenset[str] = frozenset()
+    ) -> float | None:
+        """When the soonest waiting op (pending later, or `unknown` settling) falls due, ops of the `held`
+        (paused) flows aside; None when none waits."""
+        done = settle_seconds if settle_done_seconds is None else settle_done_seconds
+        marks = ",".join("?" * len(held))
+        row = self.conn.execute(
+            f"""SELECT min(CASE WHEN state = 'pending' THEN next_attempt_at
+                                WHEN doubt IN ({_DONE}) THEN last_attempt_at + ?
+                                ELSE last_attempt_at + ? END)
+               FROM ops WHERE state IN ('pending', 'unknown') AND flow NOT IN ({marks})""",
+            (done, settle_seconds, *sorted(held)),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def dead_ops(self, deal_id: str | None) -> list[Op]:
         """A deal's dead ops, or every dead op (`deal_id` None)."""

@@ -50,25 +50,38 @@ def test_every_asana_request_matches_the_openapi_spec(syncd: Syncd) -> None:
 
 
 def test_template_task_and_update_requests_match_the_spec_too(syncd: Syncd) -> None:
-    template = syncd.asana.add_template("Onboarding template", duration=0.0)
+    asana = syncd.asana
+    template = asana.add_template("Onboarding template", requested_dates=("1", ("3", "Kickoff")), roles=("AM",))
+    tier = asana.add_custom_field("Tier", options=("Startup", "Enterprise"))
     rule = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
+    project = {"name": "Onboarding: {name}", "custom_fields": {tier: "{tier}"}, "owner": "1200000000000003"}
     syncd.config(
         **FAST,
         flows=[
             {
                 "name": "onboarding",
                 "when": rule,
-                "project": {"name": "Onboarding: {name}", "template": template},
+                "project": {
+                    **project,
+                    "template": template,
+                    "privacy": "private",
+                    "template_dates": {"Kickoff": "{updated_at}"},
+                    "template_roles": {"AM": "1200000000000003"},
+                },
                 "tasks": [{"name": "Kickoff {name}", "due_days_after_close": 3}],
-            }
+            },
+            {"name": "plain", "when": rule, "project": project},
         ],
     )
     qualify(syncd, 3)
-    syncd.asana.inject("drop_after_create", route="task_create")
+    asana.inject("drop_after_create", route="task_create")
     syncd("once")
     syncd.tick(0.7)
     settle_until_done(syncd)
     syncd("once")
     problems, kinds = check_requests(syncd)
     assert any("instantiateProject" in k for k in kinds) and any("/tasks" in k for k in kinds)
+    assert "GET /custom_fields/{custom_field_gid}" in kinds and "PUT /projects/{project_gid}" in kinds
+    assert "GET /project_templates/{project_template_gid}" in kinds
+    assert syncd.op_states() == {"created": 6} and all(asana.custom_value(p, tier) for p in asana.projects)
     assert problems == []

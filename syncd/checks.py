@@ -51,6 +51,16 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
         problems += 1
         hint = " Check [asana] workspace and team." if exc.status == 404 else ""
         say(f"asana: {exc}.{hint}")
+    return problems + check_offline(cfg, say, rules=False)
+
+
+def check_offline(cfg: Config, say: Callable[[str], None], *, rules: bool = True) -> int:
+    """`syncd check --offline`: no token, no network. The config has loaded (so every rule parsed); say what
+    each flow's rule reads, and whether the state database is readable and matches the flows."""
+    problems = 0
+    for flow in cfg.flows if rules else ():
+        state = "" if flow.enabled else " (enabled = false)"
+        say(f"flow {flow.name}{state}: when {flow.rule.source}  (reads: {', '.join(sorted(flow.rule.names))})")
     if cfg.state_path.exists():
         try:
             ledger = read_status(cfg.state_path, time.time()).ledger_flows

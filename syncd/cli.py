@@ -1,5 +1,7 @@
-"""The `syncd` command: parse, call, print. The only module that prints. Exit codes: 0 ok, 1 a cycle failed
-or dead ops remain (status: unhealthy), 2 usage, 75 another syncd holds the lock, 78 the config is wrong.
+"""The `syncd` command: parse, call, print. With `syncd.operator_cli` (the operator's commands), the only
+module that prints. Exit codes: 0 ok, 1 a cycle failed or dead ops remain (status: unhealthy), 2 usage, 74 the
+state database or its folder is unusable, 75 another syncd holds the lock, 78 the config is wrong, 130/143
+`once` stopped by SIGINT/SIGTERM after its step in progress.
 
 Commands that write take the single-instance lock first and import the rest of syncd (`syncd.compose`) only
 then, so a second syncd exits 75 in a fraction of a second.
@@ -19,10 +21,12 @@ from typing import TYPE_CHECKING
 import click
 
 from syncd import config as configuration
-from syncd import journal, lock
-from syncd.errors import SyncdError
+from syncd import journal, lock, tokens
+from syncd.errors import StoreError, SyncdError
 from syncd.hooks import Hooks
+from syncd.interrupts import interruptible
 from syncd.models import State
+from syncd.operator_cli import backfill, flow, history, quarantine, retry
 from syncd.redact import redact
 
 if TYPE_CHECKING:
@@ -55,6 +59,14 @@ class App:
 
 
 @contextmanager
+def dry_runtime(app: App, cfg: configuration.Config) -> Iterator[Runtime]:
+    from syncd import compose
+
+    with compose.dry_runtime(cfg, app.hooks) as rt:
+        yield rt
+
+
+@contextmanager
 def holding_lock(cfg: configuration.Config) -> Iterator[int]:
     fd = lock.acquire(cfg.state_path)
     try:
@@ -63,22 +75,77 @@ def holding_lock(cfg: configuration.Config) -> Iterator[int]:
         lock.release(fd)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config", "config_option", metavar="PATH", help="Config file (default: $SYNCD_CONFIG or ./config.toml)."
-)
-@click.option("-v", "--verbose", count=True, help="Log more: -v adds each API call, -vv debug detail.")
-@click.option(
-    "--log-format", type=click.Choice(journal.FORMATS), help="Log lines as text or JSON (default: [log] format)."
-)
-@click.version_option(package_name="syncd")
+class Commands(click.Group):
+    """The command list in `--help` with each command's first sentence whole, wrapped, not cut at "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.commands[name].get_short_help_str(limit=1000)) for name in self.list_commands(ctx)]
+        rows = [(name, text) for name, text in rows if not self.commands[name].hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+CONFIG_HELP = "Config file (default: $SYNCD_CONFIG or ./config.toml)."
+VERBOSE_HELP = "Log more: -v adds each API call, -vv debug detail."
+LOG_FORMAT_HELP = "Log lines as text or JSON (default: [log] format)."
+
+
+@click.group(cls=Commands, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_option", metavar="PATH", help=CONFIG_HELP)
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.option("--log-format", type=click.Choice(journal.FORMATS), help=LOG_FORMAT_HELP)
+@click.version_option(None, "-V", "--version", package_name="syncd", prog_name="syncd")
 @click.pass_context
 def cli(ctx: click.Context, config_option: str | None, verbose: int, log_format: str | None) -> None:
     """Create one Asana project per CRM deal that newly matches a rule, exactly once, by polling."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     daemon = ctx.invoked_subcommand == "run"
     journal.setup(verbose, log_format or "text", daemon=daemon)
     hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
     ctx.obj = App(config_option, hooks, (verbose, log_format, daemon))
+
+
+def _config_after(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).config_option = value  # type: ignore[union-attr]
+
+
+def _logging_after(ctx: click.Context, param: click.Parameter, value: int | str | None) -> None:
+    """-v or --log-format after the command: add to what was given before it, and set logging up again."""
+    app = ctx.find_object(App)
+    if not value or app is None:
+        return
+    verbose, log_format, daemon = app.log_options
+    if isinstance(value, int):
+        verbose += value
+    else:
+        log_format = value
+    app.log_options = (verbose, log_format, daemon)
+    journal.setup(verbose, log_format or "text", daemon=daemon)
+
+
+def options_after_the_command(group: click.Group) -> None:
+    """`syncd status --config X` and `syncd once -v` as well as `syncd --config X status`: the global options
+    are also options of every command (and of the commands of `syncd flow`)."""
+    for command in group.commands.values():
+        command.params += [
+            click.Option(["--config"], metavar="PATH", help=CONFIG_HELP, expose_value=False, callback=_config_after),
+            click.Option(
+                ["-v", "--verbose"], count=True, help=VERBOSE_HELP, expose_value=False, callback=_logging_after
+            ),
+            click.Option(
+                ["--log-format"],
+                type=click.Choice(journal.FORMATS),
+                help=LOG_FORMAT_HELP,
+                expose_value=False,
+                callback=_logging_after,
+            ),
+        ]
+        if isinstance(command, click.Group):
+            options_after_the_command(command)
 
 
 @cli.command()
@@ -86,16 +153,24 @@ def cli(ctx: click.Context, config_option: str | None, verbose: int, log_format:
 @click.pass_obj
 def once(app: App, dry_run: bool) -> None:
     """Poll the CRM once and create any missing Asana projects (for cron)."""
-    with app.runtime(app.config()) as rt:
+    cfg = app.config()
+    with dry_runtime(app, cfg) if dry_run else app.runtime(cfg) as rt, interruptible() as signal:
         from syncd.engine import Cycle
+        from syncd.operator import apply_requests
 
-        report = Cycle(rt, dry_run=dry_run).run()
+        for line in [] if dry_run else apply_requests(rt):
+            click.echo(f"Applied {line}")
+        report = Cycle(rt, dry_run=dry_run, stopping=signal.stopping, stopped_by=lambda: signal.name).run()
         dead = rt.store.op_count(State.DEAD)
     click.echo(report.summary())
+    if report.auth_failures and (note := tokens.shadow_note(configuration.token_names(cfg))):
+        click.echo(note)
     if dry_run:
         click.echo("Dry run: nothing was recorded or created.")
     if dead:
         click.echo(f"{dead} dead op(s) need a human: see 'syncd status'.")
+    if signal.stopping():
+        sys.exit(signal.exit_code)
     sys.exit(0 if not report.errors and not dead else 1)
 
 
@@ -112,25 +187,6 @@ def run(app: App) -> None:
 
 @cli.command()
 @click.argument("deal_id")
-@click.pass_obj
-def retry(app: App, deal_id: str) -> None:
-    """Send a deal's dead ops back through reconcile, then run a cycle (never a blind re-create)."""
-    with app.runtime(app.config()) as rt:
-        from syncd import operator
-        from syncd.engine import Cycle
-
-        keys = operator.retry(rt.store, deal_id, rt.clock(), rt.settings, rt.flows, rt.source.kind)
-        if not keys:
-            click.echo(f"Deal {deal_id} has no dead op. 'syncd status' lists the dead ones.")
-            sys.exit(1)
-        click.echo(f"Reconciling {len(keys)} op(s) of deal {deal_id}: {', '.join(keys)}")
-        report = Cycle(rt).run()
-    click.echo(report.summary())
-    sys.exit(0 if report.ok else 1)
-
-
-@cli.command()
-@click.argument("deal_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def explain(app: App, deal_id: str, as_json: bool) -> None:
@@ -140,68 +196,36 @@ def explain(app: App, deal_id: str, as_json: bool) -> None:
 
     cfg = app.config()
     history = read_history(cfg.state_path, deal_id)
-    if not history.versions and not history.ops:
-        click.echo(
+    if not history.versions and not history.ops and not history.quarantined:
+        nothing = (
             f"syncd has recorded nothing for deal {deal_id}: it was never polled (check the id, and that "
-            "it changed after syncd started watching).",
-            err=True,
+            "it changed after syncd started watching)."
         )
+        if as_json:
+            click.echo(json.dumps({"deal_id": deal_id, "recorded": False, "message": nothing}))
+        else:
+            click.echo(nothing, err=True)
         sys.exit(1)
     click.echo(json.dumps(history_json(history), indent=2) if as_json else format_explain(history, cfg.flows))
 
 
 @cli.command()
-@click.option(
-    "--since",
-    "since",
-    required=True,
-    metavar="DATE",
-    help="Only deals modified at or after this date (YYYY-MM-DD or ISO 8601, UTC).",
-)
-@click.option("--flow", "flow_name", metavar="NAME", help="Only this flow (default: every flow).")
-@click.option("--dry-run", is_flag=True, help="List the projects it would create; change nothing.")
+@click.option("--offline", is_flag=True, help="Only the config, the rules and the database: no token, no network.")
 @click.pass_obj
-def backfill(app: App, since: str, flow_name: str | None, dry_run: bool) -> None:
-    """Create projects for deals that qualify by the current rules but have none, e.g. won before syncd
-    watched (never a duplicate: every create is checked against Asana first)."""
-    since_ms = parse_date_ms(since)
-    cfg = app.config()
-    flows = tuple(f for f in cfg.flows if flow_name in (None, f.name))
-    if not flows:
-        raise click.BadParameter(f"no flow is named {flow_name!r} in {cfg.path}", param_hint="--flow")
-    with app.runtime(cfg) as rt:
-        from syncd import operator
-        from syncd.engine import Cycle
-
-        done = operator.backfill(
-            rt.store, flows, rt.settings, crm=rt.source.kind, since_ms=since_ms, now=rt.clock(), dry_run=dry_run
-        )
-        verb = "Would queue" if dry_run else "Queued"
-        click.echo(f"{verb} {len(done.queued)} project(s) for deals that qualify by the current rules:")
-        for name in done.queued:
-            click.echo(f"  {name}")
-        if done.unjudged:
-            click.echo(f"Cannot judge {len(done.unjudged)} deal(s): a rule names a property syncd never fetched.")
-            click.echo("  The next change to such a deal is judged with it; or re-add the flow to re-read all deals.")
-            for line in done.unjudged[:20]:
-                click.echo(f"  {line}")
-        if dry_run or not done.queued:
-            return
-        report = Cycle(rt).run()
-    click.echo(report.summary())
-    sys.exit(0 if report.ok else 1)
-
-
-@cli.command()
-@click.pass_obj
-def check(app: App) -> None:
+def check(app: App, offline: bool) -> None:
     """Validate the config and reach the CRM and Asana with the credentials; say what is wrong in plain words."""
-    from syncd import compose
-    from syncd.checks import run_checks
+    from syncd.checks import check_offline, run_checks
 
     cfg = app.config()
     click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {cfg.state_path})")
-    problems = run_checks(compose.wire(cfg), cfg, click.echo)
+    if offline:
+        problems = check_offline(cfg, click.echo)
+    else:
+        from syncd import compose
+
+        problems = run_checks(compose.wire(cfg), cfg, click.echo)
+    if problems and (note := tokens.shadow_note(configuration.token_names(cfg))):
+        click.echo(note)
     click.echo("All checks passed." if not problems else f"{problems} problem(s) found.")
     sys.exit(0 if not problems else 1)
 
@@ -215,7 +239,14 @@ def status(app: App, as_json: bool) -> None:
     from syncd.store import read_status
 
     cfg = app.config()
-    report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
+    try:
+        report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
+    except StoreError as exc:  # a database that cannot be read is the unhealthiest state of all
+        problem = redact(str(exc))
+        out = {"database": str(cfg.state_path), "healthy": False, "problems": [problem]}
+        text = f"syncd status: {cfg.state_path}\n  healthy      NO: {problem}"
+        click.echo(json.dumps(out, indent=2) if as_json else text)
+        sys.exit(1)
     click.echo(json.dumps(status_json(report, cfg.flows), indent=2) if as_json else format_status(report, cfg.flows))
     sys.exit(0 if report.healthy else 1)
 
@@ -245,7 +276,13 @@ def demo(keep: Path | None, crm_kind: str) -> None:
     """Run syncd against the built-in sandbox (fake HubSpot and Asana); no credentials needed."""
     from syncd import compose
     from syncd.engine import Cycle
-    from syncd.sandbox.demo import run_demo
+    from syncd.sandbox.demo import FILES, run_demo
+
+    if keep and (taken := [name for name in FILES if (keep / name).exists()]):
+        raise click.BadParameter(
+            f"{keep} already holds {', '.join(taken)}; the demo would replace them. Choose a new or empty folder.",
+            param_hint="--keep",
+        )
     from syncd.status_text import format_status
     from syncd.store import read_status
 
@@ -259,14 +296,9 @@ def demo(keep: Path | None, crm_kind: str) -> None:
     run_demo(click.echo, cycle, show_status, keep, crm_kind)
 
 
-def parse_date_ms(text: str) -> int:
-    from datetime import UTC, datetime
-
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD or ISO 8601", param_hint="--since") from None
-    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+for command in (retry, backfill, flow, history, quarantine):
+    cli.add_command(command)
+options_after_the_command(cli)
 
 
 def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:
@@ -276,9 +308,12 @@ def main(hooks: Hooks | None = None, args: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("Aborted at once (a second signal); the next run recovers what was in flight.", err=True)
+        sys.exit(130)
     except SyncdError as exc:
-        click.echo(f"Error: {redact(str(exc))}", err=True)
+        message = redact(str(exc))
+        if "--json" in (sys.argv[1:] if args is None else args):  # a script reading stdout gets JSON too
+            click.echo(json.dumps({"error": message, "exit_code": exc.exit_code}))
+        click.echo(f"Error: {message}", err=True)
         sys.exit(exc.exit_code)

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dotenv import load_dotenv
-
+from syncd import tokens
 from syncd.config_keys import REQUIRED, Derived, Key, Site, plain_defaults, read_tables
 from syncd.config_values import AlertsConfig as AlertsConfig
 from syncd.config_values import AsanaConfig as AsanaConfig
@@ -269,15 +268,23 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path:
 
 def load(path: Path) -> Config:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM (Windows editors) is not content
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file. Pass --config PATH or set SYNCD_CONFIG; config.toml in the source tree "
             "is a commented example."
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a config file. Pass --config {path / 'config.toml'}.") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: this user may not read it. Fix its permissions (chmod 0640).") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}). Save it as UTF-8."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the line it names.") from None
-    load_dotenv(path.parent / ".env", override=False)
+    tokens.load_env_file(path.parent / ".env")
     return parse(raw, path)
 
 
@@ -304,11 +311,7 @@ def documented_defaults() -> dict[str, dict[str, object]]:
 
 def read_secret(name: str) -> str:
     """The value of the token called `name`: environment (and .env), else a systemd credential."""
-    value = os.environ.get(name, "").strip()
-    if not value and (creds := os.environ.get("CREDENTIALS_DIRECTORY")):
-        file = Path(creds) / name
-        if file.is_file():
-            value = file.read_text(encoding="utf-8").strip()
+    value = tokens.find(name)
     if value:
         register_secret(value)
     else:
@@ -317,6 +320,19 @@ def read_secret(name: str) -> str:
             "beside the config file, or in a systemd credential of that name."
         )
     return value
+
+
+def token_names(cfg: Config) -> list[str]:
+    """Every token variable the config needs: the CRM's, Asana's and the flows' Slack webhooks."""
+    crm = cfg.crm
+    names = [crm.client_id_env, crm.client_secret_env, crm.refresh_token_env] if crm.kind == "salesforce" else []
+    names += [crm.token_env] if crm.kind != "salesforce" else []
+    return [*names, cfg.asana.token_env, *(f.notify_env for f in cfg.flows if f.notify_env)]
+
+
+def require_tokens(cfg: Config) -> None:
+    """Every missing token named at once (ConfigError), before any is used."""
+    tokens.require(token_names(cfg), cfg.path.parent / ".env")
 
 
 def is_loopback(host: str) -> bool:

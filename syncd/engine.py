@@ -18,7 +18,7 @@ from collections.abc import Callable
 from syncd import asana_rate, baselines, effects
 from syncd import diff as diffing
 from syncd.errors import AuthError, RateLimited, RejectedError, RemoteError, TransientError
-from syncd.flows import new_op, unconfigured
+from syncd.flows import Flow, new_op, unconfigured
 from syncd.journal import cycle_event
 from syncd.marker import without_markers
 from syncd.models import CycleReport, Op, State
@@ -47,13 +47,32 @@ def _never() -> bool:
     return False
 
 
+def held_flows(flows: tuple[Flow, ...], paused: frozenset[str]) -> frozenset[str]:
+    """The op flow names a cycle creates nothing for: paused (`syncd flow pause`) or `enabled = false` flows,
+    under their previous names too. Their deals are still recorded, so a resumed flow misses nothing."""
+    held = {f.name for f in flows if not f.enabled} | set(paused)
+    return frozenset(held | {old for f in flows if f.name in held for old in f.previous_names})
+
+
 class Cycle:
     """One cycle over a runtime. `stopping()` is asked between pages and between ops (SIGTERM)."""
 
-    def __init__(self, rt: Runtime, *, dry_run: bool = False, stopping: Callable[[], bool] = _never) -> None:
-        self.rt, self.store, self.stopping = rt, rt.store, stopping
-        self.report = CycleReport(dry_run=dry_run)
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        dry_run: bool = False,
+        stopping: Callable[[], bool] = _never,
+        poll: bool = True,
+        stopped_by: Callable[[], str | None] = lambda: "a stop signal",
+    ) -> None:
+        """`poll=False`: only drive due ops (what `retry` and `backfill` queued), reading nothing new.
+        `stopped_by()`: what to record as having interrupted the cycle when `stopping()` was true at its end."""
+        self.rt, self.store, self.stopping, self.polls, self.stopped_by = rt, rt.store, stopping, poll, stopped_by
+        self.report = CycleReport(dry_run=dry_run, polled=poll)
         self._asana_failed: list[RemoteError] = []
+        self._seen: set[str] = set()
+        self.held = held_flows(rt.flows, rt.store.inbox.paused())
 
     def run(self) -> CycleReport:
         rt, store, report = self.rt, self.store, self.report
@@ -64,11 +83,19 @@ class Cycle:
         asana_rate.apply(rt.sink.http, store, rt.settings.workspace, rt.clock, learn=not report.dry_run)
         if report.dry_run:
             self._poll()
+            report.cursor_ms = store.cursor()
             return report
         store.recover_in_flight(rt.clock())
         cycle = store.start_cycle(rt.clock())
         rt.before_cycle()
-        self._poll()
+        report.warnings += [
+            f"flow {f.name} is {'paused' if f.enabled else 'off (enabled = false)'}: its deals are recorded, its "
+            "projects wait until it is resumed"
+            for f in rt.flows
+            if f.name in self.held
+        ]
+        if self.polls:
+            self._poll()
         try:
             if self._asana_failed:
                 raise self._asana_failed[0]
@@ -79,7 +106,8 @@ class Cycle:
             if isinstance(exc, AuthError):
                 report.auth_failures[exc.service] = str(exc)
         report.cursor_ms = store.cursor()
-        due_at = store.next_due(rt.settings.settle_seconds, rt.settings.listing_lag_seconds)
+        report.interrupted = self.stopped_by() if self.stopping() else None
+        due_at = store.next_due(rt.settings.settle_seconds, rt.settings.listing_lag_seconds, self.held)
         report.next_due_in = None if due_at is None else due_at - rt.clock()
         store.finish_cycle(
             cycle,
@@ -88,6 +116,7 @@ class Cycle:
             error="; ".join(report.errors) or None,
             deals_seen=report.deals_seen,
             created=len(report.created),
+            interrupted=report.interrupted,
         )
         rt.after_cycle(report)
         log.log(*cycle_event(report))
@@ -119,7 +148,8 @@ class Cycle:
         progress = Progress("baseline" if report.baseline else "poll", rt.clock)
         for page in rt.source.pages(start, int(settings.delay_seconds * 1000)):
             report.pages += 1
-            report.deals_seen += len(page.deals)
+            self._seen.update(d.id for d in page.deals)  # re-anchored queries and the overlap re-read deals
+            report.deals_seen = len(self._seen)
             progress.page(report.pages, report.deals_seen)
             report.quarantined += len(page.quarantined)
             stored = store.stored_deals(d.id for d in page.deals)
@@ -139,7 +169,8 @@ class Cycle:
                 for name in change.newly
             ]
             if report.dry_run:
-                report.would_create += [title(op.body) for op in ops]
+                report.ops_queued += len(ops)
+                report.would_create += [title(op.body) for op in ops if op.flow not in self.held]
                 continue
             rt.hooks.step("before_page_commit")
             report.ops_queued += store.record_page(changes, ops, page.quarantined, page.cursor_ms, rt.clock())
@@ -174,7 +205,7 @@ class Cycle:
     # -- execute: reconcile, then attempt --------------------------------------------------------------
     def due(self) -> list[Op]:
         settings = self.rt.settings
-        return self.store.due_ops(self.rt.clock(), settings.settle_seconds, settings.listing_lag_seconds)
+        return self.store.due_ops(self.rt.clock(), settings.settle_seconds, settings.listing_lag_seconds, self.held)
 
     def paused(self) -> bool:
         breaker = self.rt.breaker

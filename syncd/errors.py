@@ -4,7 +4,7 @@
 SyncdError                 base; the CLI prints "Error: <message>" and exits with .exit_code
 ├── ConfigError            exit 78: names the file, the key and the fix
 ├── SourceSetupError       exit 78: the CRM's own setup does not fit the flows; says what to change where
-├── StoreError             the state database is unusable
+├── StoreError             exit 74: the state database (or its folder) is unusable; says why and what to do
 │   └── LockHeld           exit 75: another syncd holds the lock; try again later
 └── RemoteError            a call to a CRM or to Asana failed; .service, .status
     ├── TransientError     timeouts, connection errors, 5xx, unparsable answers: try again later
@@ -22,6 +22,7 @@ Programming errors are not `SyncdError`: they crash loudly with a traceback, whi
 
 from __future__ import annotations
 
+EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
@@ -41,7 +42,7 @@ class SourceSetupError(SyncdError):
 
 
 class StoreError(SyncdError):
-    pass
+    exit_code = EX_IOERR
 
 
 class LockHeld(StoreError):

@@ -222,6 +222,7 @@ FLOW = (
     ),
     Key("when", str, REQUIRED, "the rule: the flow fires when it becomes true for a deal", check=_rule, attr="rule"),
     Key("project", object, {}, "the project to create", check=_sub_table(PROJECT), table="[flow.project]"),
+    Key("enabled", bool, True, "false: record the deals, create nothing until true (see syncd flow pause)"),
     Key("refire", str, "once", "once: one project per deal; per_entry: one per entry into the rule", check=_refire),
     Key("tasks", object, [], "tasks created in the project, each exactly once", check=_tasks, table="[[flow.tasks]]"),
     Key(

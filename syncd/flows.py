@@ -123,6 +123,7 @@ class Flow:
     notify_env: str | None = None  # env var holding a Slack incoming-webhook URL
     notify_text: Template | None = None
     previous_names: tuple[str, ...] = ()  # names this flow had before: their ops and markers are its own
+    enabled: bool = True  # false: deals are recorded and ops queued, but no project is created
 
     @property
     def names(self) -> frozenset[str]:

@@ -135,7 +135,8 @@ def setup(verbose: int, log_format: str = "text", *, daemon: bool = False, strea
 
 def cycle_event(report: CycleReport) -> tuple[int, str]:
     """The one line a finished cycle logs (`syncd.engine`), and its level: ERROR when it failed, WARNING when
-    it left dead ops or warnings, else INFO (shown by `syncd run`, and by the other commands with -v)."""
+    it left dead ops or warnings or was interrupted, else INFO (shown by `syncd run`, and by the other commands
+    with -v)."""
     if report.baseline and not report.errors:
         head = f"baseline recorded: {report.deals_seen} deals in {report.pages} page(s)"
     else:
@@ -145,8 +146,10 @@ def cycle_event(report: CycleReport) -> tuple[int, str]:
             f"changed, {len(report.created)} created, {len(report.dead)} dead"
         )
     parts = [head, f"cursor {iso_ms(report.cursor_ms) or 'not set'}"]
+    parts += [f"interrupted by {report.interrupted} after the step in progress"] if report.interrupted else []
     parts += [f"dead: {line}" for line in report.dead]
     parts += [f"warning: {line}" for line in report.warnings]
     parts += [f"error: {line}" for line in report.errors]
-    level = logging.ERROR if report.errors else logging.WARNING if report.dead or report.warnings else logging.INFO
+    noted = report.dead or report.warnings or report.interrupted
+    level = logging.ERROR if report.errors else logging.WARNING if noted else logging.INFO
     return level, "; ".join(parts)

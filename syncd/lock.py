@@ -12,13 +12,20 @@ import fcntl
 import os
 from pathlib import Path
 
-from syncd.errors import LockHeld
+from syncd.errors import LockHeld, StoreError
 
 
 def acquire(database: Path) -> int:
     """Take the lock for `database`; return the descriptor that holds it. Raises LockHeld (exit 75)."""
-    database.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            f"Could not create {database}.lock ({exc.strerror}): syncd keeps its database and lock in "
+            f"{database.parent}. Let the user running syncd write there, or point [state] path at a folder it "
+            "may write."
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

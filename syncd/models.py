@@ -203,6 +203,8 @@ class CycleReport:
     auth_failures: dict[str, str] = field(default_factory=dict)  # service -> sentence naming the variable
     rebaselined: dict[str, str] = field(default_factory=dict)  # flow -> why it got a baseline of its own
     warnings: list[str] = field(default_factory=list)  # what an operator should fix, though nothing failed
+    polled: bool = True  # False: `retry` or `backfill` drove the ops it queued and read nothing new
+    interrupted: str | None = None  # the signal that stopped the cycle after its step in progress
     next_due_in: float | None = None  # seconds until the soonest waiting op falls due (`syncd run` may cycle then)
 
     @property
@@ -211,13 +213,18 @@ class CycleReport:
 
     def summary(self) -> str:
         lines = []
-        if self.baseline:
+        if self.baseline and self.errors and not self.dry_run:
+            lines.append(
+                f"Baseline not recorded: {self.deals_seen} deals were read before the error below; the next run "
+                "records it."
+            )
+        elif self.baseline:
             done = "would be recorded" if self.dry_run else "recorded"
             lines.append(
                 f"Baseline {done}: {self.deals_seen} deals. Deals that already qualify get no project; "
                 "syncd acts on changes from now on."
             )
-        else:
+        elif self.polled:
             lines.append(
                 f"Polled {self.pages} page(s): {self.deals_seen} deals seen, {self.deals_changed} changed, "
                 f"{self.ops_queued} newly qualifying, {self.quarantined} quarantined."
@@ -235,5 +242,11 @@ class CycleReport:
         lines += [f"Dead (needs a human): {line}" for line in self.dead]
         lines += [f"Warning: {line}" for line in self.warnings]
         lines += [f"Error: {line}" for line in self.errors]
-        lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}")
+        if self.interrupted:
+            lines.append(
+                f"Interrupted by {self.interrupted}: the step in progress finished and is recorded; the next run "
+                "goes on from here."
+            )
+        stays = " (a dry run does not move it)" if self.dry_run and self.cursor_ms is not None else ""
+        lines.append(f"Cursor: {iso_ms(self.cursor_ms) or 'not set'}{stays}")
         return "\n".join(lines)

@@ -4,7 +4,9 @@ and the metrics endpoint. The daemon mechanics (scheduler, signals, sd_notify) a
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from syncd.engine import Cycle
 from syncd.errors import ConfigError
 from syncd.hooks import Hooks
 from syncd.models import CycleReport
+from syncd.operator import apply_requests
 from syncd.sources import schema
 from syncd.status_page import StatusPage, site
 from syncd.store import read_status
@@ -29,6 +32,8 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
         schema.verify(rt.source, cfg.flows, cfg.crm.fields)
 
         def cycle(stopping: threading.Event) -> CycleReport:
+            for line in apply_requests(rt):
+                log.info("%s", line)
             return Cycle(rt, stopping=stopping.is_set).run()
 
         def reload() -> None:
@@ -58,9 +63,11 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
                 lambda: cfg.state_path, lambda: cfg.flows, time.time, lambda: cfg.alerts.stale_after_seconds
             )
             server, _ = monitor.metrics.serve(cfg.metrics_listen, site(page, monitor.metrics.app, token))
+        rt.store.set_meta("daemon", json.dumps({"pid": os.getpid(), "interval_seconds": cfg.interval_seconds}))
         try:
             run_forever(cycle, cfg.interval_seconds, reload=reload)
         finally:
+            rt.store.set_meta("daemon", "null")
             monitor.close()
             if server:
                 server.shutdown()

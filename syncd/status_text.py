@@ -8,7 +8,7 @@ from typing import Any
 from syncd.asana_rate import PAID_PER_MINUTE
 from syncd.flows import Flow, unconfigured
 from syncd.models import iso_ms, iso_s
-from syncd.store.read import History, Status
+from syncd.store.read import CycleRun, History, Status
 
 
 def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
@@ -25,6 +25,7 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
             "started_at": iso_s(last.started_at),
             "finished_at": iso_s(last.finished_at),
             "error": last.error,
+            "interrupted": last.interrupted,
         },
         "last_success_at": iso_s(s.last_success_at),
         "deals": s.deals,
@@ -47,6 +48,8 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
         },
         "effects": {state.value: count for state, count in s.effects.items()},
         "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
+        "paused_flows": list(s.paused_flows),
+        "pending_requests": list(s.pending_requests),
     }
 
 
@@ -58,6 +61,7 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
         f"  healthy      {'yes' if s.healthy else 'NO: ' + '; '.join(s.problems)}",
         f"  cursor       {iso_ms(s.cursor_ms) or 'not set (no cycle has recorded a baseline yet)'}{age}",
         f"  last cycle   {'none' if not last else ('ok' if last.ok else 'FAILED')}"
+        + (f" (interrupted by {last.interrupted})" if last and last.interrupted else "")
         + (f", finished {iso_s(last.finished_at)}" if last else "")
         + (f": {last.error}" if last and last.error else ""),
         f"  last success {iso_s(s.last_success_at) or 'never'}",
@@ -77,6 +81,8 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
     if s.health.next_run_at:
         lines.append(f"  next run     {iso_s(s.health.next_run_at)} (if syncd run is running)")
     lines += [f"  ALERT: {key}" for key in s.health.alerts_firing]
+    lines += [f"  paused: flow {name} (syncd flow resume {name})" for name in s.paused_flows]
+    lines += [f"  request {line}: waits for the next cycle" for line in s.pending_requests]
     lines += [f"  warning: {line}" for line in unconfigured(s.ledger_flows, flows)] if flows else []
     lines += [f"  dead: deal {d.deal_id} (flow {d.flow}): {d.reason}" for d in s.dead_ops]
     lines += [f"  quarantined: record {q.record_id}: {q.reason}" for q in s.quarantined_records]
@@ -103,6 +109,7 @@ def history_json(h: History) -> dict[str, Any]:
                 "state": op.state.value,
                 "marker": op.marker,
                 "attempts": op.attempts,
+                "posts_sent": op.posts_sent,
                 "asana_gid": op.asana_gid,
                 "asana_url": op.asana_url,
                 "last_error": op.last_error,
@@ -111,12 +118,18 @@ def history_json(h: History) -> dict[str, Any]:
             for op in h.ops
         ],
         "baselines": [{"flow": b.flow, "rule": b.rule, "at": iso_s(b.at), "reason": b.reason} for b in h.baselines],
+        "quarantined": [{"reason": q.reason, "seen_at": iso_s(q.seen_at)} for q in h.quarantined],
     }
 
 
 def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
     name = h.versions[-1].values.get("name") if h.versions else None
     lines = [f"Deal {h.deal_id}{f' ({name})' if name else ''}: {len(h.versions)} version(s) recorded"]
+    lines += [
+        f"  QUARANTINED {iso_s(q.seen_at)}: {q.reason}. The CRM's record could not be read, so no rule judged it; "
+        "fix the record in the CRM and its next change is read again."
+        for q in h.quarantined
+    ]
     for v in h.versions:
         verdicts = ", ".join(
             f"{name} {'TRUE' if ok else 'false'}{' (entered the rule)' if name in v.newly else ''}"
@@ -141,8 +154,50 @@ def format_explain(h: History, flows: tuple[Flow, ...]) -> str:
             )
     for op in h.ops:
         where = f" project {op.asana_gid} {op.asana_url or ''}" if op.asana_gid else ""
-        lines.append(f"Op {op.op_key}: {op.state}{where} (attempts: {op.attempts})")
+        budget = f"; {op.attempts} counted toward max_attempts" if op.attempts != op.posts_sent else ""
+        lines.append(f"Op {op.op_key}: {op.state}{where} (create requests sent: {op.posts_sent}{budget})")
         lines += [f"    {iso_s(e.at)}  {e.state:<9} {e.detail}" for e in op.events]
     if not h.ops:
         lines.append("No op: no flow went from false to true for this deal after the baseline.")
+    return "\n".join(lines)
+
+
+def cycles_json(rows: tuple[CycleRun, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "started_at": iso_s(r.started_at),
+            "finished_at": iso_s(r.finished_at),
+            "outcome": r.outcome,
+            "seconds": r.seconds,
+            "deals_seen": r.deals_seen,
+            "created": r.created,
+            "interrupted": r.interrupted,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+
+
+def format_history(rows: tuple[CycleRun, ...]) -> str:
+    """One line per cycle, newest first: when, outcome, counts, duration, and the error of a failed one."""
+    if not rows:
+        return "No cycle recorded yet: run 'syncd once' or 'syncd run'."
+    lines = []
+    for r in rows:
+        took = f"{r.seconds:g}s" if r.seconds is not None else "no end recorded"
+        why = f" by {r.interrupted}" if r.interrupted else ""
+        line = f"#{r.id}  {iso_s(r.started_at)}  {r.outcome}{why}  {r.deals_seen} deals, {r.created} created, {took}"
+        lines.append(line + (f"\n      error: {r.error}" if r.error else ""))
+    return "\n".join(lines)
+
+
+def format_quarantine(s: Status) -> str:
+    if not s.quarantine:
+        return "Nothing is quarantined."
+    lines = [f"{s.quarantine} record(s) quarantined (the newest {len(s.quarantined_records)}):"]
+    lines += [f"  record {q.record_id}  {iso_s(q.seen_at)}  {q.reason}" for q in s.quarantined_records]
+    lines.append(
+        "Fix a record in the CRM and its next change is read again; 'syncd quarantine --clear ID' forgets one."
+    )
     return "\n".join(lines)

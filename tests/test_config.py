@@ -66,7 +66,7 @@ def test_the_example_config_shows_every_declared_key_and_its_default() -> None:
 def test_documented_defaults_are_the_values_of_their_own() -> None:
     defaults = config.documented_defaults()
     assert defaults["schedule"] == {"interval_seconds": 15} and defaults["http"]["read_timeout"] == 30
-    assert defaults["flow"] == {"refire": "once", "previous_names": []}
+    assert defaults["flow"] == {"refire": "once", "previous_names": [], "enabled": True}
     assert defaults["flow.tasks"] == {"name": "Task", "notes": ""}
     # required, optional, per CRM or derived from another key: no value of their own to document
     assert not {"workspace", "team", "settle_seconds", "requests_per_minute"} & set(defaults["asana"])
@@ -123,7 +123,7 @@ def test_bad_config_exits_78_and_a_missing_token_names_the_variable(syncd: Syncd
     syncd.config()
     result = syncd("once", HUBSPOT_TOKEN="")
     assert result.returncode == 78
-    assert "HUBSPOT_TOKEN is not set" in result.stderr
+    assert "1 token variable(s) not set: HUBSPOT_TOKEN." in result.stderr
     assert not syncd.db_path.exists()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-COMMANDS = ["once", "run", "status", "demo", "retry", "explain", "backfill", "check"]
+COMMANDS = ["once", "run", "status", "demo", "retry", "explain", "backfill", "check", "flow", "history", "quarantine"]
 
 
 def syncd(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,3 +48,17 @@ def test_every_command_has_help(command: str | None) -> None:
 def test_usage_errors_exit_2() -> None:
     assert syncd("nonsense").returncode == 2
     assert syncd("once", "--bogus").returncode == 2
+
+
+def test_the_readme_tables_match_the_commands_and_the_exit_codes() -> None:
+    from syncd.errors import EX_CONFIG, EX_IOERR, EX_TEMPFAIL
+    from syncd.interrupts import EXIT_CODES
+
+    readme = (ROOT / "README.md").read_text()
+    listed = re.findall(r"^  (\w+)  ", syncd("--help").stdout.partition("Commands:")[2], re.MULTILINE)
+    assert sorted(listed) == sorted(COMMANDS)
+    assert [name for name in listed if f"| `syncd {name}" not in readme] == []
+    documented = {
+        int(code) for row in re.findall(r"^\| (\d+(?:, \d+)*) \|", readme, re.MULTILINE) for code in row.split(", ")
+    }
+    assert documented == {0, 1, 2, EX_IOERR, EX_TEMPFAIL, EX_CONFIG, *EXIT_CODES.values()}

@@ -237,7 +237,7 @@ def test_a_full_disk_is_reported_as_a_full_disk_and_loses_nothing(syncd: Syncd) 
     full = subprocess.run(
         syncd.command("once"), env=syncd.env(), capture_output=True, text=True, timeout=60, preexec_fn=limit_file_size
     )
-    assert full.returncode == 1, full.stdout + full.stderr
+    assert full.returncode == 74, full.stdout + full.stderr
     assert "Could not write" in full.stderr and "MB free" in full.stderr and "Nothing was lost" in full.stderr
     assert "Traceback" not in full.stderr and "Restore" not in full.stderr
     assert syncd.query("PRAGMA integrity_check") == [("ok",)]

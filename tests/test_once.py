@@ -165,7 +165,7 @@ def test_status_needs_no_tokens_and_never_writes(syncd: Syncd) -> None:
 def test_status_before_any_run_says_what_to_do(syncd: Syncd) -> None:
     result = syncd("status")
     assert result.returncode == 1
-    assert "Run 'syncd once'" in result.stderr
+    assert "healthy      NO: There is no syncd database" in result.stdout and "Run 'syncd once'" in result.stdout
 
 
 def test_tokens_never_reach_output_logs_or_the_database(syncd: Syncd) -> None:

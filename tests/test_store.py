@@ -356,6 +356,15 @@ def test_inserting_the_same_op_twice_is_idempotent_by_op_key(store: SqliteStore)
 
 
 # -- the due queues ------------------------------------------------------------------------------------
+def test_a_held_flows_ops_are_neither_due_nor_wake_the_daemon(store: SqliteStore) -> None:
+    """A paused flow's pending ops wait: `due_ops` leaves them out, and `next_due` does not count them, so
+    `syncd run` does not cycle early, again and again, for work it will not do."""
+    queued(store, "7")
+    assert store.next_due(10) == T0 and len(store.due_ops(T0, 10)) == 1
+    held = frozenset({FLOW})
+    assert store.due_ops(T0, 10, held=held) == [] and store.next_due(10, held=held) is None
+
+
 def test_due_ops_honours_next_attempt_at_for_pending_ops(store: SqliteStore) -> None:
     op = queued(store, "7")
     store.ops.move(op.op_key, State.PENDING, T0, "rate limited", next_attempt_at=T0 + 30)

@@ -30,9 +30,9 @@ from syncd.runtime import Runtime, Settings
 from syncd.sinks.asana import PROFILE as ASANA
 from syncd.sinks.asana import READY_FOR, AsanaSink
 from syncd.sources import Source
-from syncd.store import Store, open_store
+from syncd.store import SqliteStore, Store, open_store
 
-__all__ = ["Monitor", "Wiring", "rewire", "runtime", "wire", "wired"]
+__all__ = ["Monitor", "Wiring", "dry_runtime", "rewire", "runtime", "settings", "wire", "wired"]
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Wiring:
 def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
     """Clients, source, sink and settings from a loaded config. Reads the tokens; raises ConfigError when one
     is missing. A reload passes the `previous` monitor: its breaker, API facts and metrics live on."""
+    configuration.require_tokens(cfg)
     retry = RetryPolicy(
         max_tries=cfg.http.max_tries, max_time=cfg.http.max_time_seconds, base=cfg.http.retry_base_seconds
     )
@@ -104,7 +105,20 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
     for flow in cfg.flows:
         if flow.notify_env:
             configuration.read_secret(flow.notify_env)  # a missing webhook URL fails now, not mid-cycle
-    settings = Settings(
+    sink = AsanaSink(
+        asana_http,
+        workspace=cfg.asana.workspace,
+        team=cfg.asana.team,
+        enable=(*READY_FOR, *cfg.asana.enable_changes),
+        disable=cfg.asana.disable_changes,
+        oauth=cfg.asana.auth == "oauth",
+    )
+    return Wiring(source, sink, settings(cfg), monitor, webhook_poster())
+
+
+def settings(cfg: configuration.Config) -> Settings:
+    """The engine's settings: no secret among them, so `backfill --dry-run` renders bodies without tokens."""
+    return Settings(
         account=cfg.crm.account,
         workspace=cfg.asana.workspace,
         team=cfg.asana.team,
@@ -115,15 +129,6 @@ def wire(cfg: configuration.Config, previous: Monitor | None = None) -> Wiring:
         max_attempts=cfg.asana.max_attempts,
         retry_base_seconds=max(cfg.http.retry_base_seconds, 1.0) * 10,
     )
-    sink = AsanaSink(
-        asana_http,
-        workspace=cfg.asana.workspace,
-        team=cfg.asana.team,
-        enable=(*READY_FOR, *cfg.asana.enable_changes),
-        disable=cfg.asana.disable_changes,
-        oauth=cfg.asana.auth == "oauth",
-    )
-    return Wiring(source, sink, settings, monitor, webhook_poster())
 
 
 def asana_bucket(cap: int | None) -> TokenBucket:
@@ -154,13 +159,28 @@ def wired(
         wiring.monitor.close()
 
 
-def claim(store: Store, cfg: configuration.Config) -> None:
+@contextmanager
+def dry_runtime(cfg: configuration.Config, hooks: Hooks | None = None) -> Iterator[Runtime]:
+    """A runtime for `--dry-run`: the database as it is, read-only and without the lock (an empty one in
+    memory when there is none yet), so that a dry run creates and changes nothing on disk."""
+    wiring = wire(cfg)
+    place = SqliteStore.reading(cfg.state_path) if cfg.state_path.exists() else SqliteStore.in_memory()
+    try:
+        with place as store:
+            claim(store, cfg, record=False)
+            yield wiring.runtime(cfg, store, hooks or Hooks())
+    finally:
+        wiring.monitor.close()
+
+
+def claim(store: Store, cfg: configuration.Config, *, record: bool = True) -> None:
     """The database knows whose state it holds (CRM kind, account, API host; no secrets) and refuses another's
     config before any request: two portals in one database would share deal ids and skip a baseline."""
     mine = {"crm": cfg.crm.kind, "account": cfg.crm.account, "host": urlsplit(cfg.crm.base_url).hostname or ""}
     recorded = store.get_meta("identity")
     if recorded is None:
-        store.set_meta("identity", json.dumps(mine, sort_keys=True))
+        if record:
+            store.set_meta("identity", json.dumps(mine, sort_keys=True))
         return
     theirs = json.loads(recorded)
     if theirs != mine:

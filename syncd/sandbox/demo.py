@@ -7,6 +7,7 @@ in, so the demo cannot drift from what `syncd once` does.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,7 +64,9 @@ def write_config(folder: Path, box: Sandbox, template: str, writeback: str) -> P
     )
     config = folder / "config.toml"
     config.write_text(text)
-    (folder / ".env").write_text("".join(f"{name}={value}\n" for name, value in box.env().items()))
+    env = folder / ".env"
+    env.touch(mode=0o600)  # it holds (fake) tokens: readable by this user only, as a real .env must be
+    env.write_text("".join(f"{name}={value}\n" for name, value in box.env().items()))
     return config
 
 
@@ -74,9 +77,31 @@ def run_demo(
     keep: Path | None = None,
     crm_kind: str = "hubspot",
 ) -> None:
+    """The walkthrough. Its files (`FILES`) go to `keep`, which must not hold any of them already, or to a
+    temporary folder that is removed at the end (it holds a `.env`)."""
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="syncd-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "syncd.db").unlink(missing_ok=True)
+    try:
+        _walk_through(echo, cycle, status, folder, crm_kind)
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if keep:
+        echo(f"\nTry it yourself: syncd --config {folder / 'config.toml'} status")
+    else:
+        echo("\nThe sandbox's files are removed; 'syncd demo --keep DIR' keeps them.")
+
+
+FILES = ("config.toml", ".env", "syncd.db", "syncd.db-wal", "syncd.db-shm", "syncd.db.lock")
+
+
+def _walk_through(
+    echo: Callable[[str], None],
+    cycle: Callable[[Path], CycleReport],
+    status: Callable[[Path], str],
+    folder: Path,
+    crm_kind: str,
+) -> None:
     with Sandbox(crm_kind, variables=VARIABLES[crm_kind], asana_variable="SYNCD_DEMO_ASANA_TOKEN") as box:
         crm, asana = box.crm, box.asana
         tasks = ("Set up the customer's workspace", "Plan training")
@@ -143,4 +168,3 @@ def run_demo(
         )
         echo("\n== syncd status")
         echo(status(config))
-        echo(f"\nTry it yourself: syncd --config {config} status")

@@ -7,6 +7,7 @@ Times inside are epoch seconds (or CRM milliseconds); text is made at the edges 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from typing import Any
 from syncd import asana_rate
 from syncd.asana_rate import LearnedRate
 from syncd.errors import StoreError
-from syncd.models import OP_STATES, State
-from syncd.store.schema import connect
+from syncd.models import OP_STATES, State, iso_s
+from syncd.store.schema import connect, pending_steps, refuse_empty
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class LastCycle:
     started_at: float
     finished_at: float
     error: str | None
+    interrupted: str | None = None  # the signal that stopped it after its step in progress
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,20 @@ class CycleRun:
     deals_seen: int
     created: int
     interrupted: str | None = None  # the signal that stopped it, where the schema records one
+    pid: int | None = None  # the process that ran it: a cycle without an end whose process is gone died
+
+    @property
+    def outcome(self) -> str:
+        """ok, failed, interrupted, running, or died (no end recorded, and its process is gone)."""
+        if self.finished_at is None:
+            return "running" if self.pid is not None and alive(self.pid) else "died"
+        if self.interrupted:
+            return "interrupted"
+        return "ok" if self.ok else "failed"
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished_at is None else round(self.finished_at - self.started_at, 1)
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,11 @@ class Status:
     health: Health
     stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
     unfinished_since_success: int = 0  # cycles started after the last success that never finished
+    died: tuple[tuple[float, int], ...] = ()  # (started_at, pid) of unfinished cycles newer than the last
+    #                                             finished one whose process is gone (kill -9, a crash)
     ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
+    paused_flows: tuple[str, ...] = ()  # `syncd flow pause`
+    pending_requests: tuple[str, ...] = ()  # what `retry`/`backfill` left for the lock holder's next cycle
     asana_rates: tuple[LearnedRate, ...] = ()  # what Asana's 429s revealed, per workspace
 
     @property
@@ -125,6 +145,11 @@ class Status:
             unfinished = self.unfinished_since_success
             why = f"; {unfinished} cycle(s) started since and did not finish" if unfinished else ""
             problems.append(f"no successful cycle for {self.now - self.last_success_at:.0f}s (limit {stale:g}s){why}")
+        for started_at, pid in self.died:
+            problems.append(
+                f"the cycle started {iso_s(started_at)} never finished: its process (pid {pid}) is gone (killed or "
+                "crashed); the next run recovers what it had in flight"
+            )
         if self.ops[State.DEAD]:
             problems.append(f"{self.ops[State.DEAD]} dead op(s) need a human")
         if self.effects.get(State.DEAD):
@@ -155,6 +180,12 @@ class OpHistory:
     last_error: str | None
     events: tuple[Event, ...]
 
+    @property
+    def posts_sent(self) -> int:
+        """Every create request sent, each one committed `in_flight` first; `attempts` is what counts toward
+        `max_attempts`, which a 429 does not spend and `syncd retry` resets."""
+        return sum(1 for e in self.events if e.state == State.IN_FLIGHT)
+
 
 @dataclass(frozen=True)
 class Version:
@@ -182,6 +213,18 @@ class History:
     versions: tuple[Version, ...]
     ops: tuple[OpHistory, ...]
     baselines: tuple[FlowBaseline, ...] = ()
+    quarantined: tuple[QuarantinedRecord, ...] = ()  # why the CRM's record of this deal could not be read
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
@@ -189,13 +232,21 @@ def reading(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection; a database that cannot be read is a `StoreError` with a sentence."""
     if not path.exists():
         raise StoreError(f"There is no syncd database at {path} yet. Run 'syncd once' to create it.")
-    conn = connect(path, readonly=True)
+    refuse_empty(path)
+    conn: sqlite3.Connection | None = None
     try:
+        conn = connect(path, readonly=True)
+        if behind := pending_steps(conn, path):
+            raise StoreError(
+                f"{path} was written by an older syncd ({behind} schema step(s) behind this one). The next "
+                "'syncd once' or 'syncd run' upgrades it in place; until then it cannot be read."
+            )
         yield conn
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a damaged row (JSON, a state)
         raise StoreError(f"Could not read {path} ({exc}). Is it a syncd database?") from None
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
 
 
 def read_status(path: Path, now: float, stale_after_seconds: float | None = None) -> Status:
@@ -215,7 +266,9 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             now=now,
             cursor_ms=cursor[0] if cursor else None,
             baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
-            last_cycle=LastCycle(bool(last["ok"]), last["started_at"], last["finished_at"], last["error"])
+            last_cycle=LastCycle(
+                bool(last["ok"]), last["started_at"], last["finished_at"], last["error"], last["interrupted"]
+            )
             if last
             else None,
             last_success_at=(success := one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0]),
@@ -228,6 +281,18 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
             stale_after_seconds=stale_after_seconds,
             ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops ORDER BY flow")),
+            paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses ORDER BY flow")),
+            pending_requests=tuple(
+                f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL")
+            ),
+            died=tuple(
+                (r[0], r[1])
+                for r in one(
+                    """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL
+                       AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL), 0)"""
+                )
+                if not alive(r[1])
+            ),
             asana_rates=tuple(
                 rate
                 for r in one("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", (asana_rate.PREFIX + "%",))
@@ -277,7 +342,13 @@ def read_history(path: Path, deal_id: str) -> History:
             FlowBaseline(r[0], r[1], r[2], r[3])
             for r in conn.execute("SELECT flow, rule, at, reason FROM flow_baselines")
         )
-    return History(deal_id, versions, ops, baselines)
+        quarantined = tuple(
+            QuarantinedRecord(r[0], r[1], r[2])
+            for r in conn.execute(
+                "SELECT record_id, reason, seen_at FROM quarantine WHERE record_id = ? ORDER BY id", (deal_id,)
+            )
+        )
+    return History(deal_id, versions, ops, baselines, quarantined)
 
 
 def read_cycles(path: Path, limit: int = 50) -> tuple[CycleRun, ...]:
@@ -293,7 +364,8 @@ def read_cycles(path: Path, limit: int = 50) -> tuple[CycleRun, ...]:
             r["error"],
             r["deals_seen"],
             r["created"],
-            r["interrupted"] if "interrupted" in r.keys() else None,  # noqa: SIM118 (a Row has no __contains__ of keys)
+            r["interrupted"],
+            r["pid"],
         )
         for r in rows
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from syncd.errors import StoreError
 from syncd.models import OP_STATES
 
 migrations = Migrations("syncd")
@@ -179,6 +180,57 @@ def remember_how_a_request_failed(db: Database) -> None:
         ALTER TABLE ops ADD COLUMN doubt TEXT;
         ALTER TABLE effects ADD COLUMN doubt TEXT;
     """)
+
+
+@migrations()
+def operator_requests(db: Database) -> None:
+    """What an operator asked for while another syncd held the lock (`retry`, `backfill`), applied by the
+    holder at the start of its next cycle; the flows paused by `syncd flow pause`; which signal, if any,
+    stopped a cycle early (SIGINT, SIGTERM), so that history tells an interrupted cycle from a failed one; and
+    the pid of the process running a cycle, so that status tells a cycle still running from one that died."""
+    db.executescript("""
+        ALTER TABLE cycles ADD COLUMN interrupted TEXT;
+        ALTER TABLE cycles ADD COLUMN pid INTEGER;
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('retry', 'backfill')),
+            args TEXT NOT NULL,
+            requested_at REAL NOT NULL,
+            done_at REAL,
+            outcome TEXT
+        );
+        CREATE TABLE flow_pauses (flow TEXT PRIMARY KEY, at REAL NOT NULL);
+    """)
+
+
+def pending_steps(conn: sqlite3.Connection, path: Path) -> int:
+    """How many migrations this syncd would apply to the database on `conn`. A database written by a newer
+    syncd (a step this one does not know) is refused, as is a file of syncd's tables without a schema record:
+    reading either with this code would misread it."""
+    db = Database(conn)
+    applied = [m.name for m in migrations.applied(db)]
+    known = [m.name for m in migrations.pending(Database(memory=True))]
+    if unknown := [name for name in applied if name not in known]:
+        raise StoreError(
+            f"{path} was written by a newer syncd (schema step {unknown[0]!r} is unknown to this one). Nothing was "
+            "read or changed: run the newer syncd, or point [state] path at another file."
+        )
+    if not applied and db.table_names():
+        raise StoreError(
+            f"{path} holds tables but no syncd schema record, so it is not a database this syncd can read or "
+            "upgrade. Point [state] path at a new file (it starts with a baseline), or restore a backup."
+        )
+    return len(known) - len(applied)
+
+
+def refuse_empty(path: Path) -> None:
+    """A zero-byte database is a lost file (a failed copy, a truncation), not a fresh start: a new baseline
+    over it would silently give no project to every deal that qualified meanwhile."""
+    if path.is_file() and path.stat().st_size == 0 and not Path(f"{path}-wal").is_file():
+        raise StoreError(
+            f"{path} is empty (0 bytes): its state is lost, and syncd will not start over silently. Restore a "
+            "backup (safe: syncd checks Asana before any create), or delete the file to start again with a baseline."
+        )
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

@@ -8,6 +8,7 @@ One writer: `SqliteStore.open` runs under the single-instance lock (`syncd.lock`
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,12 +19,14 @@ from sqlite_utils import Database
 
 from syncd import lock
 from syncd.diff import Change, Stored
-from syncd.errors import SERVER_DONE
+from syncd.errors import SERVER_DONE, StoreError
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.failures import is_storage, store_error
+from syncd.store.inbox import Inbox
 from syncd.store.ledger import Ledger
+from syncd.store.read import reading
 from syncd.store.rows import effect_of, op_of
-from syncd.store.schema import connect, migrations
+from syncd.store.schema import connect, migrations, pending_steps, refuse_empty
 
 _DONE = ", ".join(f"'{doubt}'" for doubt in SERVER_DONE)
 
@@ -36,6 +39,7 @@ class SqliteStore:
         self.db = Database(conn)
         self.ops = Ledger(self.write, "ops", "op_key", State.CREATED, "the create request")
         self.effects = Ledger(self.write, "effects", "effect_key", State.DONE, "the request")
+        self.inbox = Inbox(self.write, conn)
 
     @classmethod
     def open(cls, path: Path, lock_fd: int | None = None) -> SqliteStore:
@@ -43,13 +47,37 @@ class SqliteStore:
         caller passes the descriptor it already holds."""
         owned = lock.acquire(path) if lock_fd is None else None
         try:
+            refuse_empty(path)
             store = cls(path, connect(path), owned)
+            pending_steps(store.conn, path)
             migrations.apply(store.db)
         except sqlite3.DatabaseError as exc:
             if owned is not None:
                 lock.release(owned)
             raise store_error(path, exc) from None
+        except StoreError:
+            if owned is not None:
+                lock.release(owned)
+            raise
         return store
+
+    @classmethod
+    @contextmanager
+    def reading(cls, path: Path) -> Iterator[SqliteStore]:
+        """Read-only and without the lock, beside a running syncd: a dry run changes nothing on disk."""
+        with reading(path) as conn:
+            yield cls(path, conn, None)
+
+    @classmethod
+    @contextmanager
+    def in_memory(cls) -> Iterator[SqliteStore]:
+        """An empty database that never reaches the disk: what a dry run reads before the first cycle."""
+        store = cls(Path(":memory:"), connect(Path(":memory:")), None)
+        migrations.apply(store.db)
+        try:
+            yield store
+        finally:
+            store.conn.close()
 
     def close(self) -> None:
         self.conn.close()
@@ -244,9 +272,16 @@ class SqliteStore:
             self.effects.recover_in_flight(c, now)
         return found
 
-    def due_ops(self, now: float, settle_seconds: float, settle_done_seconds: float | None = None) -> list[Op]:
+    def due_ops(
+        self,
+        now: float,
+        settle_seconds: float,
+        settle_done_seconds: float | None = None,
+        held: frozenset[str] = frozenset(),
+    ) -> list[Op]:
         """Pending ops whose time has come, and `unknown` ops whose settle is over: `settle_done_seconds` after
-        the attempt when the server was done with the request (`SERVER_DONE`), else `settle_seconds`."""
+        the attempt when the server was done with the request (`SERVER_DONE`), else `settle_seconds`; except
+        those of the `held` (paused) flows."""
         done = settle_seconds if settle_done_seconds is None else settle_done_seconds
         rows = self.conn.execute(
             f"""SELECT * FROM ops WHERE (state = 'pending' AND next_attempt_at <= ?)
@@ -255,22 +290,29 @@ class SqliteStore:
                ORDER BY created_at, op_key""",
             (now, now - settle_seconds, now - done),
         )
-        return [op_of(row) for row in rows]
+        return [op for op in map(op_of, rows) if op.flow not in held]
 
-    def next_due(self, settle_seconds: float, settle_done_seconds: float | None = None) -> float | None:
-        """When the soonest waiting op (pending later, or `unknown` settling) falls due; None when none waits."""
+    def next_due(
+        self, settle_seconds: float, settle_done_seconds: float | None = None, held: frozenset[str] = frozenset()
+    ) -> float | None:
+        """When the soonest waiting op (pending later, or `unknown` settling) falls due, ops of the `held`
+        (paused) flows aside; None when none waits."""
         done = settle_seconds if settle_done_seconds is None else settle_done_seconds
+        marks = ",".join("?" * len(held))
         row = self.conn.execute(
             f"""SELECT min(CASE WHEN state = 'pending' THEN next_attempt_at
                                 WHEN doubt IN ({_DONE}) THEN last_attempt_at + ?
                                 ELSE last_attempt_at + ? END)
-               FROM ops WHERE state IN ('pending', 'unknown')""",
-            (done, settle_seconds),
+               FROM ops WHERE state IN ('pending', 'unknown') AND flow NOT IN ({marks})""",
+            (done, settle_seconds, *sorted(held)),
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def dead_ops(self, deal_id: str) -> list[Op]:
-        rows = self.conn.execute("SELECT * FROM ops WHERE deal_id = ? AND state = 'dead' ORDER BY op_key", (deal_id,))
+    def dead_ops(self, deal_id: str | None) -> list[Op]:
+        """A deal's dead ops, or every dead op (`deal_id` None)."""
+        rows = self.conn.execute(
+            "SELECT * FROM ops WHERE coalesce(?, deal_id) = deal_id AND state = 'dead' ORDER BY op_key", (deal_id,)
+        )
         return [op_of(row) for row in rows]
 
     def ledger_flows(self) -> list[str]:
@@ -325,16 +367,32 @@ class SqliteStore:
         return [effect_of(r) for r in rows]
 
     # -- cycles ----------------------------------------------------------------------------------------
+    def last_cycle_times(self) -> tuple[float | None, float | None]:
+        """(started_at, finished_at) of the newest cycle, (None, None) before the first."""
+        row = self.conn.execute("SELECT started_at, finished_at FROM cycles ORDER BY id DESC LIMIT 1").fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
     def start_cycle(self, now: float) -> int:
         with self.write() as c:
-            return int(c.execute("INSERT INTO cycles (started_at) VALUES (?)", (now,)).lastrowid or 0)
+            cur = c.execute("INSERT INTO cycles (started_at, pid) VALUES (?, ?)", (now, os.getpid()))
+            return int(cur.lastrowid or 0)
 
     def finish_cycle(
-        self, cycle_id: int, now: float, *, ok: bool, error: str | None, deals_seen: int, created: int
+        self,
+        cycle_id: int,
+        now: float,
+        *,
+        ok: bool,
+        error: str | None,
+        deals_seen: int,
+        created: int,
+        interrupted: str | None = None,
     ) -> None:
+        """`interrupted`: the signal that stopped the cycle after its step in progress."""
         with self.write() as c:
             c.execute(
-                "UPDATE cycles SET finished_at = ?, ok = ?, error = ?, deals_seen = ?, created = ? WHERE id = ?",
-                (now, int(ok), error, deals_seen, created, cycle_id),
+                """UPDATE cycles SET finished_at = ?, ok = ?, error = ?, deals_seen = ?, created = ?, interrupted = ?
+                   WHERE id = ?""",
+                (now, int(ok), error, deals_seen, created, interrupted, cycle_id),
             )
             c.execute("DELETE FROM cycles WHERE id <= ? - 1000", (cycle_id,))

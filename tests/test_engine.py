@@ -23,7 +23,7 @@ from syncd.sandbox.asana import FakeAsana
 from syncd.sandbox.hubspot import FakeHubSpot
 from syncd.sinks import asana as asana_sink
 from syncd.sinks.asana import AsanaSink
-from syncd.sources import hubspot as hubspot_source
+from syncd.sources import hubspot_profile
 from syncd.sources.hubspot import HubSpotSource
 from syncd.store import SqliteStore, read_history
 
@@ -69,7 +69,7 @@ def build_runtime(
         hubspot.url,
         {"Authorization": f"Bearer {HUBSPOT_TOKEN}"},
         {"default": bucket(), "search": bucket()},
-        hubspot_source.PROFILE,
+        hubspot_profile.PROFILE,
         **common,
     )
     sink = HttpClient(

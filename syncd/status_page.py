@@ -32,7 +32,7 @@ STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: .5em 0 1.5em; } td, th { border: 1px solid #ccc; padding: 2px 8px; }
 th { background: #f3f3f3; text-align: left; } .bad { color: #b00; font-weight: bold; } .ok { color: #070; }
-pre { background: #f7f7f7; padding: .8em; overflow-x: auto; }
+pre { background: #f7f7f7; padding: .8em; white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 

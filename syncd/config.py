@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncd import tokens
-from syncd.config_keys import REQUIRED, Derived, Key, Site, plain_defaults, read_tables
+from syncd.config_keys import REQUIRED, Derived, Key, Site, one_of, plain_defaults, read_tables
 from syncd.config_values import AlertsConfig as AlertsConfig
 from syncd.config_values import AsanaConfig as AsanaConfig
 from syncd.config_values import Config as Config
@@ -81,15 +81,6 @@ def _fields(fields: Any, site: Site) -> tuple[str, ...]:
     if not isinstance(fields, list) or not all(isinstance(f, str) and re.fullmatch(r"\w+(\.\w+)?", f) for f in fields):
         raise site.fail('\'fields\' must be a list of field names such as ["Tier__c", "Account.Name"].')
     return tuple(fields)
-
-
-def _auth(auth: str, site: Site) -> str:
-    if auth not in ("token", "oauth"):
-        raise site.fail(
-            f'auth = {auth!r}: use "token" (a personal access token or service account) or "oauth" (an OAuth '
-            "app's token, which may set tasks' external ids)."
-        )
-    return auth
 
 
 def _change_names(names: Any, site: Site) -> tuple[str, ...]:
@@ -174,6 +165,9 @@ def _per_kind(pick: Callable[[dict[str, Any]], Any]) -> Derived:
 _BASE_URL, _TOKEN_ENV = _per_kind(lambda d: d["base_url"] or REQUIRED), _per_kind(lambda d: d["token_env"] or "unused")
 _PAGE, _MAX_PAGE = _per_kind(lambda d: d["page"][0]), _per_kind(lambda d: d["page"][1])
 _BURST = _per_kind(lambda d: d["burst"])
+_AUTH = one_of(
+    token="a personal access token or service account", oauth="an OAuth app's token, which may set tasks' external ids"
+)
 _SETTLE = Derived(lambda values: values["http"]["read_timeout"] + 15)
 _LAG = Derived(lambda values: min(5.0, values["asana"]["settle_seconds"]))  # 5 s, or all the settle if shorter
 _STALE = Derived(lambda values: max(15.0, 3 * values["schedule"]["interval_seconds"] / 60))
@@ -219,7 +213,7 @@ TABLES: dict[str, tuple[Key, ...]] = {
         Key("settle_seconds", float, _SETTLE, "before trusting a listing", minimum=0, check=_settle),
         Key("listing_lag_seconds", float, _LAG, "settle after an answered or hung-up create", minimum=0, check=_lag),
         Key("max_attempts", int, 10, "POSTs per project before the op goes dead", minimum=1),
-        Key("auth", str, "token", 'what the token is: "token" (personal or service account) or "oauth"', check=_auth),
+        Key("auth", str, "token", 'what the token is: "token" (personal or service account) or "oauth"', check=_AUTH),
         Key("enable_changes", object, [], "Asana-Enable: API changes to opt into early", check=_change_names),
         Key("disable_changes", object, [], "Asana-Disable: API changes to opt out of for now", check=_change_names),
     ),

@@ -74,6 +74,18 @@ class Site:
         return ConfigError(f"{self.path} [{self.where}]: {message}")
 
 
+def one_of(**meanings: str) -> Callable[[Any, Site], Any]:
+    """A check that the value is one of `meanings`' names; the error says what each one means."""
+
+    def check(value: Any, site: Site) -> Any:
+        if value not in meanings:
+            choices = " or ".join(f'"{name}" ({meaning})' for name, meaning in meanings.items())
+            raise site.fail(f"{site.key.name} = {value!r}: use {choices}.")
+        return value
+
+    return check
+
+
 def check_keys(path: Path, name: str, table: Mapping[str, Any], known: Collection[str]) -> None:
     for key in table:
         if key not in known:

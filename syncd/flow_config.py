@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd import rules
-from syncd.config_keys import REQUIRED, Key, Site, check_keys, read_key, read_table
+from syncd.config_keys import REQUIRED, Key, Site, check_keys, one_of, read_key, read_table
 from syncd.errors import ConfigError
 from syncd.flows import FieldValue, Flow, TaskSpec, Template, TemplateError
 from syncd.marker import NAME, NAME_RULE
@@ -67,15 +67,6 @@ def _rule(source: str, site: Site) -> rules.Rule:
         return rules.parse(source)
     except rules.RuleError as exc:
         raise site.fail(f"'when' is not a valid rule: {exc}.") from None
-
-
-def _refire(refire: str, site: Site) -> str:
-    if refire not in ("once", "per_entry"):
-        raise site.fail(
-            f'refire = {refire!r}: use "once" (one project per deal, ever) or '
-            '"per_entry" (a new project each time the deal re-enters the rule).'
-        )
-    return refire
 
 
 def _template(source: str, site: Site, key: str = "") -> Template:
@@ -187,6 +178,7 @@ def _tasks(tasks: Any, site: Site) -> tuple[TaskSpec, ...]:
     return tuple(specs)
 
 
+_REFIRE = one_of(once="one project per deal, ever", per_entry="a new project each time the deal re-enters the rule")
 _DAYS = "due date = the deal's close date + this many days"
 PROJECT = (
     Key("name", str, "Onboarding: {name}", "a template of `when`'s names", check=_template, attr="project_name"),
@@ -223,7 +215,7 @@ FLOW = (
     Key("when", str, REQUIRED, "the rule: the flow fires when it becomes true for a deal", check=_rule, attr="rule"),
     Key("project", object, {}, "the project to create", check=_sub_table(PROJECT), table="[flow.project]"),
     Key("enabled", bool, True, "false: record the deals, create nothing until true (see syncd flow pause)"),
-    Key("refire", str, "once", "once: one project per deal; per_entry: one per entry into the rule", check=_refire),
+    Key("refire", str, "once", "once: one project per deal; per_entry: one per entry into the rule", check=_REFIRE),
     Key("tasks", object, [], "tasks created in the project, each exactly once", check=_tasks, table="[[flow.tasks]]"),
     Key(
         "writeback", object, {}, "the project URL onto the deal", check=_sub_table(WRITEBACK), table="[flow.writeback]"

@@ -91,6 +91,8 @@ def test_defaults_and_relative_state_path(tmp_path: Path) -> None:
         (MINIMAL.replace('team = "2"', 'team = "abc"'), "team = 'abc' is not an Asana gid"),
         (MINIMAL + '[crm]\nbase_url = "http://api.hubapi.com"\n', "must be an https:// URL"),
         (MINIMAL + '[crm]\nkind = "zoho"\n', "kind = 'zoho' is not supported"),
+        (MINIMAL.replace('team = "2"', 'team = "2"\nauth = "pat"'), "auth = 'pat': use \"token\" (a personal"),
+        (MINIMAL + 'refire = "twice"\n', 'refire = \'twice\': use "once" (one project per deal, ever) or "per_entry"'),
         (MINIMAL + "[crm]\npage_size = 500\n", "'page_size' = 500 is out of range; use a value between 1 and 200"),
         (MINIMAL + '[crm]\ndelay_seconds = "30"\n', "'delay_seconds' must be a number"),
         (MINIMAL + "[http]\nread_timeout = 60\n[asana2]\n", "unknown key 'asana2'"),

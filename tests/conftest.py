@@ -243,10 +243,16 @@ FAST = {
 }
 
 
-def qualify(syncd: Syncd, n: int) -> list[str]:
+def qualify(syncd: Syncd, n: int, **properties: str) -> list[str]:
+    """`n` deals recorded in a baseline, then won: each newly qualifies. `properties` are added to every deal."""
     ids = [
         syncd.hubspot.add_deal(
-            dealname=f"Deal {i}", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=syncd.ago(60)
+            dealname=f"Deal {i}",
+            dealstage="contractsent",
+            amount="50000",
+            tier="Enterprise",
+            updated_at=syncd.ago(60),
+            **properties,
         )
         for i in range(n)
     ]

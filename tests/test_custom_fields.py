@@ -16,28 +16,13 @@ from syncd.flows import FieldValue, Template
 from syncd.sandbox.asana import FakeAsana
 from syncd.sinks.asana import AsanaSink
 
-from conftest import FAST, Syncd, win
+from conftest import FAST, Syncd, qualify
 
 RULE = "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"
 
 
 def seed(syncd: Syncd, n: int = 1, **props: str) -> list[str]:
-    ids = [
-        syncd.hubspot.add_deal(
-            dealname=f"Deal {i}",
-            dealstage="contractsent",
-            amount="50000",
-            tier="Enterprise",
-            closedate="2026-09-30",
-            updated_at=syncd.ago(60),
-            **props,
-        )
-        for i in range(n)
-    ]
-    syncd.ok("once")
-    for deal in ids:
-        win(syncd, deal)
-    return ids
+    return qualify(syncd, n, closedate="2026-09-30", **props)
 
 
 def flow(custom_fields: dict, **project: object) -> dict:

@@ -47,7 +47,7 @@ import random
 import re
 import zlib
 from collections import deque
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -148,16 +148,6 @@ def _route(method: str, path: str) -> tuple[str | None, str | None, dict[str, st
     return *table[method], ids
 
 
-def _is_date(value: Any) -> bool:
-    if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\d", value)):
-        return False
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _fields(request: Request) -> list[str] | None:
     raw = request.query.get("opt_fields")
     return None if raw is None else [f.split(".")[0] for f in raw.split(",") if f]
@@ -186,7 +176,7 @@ def _notes(notes: Any, html_notes: Any) -> tuple[str, str]:
 
 def _check_dates(data: dict[str, Any]) -> Response | None:
     for name in ("due_on", "start_on"):
-        if (value := data.get(name)) is not None and not _is_date(value):
+        if (value := data.get(name)) is not None and not asana_fields.is_date(value):
             return _error(400, f"{name}: Invalid date: {value}")
     if data.get("start_on") and not data.get("due_on"):
         return _error(400, "start_on: due_on or due_at must be present when setting start_on")
@@ -821,7 +811,7 @@ class FakeAsana(FakeServer):
             if gid is None or gid not in known:
                 return _error(400, f"requested_dates: Unknown date variable: {gid}")
             value = item.get("value")
-            if value is not None and not _is_date(value):
+            if value is not None and not asana_fields.is_date(value):
                 return _error(400, f"requested_dates: Invalid date: {value}")
             if value is not None:
                 values[gid] = value

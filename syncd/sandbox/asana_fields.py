@@ -42,7 +42,8 @@ def definition(gid: str, name: str, subtype: str, options: list[dict[str, Any]])
     return field
 
 
-def _is_date(value: Any) -> bool:
+def is_date(value: Any) -> bool:
+    """A `YYYY-MM-DD` calendar date, as Asana's date fields take them."""
     if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\d", value)):
         return False
     try:
@@ -79,7 +80,7 @@ def value_of(field: dict[str, Any], value: Any) -> dict[str, Any] | str:
         return {**stored, "number_value": value, "display_value": str(value)}
     if subtype == "date":
         day = value.get("date") if isinstance(value, dict) else value
-        if not _is_date(day):
+        if not is_date(day):
             return f"custom_fields: Invalid date: {value}"
         return {**stored, "date_value": {"date": day, "date_time": None}, "display_value": day}
     if subtype == "people":

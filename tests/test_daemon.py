@@ -274,3 +274,22 @@ def test_watchdog_timeout_is_for_this_process_only(monkeypatch: pytest.MonkeyPat
     assert notify.watchdog_timeout() == 90.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
     assert notify.watchdog_timeout() is None
+
+
+def test_a_sighup_to_a_flow_naming_a_field_the_crm_lacks_keeps_the_running_config(
+    syncd: Syncd, systemd: Systemd
+) -> None:
+    """Issue 12: the CRM field checks run on SIGHUP too; a misspelled rule is not taken."""
+    syncd.config(schedule={"interval_seconds": 1})
+    with running_daemon(syncd.start("run", **systemd.env())) as daemon:
+        systemd.wait_for("STATUS=baseline recorded")
+        syncd.config(
+            schedule={"interval_seconds": 1},
+            flows=[{"name": "onboarding", "when": "stage == 'closedwon' and tierr == 'Enterprise'"}],
+        )
+        daemon.send_signal(signal.SIGHUP)
+        failed = systemd.wait_for("STATUS=reload failed")
+        systemd.wait_for("STATUS=last cycle ok", since=time.monotonic())  # still cycling on the old config
+        code, err = stop(daemon)
+    assert code == 0, err
+    assert "'tierr' is not a HubSpot deal field (did you mean 'tier'?)" in failed + err

@@ -17,24 +17,23 @@ from syncd.store import read_status
 
 def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     """Say one line per check; return how many problems were found."""
-    source, problems = wiring.source, 0
-    choices: dict[str, tuple[str, ...]] = {}  # the CRM's enum options, to judge "{tier}" against Asana's
+    source, problems, rejected = wiring.source, 0, False
     try:
         page = next(iter(source.pages(int(time.time() * 1000) - 60_000, 0)))
         say(f"{source.kind}: ok, the credentials can read deals ({len(page.deals)} changed in the last minute)")
         if source.credential_origin:
             say(f"{source.kind}: using {source.credential_origin}")
-        problems += check_schema(source, cfg, say, choices)
     except AuthError as exc:
-        problems += 1
+        problems, rejected = problems + 1, True
         say(
             f"{source.kind}: the credentials were rejected ({exc.status}). Check {source.credential_hint} "
             f"and the app's read access to deals. {exc}"
         )
     except RemoteError as exc:
         problems += 1
-        say(f"{source.kind}: could not read deals: {exc}")
-        problems += check_schema(source, cfg, say, choices)  # a bad field name is a common cause
+        say(f"{source.kind}: could not read deals: {exc}")  # a bad field name is a common cause: read on
+    found, choices = (0, {}) if rejected else check_schema(source, cfg, say)
+    problems += found
     try:
         for line in wiring.sink.check():
             say(f"asana: {line}")
@@ -74,16 +73,15 @@ def check_offline(cfg: Config, say: Callable[[str], None], *, rules: bool = True
     return problems
 
 
-def check_schema(source: Source, cfg: Config, say: Callable[[str], None], choices: dict[str, tuple[str, ...]]) -> int:
-    """The flows' names against the CRM's declared deal fields; how many problems were found. Fills `choices`
-    with each enumeration's options."""
+def check_schema(source: Source, cfg: Config, say: Callable[[str], None]) -> tuple[int, dict[str, tuple[str, ...]]]:
+    """The flows' names against the CRM's declared deal fields: how many problems were found, and each
+    enumeration's options (to judge a `"{tier}"` custom field value against Asana's options)."""
     try:
         schema = source.schema()
     except RemoteError as exc:
         say(f"{source.kind}: could not read the deal fields: {exc}")
-        return 1
-    choices.update({name: field.options for name, field in schema.fields.items() if field.options})
+        return 1, {}
     lines = findings(schema, cfg.flows, cfg.crm.fields)
     for line in lines:
         say(f"{source.kind}: {line}")
-    return len(lines)
+    return len(lines), {name: field.options for name, field in schema.fields.items() if field.options}

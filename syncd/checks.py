@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from syncd import config as configuration
 from syncd.compose import Wiring
 from syncd.config import Config
 from syncd.errors import AuthError, RemoteError, StoreError
@@ -41,9 +42,9 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
         problems += 1
         hint = " Check [asana] workspace and team." if exc.status == 404 else ""
         say(f"asana: {exc}.{hint}")
-    if cfg.state_path.exists():
+    if cfg.on_postgres or cfg.state_path.exists():
         try:
-            ledger = read_status(cfg.state_path, time.time()).ledger_flows
+            ledger = read_status(configuration.state(cfg), time.time()).ledger_flows
         except StoreError as exc:
             problems += 1
             say(f"state: {exc}")

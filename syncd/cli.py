@@ -51,7 +51,11 @@ class App:
 
 
 @contextmanager
-def holding_lock(cfg: configuration.Config) -> Iterator[int]:
+def holding_lock(cfg: configuration.Config) -> Iterator[int | None]:
+    """The `flock` beside the SQLite file; on PostgreSQL the store takes the account's lease instead."""
+    if cfg.on_postgres:
+        yield None
+        return
     fd = lock.acquire(cfg.state_path)
     try:
         yield fd
@@ -130,7 +134,7 @@ def explain(app: App, deal_id: str, as_json: bool) -> None:
     from syncd.store import read_history
 
     cfg = app.config()
-    history = read_history(cfg.state_path, deal_id)
+    history = read_history(configuration.state(cfg), deal_id)
     if not history.versions and not history.ops:
         click.echo(
             f"syncd has recorded nothing for deal {deal_id}: it was never polled (check the id, and that "
@@ -191,7 +195,8 @@ def check(app: App) -> None:
     from syncd.checks import run_checks
 
     cfg = app.config()
-    click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {cfg.state_path})")
+    where = "PostgreSQL" if cfg.on_postgres else cfg.state_path
+    click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {where})")
     problems = run_checks(compose.wire(cfg), cfg, click.echo)
     click.echo("All checks passed." if not problems else f"{problems} problem(s) found.")
     sys.exit(0 if not problems else 1)
@@ -206,7 +211,7 @@ def status(app: App, as_json: bool) -> None:
     from syncd.store import read_status
 
     cfg = app.config()
-    report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
+    report = read_status(configuration.state(cfg), app.hooks.clock(), cfg.alerts.stale_after_seconds)
     click.echo(json.dumps(status_json(report, cfg.flows), indent=2) if as_json else format_status(report, cfg.flows))
     sys.exit(0 if report.healthy else 1)
 

@@ -5,28 +5,47 @@ and the metrics endpoint. The daemon mechanics (scheduler, signals, sd_notify) a
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
 
-from syncd import compose
+from syncd import compose, notify
 from syncd import config as configuration
 from syncd.daemon import run_forever
 from syncd.engine import Cycle
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, LeaseLost, LockHeld
 from syncd.hooks import Hooks
 from syncd.models import CycleReport
 from syncd.store import read_status
 
 log = logging.getLogger("syncd")
+STANDBY_PAUSE_SECONDS = 0.5  # between tries for a lease another process holds: one cheap statement each
 
 
-def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], lock_fd: int, hooks: Hooks) -> None:
-    """Run until SIGTERM. `load()` reads the config file again for SIGHUP."""
-    with compose.wired(cfg, lock_fd, hooks) as (rt, monitor):
+def standby(held: LockHeld) -> None:
+    """PostgreSQL: another syncd holds this account's lease; wait, and try again (`syncd run` takes over by
+    itself once that lease expires)."""
+    notify.status(f"standby: {held}")
+    log.info("standby: %s", held)
+    time.sleep(STANDBY_PAUSE_SECONDS)
+
+
+def serve(
+    cfg: configuration.Config, load: Callable[[], configuration.Config], lock_fd: int | None, hooks: Hooks
+) -> None:
+    """Run until SIGTERM. `load()` reads the config file again for SIGHUP. A holder that loses its lease
+    stops at once and raises `LeaseLost` (exit 75): systemd starts it again, as a standby."""
+    lost: list[LeaseLost] = []
+    with compose.wired(cfg, lock_fd, hooks, standby) as (rt, monitor):
 
         def cycle(stopping: threading.Event) -> CycleReport:
-            report = Cycle(rt, stopping=stopping.is_set).run()
+            try:
+                report = Cycle(rt, stopping=stopping.is_set).run()
+            except LeaseLost as exc:
+                lost.append(exc)
+                signal.raise_signal(signal.SIGTERM)  # the daemon's own way out: stop, as on SIGTERM
+                raise
             log.info("cycle finished:\n%s", report.summary())
             return report
 
@@ -35,10 +54,10 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
             keeps the running config (logged, and shown in `systemctl status`)."""
             nonlocal cfg, rt, monitor
             new = load()
-            if new.state_path != cfg.state_path:
+            if configuration.state(new) != configuration.state(cfg):
                 raise ConfigError(
-                    f"{new.path} [state]: path changed to {new.state_path}; this syncd keeps using "
-                    f"{cfg.state_path} and its lock. Restart syncd to switch databases."
+                    f"{new.path} [state]: the database changed; this syncd keeps using the one it started with "
+                    "and its lock or lease. Restart syncd to switch databases."
                 )
             new_rt, new_monitor = compose.rewire(rt, monitor, new)
             if new.interval_seconds != cfg.interval_seconds:
@@ -50,7 +69,7 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
 
         server = None
         if monitor.metrics and cfg.metrics_listen:
-            monitor.metrics.observe_status(read_status(cfg.state_path, time.time()))
+            monitor.metrics.observe_status(read_status(configuration.state(cfg), time.time()))
             server, _ = monitor.metrics.serve(cfg.metrics_listen)
         try:
             run_forever(cycle, cfg.interval_seconds, reload=reload)
@@ -59,3 +78,5 @@ def serve(cfg: configuration.Config, load: Callable[[], configuration.Config], l
             if server:
                 server.shutdown()
                 server.server_close()
+    if lost:
+        raise lost[0]

@@ -2,7 +2,8 @@
 (quarantine), and how its cycles went.
 
 `Store` is the narrow interface the engine, the effects and the operator commands use; `SqliteStore`
-(`syncd.store.sqlite`) is the embedded implementation. The read side is `syncd.store.read`.
+(`syncd.store.sqlite`) is the embedded implementation, `PgStore` (`syncd.store.postgres`, the `syncd[postgres]`
+extra, imported only when configured) the one for several hosts. The read side is `syncd.store.read`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from syncd.config_values import PostgresState
 from syncd.diff import Change, Stored
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State
 from syncd.store.ledger import Ledger
@@ -25,6 +27,7 @@ class Store(Protocol):
     effects: Ledger
 
     def close(self) -> None: ...
+    def check_lease(self) -> None: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
     def baseline_done(self) -> bool: ...
@@ -54,6 +57,14 @@ class Store(Protocol):
     ) -> None: ...
 
 
-def open_store(path: Path, lock_fd: int | None = None) -> Store:
-    """The writer for `[state] path`, under the single-instance lock."""
-    return SqliteStore.open(path, lock_fd)
+def open_store(
+    state: Path | PostgresState, lock_fd: int | None = None, *, settle_seconds: float = 0.0, post_seconds: float = 0.0
+) -> Store:
+    """The writer: for `[state] path` under the single-instance lock, or for one account on PostgreSQL under
+    its lease (`LockHeld` while another process holds it). `post_seconds`: how much of the lease a request
+    needs; `settle_seconds`: how long after a previous holder's expiry nothing may be sent."""
+    if isinstance(state, PostgresState):
+        from syncd.store.postgres import PgStore
+
+        return PgStore.open(state, settle_seconds=settle_seconds, post_seconds=post_seconds)
+    return SqliteStore.open(state, lock_fd)

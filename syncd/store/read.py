@@ -1,6 +1,7 @@
 """The read side: what `syncd status`, `syncd explain`, metrics and alerts see, as frozen dataclasses.
 
-Read from a read-only connection that needs no lock and no token, so it works beside a running `syncd run`.
+Read from a read-only connection that needs no lock and no token, so it works beside a running `syncd run`:
+the SQLite file, or one account's rows on PostgreSQL (the same SQL, scoped by `Scope`).
 Times inside are epoch seconds (or CRM milliseconds); text is made at the edges (`syncd.status_text`).
 """
 
@@ -15,9 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from syncd.config_values import PostgresState
 from syncd.errors import StoreError
 from syncd.models import OP_STATES, State
 from syncd.store.schema import connect
+from syncd.store.scope import Connection, Scope
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Health:
 
 @dataclass(frozen=True)
 class Status:
-    database: Path
+    database: Path | str  # the SQLite file, or the PostgreSQL database and account (no password)
     now: float
     cursor_ms: int | None
     baseline_recorded_at: float | None
@@ -168,58 +171,74 @@ class History:
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection; a database that cannot be read is a `StoreError` with a sentence."""
-    if not path.exists():
-        raise StoreError(f"There is no syncd database at {path} yet. Run 'syncd once' to create it.")
-    conn = connect(path, readonly=True)
+def reading(state: Path | PostgresState) -> Iterator[tuple[Connection, Scope]]:
+    """A read-only connection and the rows that are this store's; a database that cannot be read is a
+    `StoreError` with a sentence."""
+    if isinstance(state, PostgresState):
+        from syncd.store.postgres import read_only
+
+        with read_only(state) as conn:
+            yield conn, Scope(state.account)
+        return
+    if not state.exists():
+        raise StoreError(f"There is no syncd database at {state} yet. Run 'syncd once' to create it.")
+    file = connect(state, readonly=True)
     try:
-        yield conn
+        yield file, Scope()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"Could not read {path} ({exc}). Is it a syncd database?") from None
+        raise StoreError(f"Could not read {state} ({exc}). Is it a syncd database?") from None
     finally:
-        conn.close()
+        file.close()
 
 
-def read_status(path: Path, now: float, stale_after_seconds: float | None = None) -> Status:
+def read_status(state: Path | PostgresState, now: float, stale_after_seconds: float | None = None) -> Status:
     """What `syncd status` shows. Needs no lock and no token."""
-    with reading(path) as conn:
-        one = conn.execute
-        cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'").fetchone()
-        last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+    with reading(state) as (conn, s):
+
+        def one(sql: str, *params: Any) -> Any:
+            return conn.execute(sql.format(w=s.where, a=s.and_), (*params, *s.params))
+
+        cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'{a}").fetchone()
+        last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL{a} ORDER BY id DESC LIMIT 1").fetchone()
         ops = dict.fromkeys(OP_STATES, 0) | {
-            State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops GROUP BY state")
+            State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops{w} GROUP BY state")
         }
-        dead = one("SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead' ORDER BY op_key")
-        recent = one("SELECT record_id, reason, seen_at FROM quarantine ORDER BY id DESC LIMIT 20")
-        baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'").fetchone()
+        dead = one("SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead'{a} ORDER BY op_key")
+        recent = one("SELECT record_id, reason, seen_at FROM quarantine{w} ORDER BY id DESC LIMIT 20")
+        baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'{a}").fetchone()
+        health = one("SELECT value FROM meta WHERE key = 'health'{a}").fetchone()
+        success = one("SELECT max(finished_at) FROM cycles WHERE ok = 1{a}").fetchone()[0]
         return Status(
-            database=path,
+            database=state.shown if isinstance(state, PostgresState) else state,
             now=now,
             cursor_ms=cursor[0] if cursor else None,
             baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
             last_cycle=LastCycle(bool(last["ok"]), last["started_at"], last["finished_at"], last["error"])
             if last
             else None,
-            last_success_at=(success := one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0]),
-            deals=one("SELECT count(*) FROM deals").fetchone()[0],
+            last_success_at=success,
+            deals=one("SELECT count(*) FROM deals{w}").fetchone()[0],
             ops=ops,
             dead_ops=tuple(DeadOp(r[0], r[1], r[2], r[3]) for r in dead),
-            quarantine=one("SELECT count(*) FROM quarantine").fetchone()[0],
+            quarantine=one("SELECT count(*) FROM quarantine{w}").fetchone()[0],
             quarantined_records=tuple(QuarantinedRecord(r[0], r[1], r[2]) for r in recent),
-            effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects GROUP BY state")},
-            health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
+            effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects{w} GROUP BY state")},
+            health=Health.from_json(health[0] if health else None),
             stale_after_seconds=stale_after_seconds,
-            ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops ORDER BY flow")),
+            ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops{w} ORDER BY flow")),
             unfinished_since_success=one(
-                "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
+                "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?{a}", success or 0.0
             ).fetchone()[0],
         )
 
 
-def read_history(path: Path, deal_id: str) -> History:
+def read_history(state: Path | PostgresState, deal_id: str) -> History:
     """`syncd explain`: every recorded version of one deal, and each of its ops with its events."""
-    with reading(path) as conn:
+    with reading(state) as (conn, s):
+
+        def rows(sql: str, *params: Any) -> list[Any]:
+            return conn.execute(sql.format(w=s.where, a=s.and_), (*params, *s.params)).fetchall()
+
         versions = tuple(
             Version(
                 r["updated_at_ms"],
@@ -228,9 +247,7 @@ def read_history(path: Path, deal_id: str) -> History:
                 tuple(json.loads(r["newly"])),
                 r["recorded_at"],
             )
-            for r in conn.execute(
-                "SELECT * FROM deal_versions WHERE deal_id = ? ORDER BY updated_at_ms, id", (deal_id,)
-            )
+            for r in rows("SELECT * FROM deal_versions WHERE deal_id = ?{a} ORDER BY updated_at_ms, id", deal_id)
         )
         ops = tuple(
             OpHistory(
@@ -244,15 +261,12 @@ def read_history(path: Path, deal_id: str) -> History:
                 last_error=op["last_error"],
                 events=tuple(
                     Event(e["at"], State(e["state"]), e["detail"])
-                    for e in conn.execute(
-                        "SELECT * FROM events WHERE ledger = 'ops' AND key = ? ORDER BY id", (op["op_key"],)
-                    )
+                    for e in rows("SELECT * FROM events WHERE ledger = 'ops' AND key = ?{a} ORDER BY id", op["op_key"])
                 ),
             )
-            for op in conn.execute("SELECT * FROM ops WHERE deal_id = ? ORDER BY op_key", (deal_id,)).fetchall()
+            for op in rows("SELECT * FROM ops WHERE deal_id = ?{a} ORDER BY op_key", deal_id)
         )
         baselines = tuple(
-            FlowBaseline(r[0], r[1], r[2], r[3])
-            for r in conn.execute("SELECT flow, rule, at, reason FROM flow_baselines")
+            FlowBaseline(r[0], r[1], r[2], r[3]) for r in rows("SELECT flow, rule, at, reason FROM flow_baselines{w}")
         )
     return History(deal_id, versions, ops, baselines)

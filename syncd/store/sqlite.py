@@ -54,6 +54,9 @@ class SqliteStore:
             lock.release(self._lock_fd)
             self._lock_fd = None
 
+    def check_lease(self) -> None:
+        """The `flock` is held for the life of the store: nothing to check before a request."""
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One `BEGIN IMMEDIATE` transaction. A full disk or an I/O error is a `StoreError` that says so: the

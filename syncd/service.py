@@ -23,12 +23,22 @@ log = logging.getLogger("syncd")
 STANDBY_PAUSE_SECONDS = 0.5  # between tries for a lease another process holds: one cheap statement each
 
 
-def standby(held: LockHeld) -> None:
-    """PostgreSQL: another syncd holds this account's lease; wait, and try again (`syncd run` takes over by
-    itself once that lease expires)."""
-    notify.status(f"standby: {held}")
-    log.info("standby: %s", held)
-    time.sleep(STANDBY_PAUSE_SECONDS)
+class Standby:
+    """PostgreSQL: another syncd holds this account's lease. Wait and try again: `syncd run` takes over by
+    itself once that lease expires. systemd hears READY (a standby is started, not stuck starting), STATUS=
+    standby, and watchdog pings; the journal hears it once."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def __call__(self, held: LockHeld) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.info("standby: %s", held)
+            notify.ready()
+        notify.status(f"standby: {held}")
+        notify.watchdog()
+        time.sleep(STANDBY_PAUSE_SECONDS)
 
 
 def serve(
@@ -37,15 +47,16 @@ def serve(
     """Run until SIGTERM. `load()` reads the config file again for SIGHUP. A holder that loses its lease
     stops at once and raises `LeaseLost` (exit 75): systemd starts it again, as a standby."""
     lost: list[LeaseLost] = []
-    with compose.wired(cfg, lock_fd, hooks, standby) as (rt, monitor):
+    with compose.wired(cfg, lock_fd, hooks, Standby()) as (rt, monitor):
 
         def cycle(stopping: threading.Event) -> CycleReport:
             try:
                 report = Cycle(rt, stopping=stopping.is_set).run()
             except LeaseLost as exc:
+                log.error("%s", exc)
                 lost.append(exc)
                 signal.raise_signal(signal.SIGTERM)  # the daemon's own way out: stop, as on SIGTERM
-                raise
+                return CycleReport(errors=[str(exc)])
             log.info("cycle finished:\n%s", report.summary())
             return report
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_daemon import Systemd
 
 from conftest import FAST, Syncd, win
 
@@ -39,11 +40,13 @@ class Fleet:
     def __init__(self, syncd: Syncd) -> None:
         self.syncd, self.procs, self.logs = syncd, [], []  # type: ignore[var-annotated]
 
-    def launch(self, *hooks: str) -> subprocess.Popen[str]:
+    def launch(self, *hooks: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         log = open(self.syncd.workdir / f"run-{len(self.procs)}.log", "w")  # noqa: SIM115 (closed in close())
         launcher = [HOOKED, *hooks] if hooks else ["-m", "syncd"]
         argv = [sys.executable, *launcher, "--config", str(self.syncd.config_path), "run"]
-        proc = subprocess.Popen(argv, env=self.syncd.env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            argv, env=self.syncd.env(**(env or {})), stdout=log, stderr=subprocess.STDOUT, text=True
+        )
         self.procs.append(proc)
         self.logs.append(log)
         return proc
@@ -220,3 +223,25 @@ def test_without_the_pre_post_lease_check_the_thawed_holder_duplicates(pg_syncd:
     assert pg_syncd.asana.create_requests == 2, log
     assert len(pg_syncd.asana.duplicates()) == 1
     assert code == 75  # its next write, under a stale fence, failed: it recorded nothing
+
+
+def test_a_standby_tells_systemd_it_stands_by_then_takes_over_by_itself(pg_syncd: Syncd, tmp_path: Path) -> None:
+    configure(pg_syncd)
+    (deal,) = seed(pg_syncd, 1)
+    systemd = Systemd(str(tmp_path / "notify.sock"))
+    try:
+        with fleet(pg_syncd) as running:
+            holder = running.launch()
+            until(lambda: baseline_done(pg_syncd), what="the baseline")
+            standby = running.launch(env=systemd.env())
+            line = systemd.wait_for("STATUS=standby", containing="holds the lease on account 'default'")
+            assert f":{holder.pid})" in line
+            assert systemd.lines("READY=1") and systemd.lines("WATCHDOG=1")  # not stuck starting, not wedged
+            holder.kill()
+            until(lambda: (lease(pg_syncd) or (0, 0))[0] == standby.pid, what="the standby to take the lease")
+            systemd.wait_for("STATUS=", containing="running")
+            win(pg_syncd, deal)
+            until(lambda: pg_syncd.op_states() == {"created": 1}, what="the new holder to create the project")
+    finally:
+        systemd.close()
+    assert pg_syncd.asana.create_requests == 1

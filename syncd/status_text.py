@@ -43,6 +43,15 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
         "alerts_firing": list(s.health.alerts_firing),
         "effects": {state.value: count for state, count in s.effects.items()},
         "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
+        "lease": None
+        if s.lease is None
+        else {
+            "account": s.lease.account,
+            "holder": s.lease.holder,
+            "fence": s.lease.fence,
+            "expires_in_seconds": round(s.lease.expires_in, 1),
+            "live": s.lease.live,
+        },
     }
 
 
@@ -63,6 +72,15 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
         f"  asana calls  {s.health.breaker}"
         + (" (paused after repeated failures)" if s.health.breaker == "open" else ""),
     ]
+    if s.lease is not None:
+        lease = s.lease
+        lines.append(
+            f"  lease        held by {lease.holder} (fence {lease.fence}), expires in {lease.expires_in:.0f}s"
+            if lease.live
+            else f"  lease        free: {lease.holder} (fence {lease.fence}) "
+            + ("stopped cleanly" if lease.clean else "stopped renewing")
+            + f" {-lease.expires_in:.0f}s ago"
+        )
     if s.effects:
         lines.append("  follow-ups   " + " · ".join(f"{state} {count}" for state, count in s.effects.items()))
     for service, q in s.health.quota.items():

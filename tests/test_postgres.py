@@ -4,6 +4,7 @@ fixture: a fresh schema per test), real HTTP to the fakes; the store and lifecyc
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,10 +15,12 @@ from test_store import T0, change, deal, new_op, queued
 
 from syncd.config_values import PostgresState
 from syncd.errors import LeaseLost, LockHeld
+from syncd.metrics import Metrics
 from syncd.models import State
-from syncd.store import open_store
+from syncd.store import open_store, read_status
 from syncd.store.pg_schema import MIGRATIONS, connect, migrate
 from syncd.store.postgres import PgStore
+from syncd.store.read import holder_name
 
 from conftest import ASANA_TOKEN, Syncd, win
 
@@ -260,3 +263,47 @@ def test_status_before_any_run_says_how_to_start(pg_syncd: Syncd) -> None:
 def test_the_example_config_url_is_a_postgres_url_without_password(tmp_path: Path) -> None:
     text = (Path(__file__).parent.parent / "config.toml").read_text()
     assert '# url = "postgresql://syncd@db.internal:5432/syncd"' in text
+
+
+# -- operating it -------------------------------------------------------------------------------------------
+def test_status_shows_the_holder_its_fence_and_the_lease_expiry(pg_syncd: Syncd) -> None:
+    pg_syncd.ok("once")
+    released = pg_syncd.ok("status")
+    holder = open_store(state(pg_syncd.postgres or ""))
+    try:
+        held = pg_syncd.ok("status", "--json")
+        text = pg_syncd.ok("status").stdout
+    finally:
+        holder.close()
+
+    assert "lease        free: " in released.stdout and "(fence 1) stopped cleanly" in released.stdout
+    lease = json.loads(held.stdout)["lease"]
+    assert (lease["account"], lease["fence"], lease["live"]) == ("default", 2, True)
+    assert lease["holder"] == holder_name() and 20 < lease["expires_in_seconds"] <= 30
+    assert f"lease        held by {holder_name()} (fence 2), expires in" in text
+
+
+def test_an_account_whose_holder_died_with_no_standby_is_unhealthy(pg_syncd: Syncd) -> None:
+    pg_syncd.ok("once")
+    died = open_store(state(pg_syncd.postgres or ""))
+    died.lease.stop_heartbeat()
+    expire(pg_syncd.postgres or "", ago=5)
+    try:
+        result = pg_syncd("status")
+    finally:
+        died.close()
+    assert result.returncode == 1
+    assert "no live holder: the lease of" in result.stdout and "without a clean stop" in result.stdout
+
+
+def test_the_leader_metric_is_one_in_the_holder_only(pg_syncd: Syncd) -> None:
+    pg_syncd.ok("once")
+    place = state(pg_syncd.postgres or "")
+    holder, metrics = open_store(place), Metrics()
+    try:
+        metrics.observe_status(read_status(place, time.time()))
+        mine = metrics.registry.get_sample_value("syncd_leader", {"account": "default"})
+    finally:
+        holder.close()
+    metrics.observe_status(read_status(place, time.time()))
+    assert (mine, metrics.registry.get_sample_value("syncd_leader", {"account": "default"})) == (1.0, 0.0)

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from dataclasses import dataclass
 
@@ -23,12 +21,9 @@ import psycopg
 
 from syncd.errors import LeaseLost, LockHeld
 from syncd.store.pg_schema import PgConnection, connect
+from syncd.store.read import holder_name
 
 log = logging.getLogger("syncd.lease")
-
-
-def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ Times inside are epoch seconds (or CRM milliseconds); text is made at the edges 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -76,6 +78,26 @@ class Health:
         )
 
 
+def holder_name() -> str:
+    """How a PostgreSQL lease names its holder: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LeaseFacts:
+    """PostgreSQL: the account's lease as the database sees it. `expires_in` < 0: it ran out that long ago."""
+
+    account: str
+    holder: str
+    fence: int
+    expires_in: float
+    clean: bool  # released by a clean stop, with nothing in flight
+
+    @property
+    def live(self) -> bool:
+        return self.expires_in > 0
+
+
 @dataclass(frozen=True)
 class Status:
     database: Path | str  # the SQLite file, or the PostgreSQL database and account (no password)
@@ -94,6 +116,7 @@ class Status:
     stale_after_seconds: float | None = None  # [alerts] stale_after_minutes: no success for longer is unhealthy
     unfinished_since_success: int = 0  # cycles started after the last success that never finished
     ledger_flows: tuple[str, ...] = ()  # every flow name that has ops
+    lease: LeaseFacts | None = None  # PostgreSQL only
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -113,6 +136,12 @@ class Status:
             problems.append(f"no successful cycle for {self.now - self.last_success_at:.0f}s (limit {stale:g}s){why}")
         if self.ops[State.DEAD]:
             problems.append(f"{self.ops[State.DEAD]} dead op(s) need a human")
+        lease = self.lease
+        if lease is not None and not lease.live and not lease.clean:
+            problems.append(
+                f"no live holder: the lease of {lease.holder} (fence {lease.fence}) ran out {-lease.expires_in:.0f}s "
+                "ago without a clean stop; start syncd on a host (a standby takes over by itself)"
+            )
         if self.effects.get(State.DEAD):
             problems.append(f"{self.effects[State.DEAD]} dead follow-up(s) (task, write-back, message) need a human")
         return problems
@@ -208,6 +237,12 @@ def read_status(state: Path | PostgresState, now: float, stale_after_seconds: fl
         baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'{a}").fetchone()
         health = one("SELECT value FROM meta WHERE key = 'health'{a}").fetchone()
         success = one("SELECT max(finished_at) FROM cycles WHERE ok = 1{a}").fetchone()[0]
+        lease = None
+        if isinstance(state, PostgresState):
+            held = one(
+                "SELECT holder, fence, extract(epoch FROM expires_at - now())::float8, clean FROM leases{w}"
+            ).fetchone()
+            lease = LeaseFacts(state.account, held[0], held[1], held[2], held[3]) if held else None
         return Status(
             database=state.shown if isinstance(state, PostgresState) else state,
             now=now,
@@ -226,6 +261,7 @@ def read_status(state: Path | PostgresState, now: float, stale_after_seconds: fl
             health=Health.from_json(health[0] if health else None),
             stale_after_seconds=stale_after_seconds,
             ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops{w} ORDER BY flow")),
+            lease=lease,
             unfinished_since_success=one(
                 "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?{a}", success or 0.0
             ).fetchone()[0],

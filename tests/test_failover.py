@@ -151,7 +151,7 @@ def failovers(syncd: Syncd, kills: int, seed_value: int, per_round: int = 2) -> 
             if holder is None:
                 self_killed += 1  # it died by itself (--crash-at) and a standby is taking over
             else:
-                holder.kill()
+                holder.kill()  # not reaped until the new lease: a zombie looks alive, as a holder on another host
                 killed_at = time.monotonic()
                 until(lambda fence=fence: (lease(syncd) or (0, 0))[1] > fence, what="a new lease holder")
                 times.append(time.monotonic() - killed_at)

@@ -307,3 +307,22 @@ def test_the_leader_metric_is_one_in_the_holder_only(pg_syncd: Syncd) -> None:
         holder.close()
     metrics.observe_status(read_status(place, time.time()))
     assert (mine, metrics.registry.get_sample_value("syncd_leader", {"account": "default"})) == (1.0, 0.0)
+
+
+def test_a_holder_killed_on_this_host_is_taken_over_at_once_not_when_its_lease_ends(pg_syncd: Syncd) -> None:
+    """As the kernel frees a dead process's flock: cron's next `syncd once` after a kill -9 does not exit 75
+    for the rest of the dead one's lease (60 s here); it waits settle_seconds, reconciles, creates once."""
+    deal_id = pg_syncd.hubspot.add_deal(
+        dealname="Acme", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=pg_syncd.ago(60)
+    )
+    pg_syncd.ok("once")
+    win(pg_syncd, deal_id)
+    killed = pg_syncd("once", crash_at="after_inflight_commit")
+    assert killed.returncode == -9 and pg_syncd.op_states() == {"in_flight": 1}
+    assert lease_row(pg_syncd.postgres or "")[2] > 30  # the dead one's lease has most of its 60 s left
+
+    result = pg_syncd.ok("once")
+
+    assert "(found by reconcile)" not in result.stdout and "Onboarding: Acme" in result.stdout
+    assert pg_syncd.asana.create_requests == 1 and pg_syncd.op_states() == {"created": 1}
+    assert lease_row(pg_syncd.postgres or "")[1] == 3  # the baseline run, the killed one, this one

@@ -8,12 +8,15 @@
   the holder sends ends before anyone else may send.
 - **Take over**: the previous holder's `in_flight` rows may have been sent; the new holder sends nothing until
   `settle_seconds` after the previous lease's expiry (not needed after a clean release, which records that
-  nothing was in flight), then lists before it creates. A holder that stops cleanly expires its lease at once.
+  nothing was in flight), then lists before it creates. A holder that stops cleanly expires its lease at once;
+  one on this host whose process is gone is taken over at once, and `settle_seconds` waited from then.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +27,22 @@ from syncd.store.pg_schema import PgConnection, connect
 from syncd.store.read import holder_name
 
 log = logging.getLogger("syncd.lease")
+
+
+def dead_here(holder: str) -> bool:
+    """A holder on this host whose process is gone (`kill -9`, a crash): its lease may be taken now instead of
+    when it expires, as the kernel frees a dead process's `flock`. Taking it early is safe even if the name is
+    wrong (another pid namespace): the fence stops the other process's writes and its next request."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -57,10 +76,20 @@ class Lease:
         ).fetchone()
         if row is None:
             other = c.execute(
-                "SELECT holder, extract(epoch FROM expires_at - now())::float8 FROM leases WHERE account = ?",
+                "SELECT holder, fence, extract(epoch FROM expires_at - now())::float8 FROM leases WHERE account = ?",
                 (self.account,),
             ).fetchone()
-            holder, left = (other[0], other[1]) if other else ("another syncd", self.seconds)
+            holder, fence, left = (other[0], other[1], other[2]) if other else ("another syncd", 0, self.seconds)
+            if dead_here(holder):
+                row = c.execute(
+                    """UPDATE leases SET holder = ?, fence = fence + 1, acquired_at = now(),
+                           expires_at = now() + make_interval(secs => ?), previous_holder = holder,
+                           previous_expiry = now(), previous_clean = clean, clean = FALSE
+                       WHERE account = ? AND fence = ?
+                       RETURNING fence, previous_holder, previous_clean, 0.0::float8 AS expired_for""",
+                    (self.holder, self.seconds, self.account, fence),
+                ).fetchone()
+        if row is None:
             raise LockHeld(
                 f"Another syncd ({holder}) holds the lease on account {self.account!r} in {self.where} for "
                 f"{max(left, 0):.0f}s more. This run did nothing; the next one will pick up the work."

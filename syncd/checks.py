@@ -9,7 +9,7 @@ from collections.abc import Callable
 from syncd import config as configuration
 from syncd.compose import Wiring
 from syncd.config import Config
-from syncd.errors import AuthError, RemoteError, StoreError
+from syncd.errors import AuthError, NoStateYet, RemoteError, StoreError
 from syncd.flows import unconfigured
 from syncd.store import read_status
 
@@ -45,6 +45,8 @@ def run_checks(wiring: Wiring, cfg: Config, say: Callable[[str], None]) -> int:
     if cfg.on_postgres or cfg.state_path.exists():
         try:
             ledger = read_status(configuration.state(cfg), time.time()).ledger_flows
+        except NoStateYet:
+            say("state: reachable; nothing recorded yet (the first 'syncd once' or 'syncd run' creates it)")
         except StoreError as exc:
             problems += 1
             say(f"state: {exc}")

@@ -5,6 +5,7 @@ SyncdError                 base; the CLI prints "Error: <message>" and exits wit
 ├── ConfigError            exit 78: names the file, the key and the fix
 ├── SourceSetupError       exit 78: the CRM's own setup does not fit the flows; says what to change where
 ├── StoreError             the state database is unusable
+│   ├── NoStateYet         nothing has been recorded there yet (the first run creates it)
 │   ├── LockHeld           exit 75: another syncd holds the lock (or the lease); try again later
 │   └── LeaseLost          exit 75: another syncd took this one's lease over; it stopped writing and sending
 └── RemoteError            a call to a CRM or to Asana failed; .service, .status
@@ -46,6 +47,10 @@ class StoreError(SyncdError):
 
 class LockHeld(StoreError):
     exit_code = EX_TEMPFAIL
+
+
+class NoStateYet(StoreError):
+    """No syncd has written this state yet (no file; on PostgreSQL, no tables): `syncd once` creates it."""
 
 
 class LeaseLost(StoreError):

@@ -326,3 +326,9 @@ def test_a_holder_killed_on_this_host_is_taken_over_at_once_not_when_its_lease_e
     assert "(found by reconcile)" not in result.stdout and "Onboarding: Acme" in result.stdout
     assert pg_syncd.asana.create_requests == 1 and pg_syncd.op_states() == {"created": 1}
     assert lease_row(pg_syncd.postgres or "")[1] == 3  # the baseline run, the killed one, this one
+
+
+def test_check_reaches_a_fresh_database_and_counts_it_as_no_problem(pg_syncd: Syncd) -> None:
+    result = pg_syncd("check")
+    assert "state: reachable; nothing recorded yet" in result.stdout, result.stdout
+    assert result.returncode == 0, result.stdout

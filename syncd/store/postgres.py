@@ -19,7 +19,7 @@ import psycopg
 
 from syncd.config_values import PostgresState
 from syncd.diff import Change, Stored
-from syncd.errors import StoreError
+from syncd.errors import NoStateYet, StoreError
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.lease import Lease, Taken
 from syncd.store.ledger import Ledger
@@ -352,7 +352,7 @@ def read_only(state: PostgresState) -> Iterator[PgConnection]:
             conn.execute("SET TRANSACTION READ ONLY")
             yield conn
     except psycopg.errors.UndefinedTable:
-        raise StoreError(f"There is no syncd state in {state.shown} yet. Run 'syncd once' to create it.") from None
+        raise NoStateYet(f"There is no syncd state in {state.shown} yet. Run 'syncd once' to create it.") from None
     except psycopg.Error as exc:
         raise unreachable(state, exc) from None
     finally:

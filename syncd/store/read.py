@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config_values import PostgresState
-from syncd.errors import StoreError
+from syncd.errors import NoStateYet, StoreError
 from syncd.models import OP_STATES, State
 from syncd.store.schema import connect
 from syncd.store.scope import Connection, Scope
@@ -210,7 +210,7 @@ def reading(state: Path | PostgresState) -> Iterator[tuple[Connection, Scope]]:
             yield conn, Scope(state.account)
         return
     if not state.exists():
-        raise StoreError(f"There is no syncd database at {state} yet. Run 'syncd once' to create it.")
+        raise NoStateYet(f"There is no syncd database at {state} yet. Run 'syncd once' to create it.")
     file = connect(state, readonly=True)
     try:
         yield file, Scope()

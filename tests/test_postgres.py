@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -77,14 +78,14 @@ def test_a_lease_too_short_for_one_request_is_refused(syncd: Syncd) -> None:
 def test_a_url_from_url_env_is_a_secret_never_shown(syncd: Syncd, postgres: str) -> None:
     """The URL with its password comes from the environment; status, errors and the database never show it.
     (The test server trusts loopback connections, so the password is carried and never checked.)"""
-    url = postgres.replace("postgresql://syncd@", f"postgresql://syncd:{PASSWORD}@", 1)
-    assert PASSWORD in url
+    parts = urlsplit(postgres)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}:{PASSWORD}@{parts.hostname}:{parts.port}"))
     syncd.config(state={"url_env": "SYNCD_STATE_URL"})
     deal_id = syncd.hubspot.add_deal(dealname="Acme", dealstage="contractsent", updated_at=syncd.ago(60))
     first = syncd("once", SYNCD_STATE_URL=url)
     status = syncd("status", "--json", SYNCD_STATE_URL=url)
     explained = syncd("explain", deal_id, SYNCD_STATE_URL=url)
-    wrong = syncd("status", SYNCD_STATE_URL=url.replace("/postgres?", "/no_such_database?"))
+    wrong = syncd("status", SYNCD_STATE_URL=urlunsplit(urlsplit(url)._replace(path="/no_such_database")))
     missing = syncd("status", SYNCD_STATE_URL=None)
 
     assert first.returncode == 0, first.stderr

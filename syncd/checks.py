@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from syncd import config as configuration
 from syncd.compose import Wiring
 from syncd.config import Config
-from syncd.errors import AuthError, RemoteError, StoreError
+from syncd.errors import AuthError, NoStateYet, RemoteError, StoreError
 from syncd.flows import unconfigured
 from syncd.sources import Source
 from syncd.sources.schema import findings
@@ -60,9 +61,11 @@ def check_offline(cfg: Config, say: Callable[[str], None], *, rules: bool = True
     for flow in cfg.flows if rules else ():
         state = "" if flow.enabled else " (enabled = false)"
         say(f"flow {flow.name}{state}: when {flow.rule.source}  (reads: {', '.join(sorted(flow.rule.names))})")
-    if cfg.state_path.exists():
+    if cfg.on_postgres or cfg.state_path.exists():
         try:
-            ledger = read_status(cfg.state_path, time.time()).ledger_flows
+            ledger = read_status(configuration.state(cfg), time.time()).ledger_flows
+        except NoStateYet:
+            say("state: reachable; nothing recorded yet (the first 'syncd once' or 'syncd run' creates it)")
         except StoreError as exc:
             problems += 1
             say(f"state: {exc}")

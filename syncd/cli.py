@@ -67,7 +67,11 @@ def dry_runtime(app: App, cfg: configuration.Config) -> Iterator[Runtime]:
 
 
 @contextmanager
-def holding_lock(cfg: configuration.Config) -> Iterator[int]:
+def holding_lock(cfg: configuration.Config) -> Iterator[int | None]:
+    """The `flock` beside the SQLite file; on PostgreSQL the store takes the account's lease instead."""
+    if cfg.on_postgres:
+        yield None
+        return
     fd = lock.acquire(cfg.state_path)
     try:
         yield fd
@@ -195,7 +199,7 @@ def explain(app: App, deal_id: str, as_json: bool) -> None:
     from syncd.store import read_history
 
     cfg = app.config()
-    history = read_history(cfg.state_path, deal_id)
+    history = read_history(configuration.state(cfg), deal_id)
     if not history.versions and not history.ops and not history.quarantined:
         nothing = (
             f"syncd has recorded nothing for deal {deal_id}: it was never polled (check the id, and that "
@@ -217,7 +221,8 @@ def check(app: App, offline: bool) -> None:
     from syncd.checks import check_offline, run_checks
 
     cfg = app.config()
-    click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {cfg.state_path})")
+    where = "PostgreSQL" if cfg.on_postgres else cfg.state_path
+    click.echo(f"config {cfg.path}: ok ({len(cfg.flows)} flow(s); state in {where})")
     if offline:
         problems = check_offline(cfg, click.echo)
     else:
@@ -239,12 +244,14 @@ def status(app: App, as_json: bool) -> None:
     from syncd.store import read_status
 
     cfg = app.config()
+    state = configuration.state(cfg)
     try:
-        report = read_status(cfg.state_path, app.hooks.clock(), cfg.alerts.stale_after_seconds)
+        report = read_status(state, app.hooks.clock(), cfg.alerts.stale_after_seconds)
     except StoreError as exc:  # a database that cannot be read is the unhealthiest state of all
         problem = redact(str(exc))
-        out = {"database": str(cfg.state_path), "healthy": False, "problems": [problem]}
-        text = f"syncd status: {cfg.state_path}\n  healthy      NO: {problem}"
+        shown = state if isinstance(state, Path) else state.shown
+        out = {"database": str(shown), "healthy": False, "problems": [problem]}
+        text = f"syncd status: {shown}\n  healthy      NO: {problem}"
         click.echo(json.dumps(out, indent=2) if as_json else text)
         sys.exit(1)
     click.echo(json.dumps(status_json(report, cfg.flows), indent=2) if as_json else format_status(report, cfg.flows))
@@ -257,9 +264,7 @@ def reset_rate(app: App) -> None:
     """Forget the Asana request rate learned for the configured workspace, e.g. after a plan change."""
     from syncd.operator import reset_rate as forget
 
-    cfg = app.config()
-    with holding_lock(cfg) as fd:
-        click.echo(forget(cfg, fd))
+    click.echo(forget(app.config()))
 
 
 @cli.command()
@@ -291,7 +296,7 @@ def demo(keep: Path | None, crm_kind: str) -> None:
             return Cycle(rt).run()
 
     def show_status(config_path: Path) -> str:
-        return format_status(read_status(configuration.load(config_path).state_path, time.time()))
+        return format_status(read_status(configuration.state(configuration.load(config_path)), time.time()))
 
     run_demo(click.echo, cycle, show_status, keep, crm_kind)
 

@@ -23,11 +23,13 @@ from urllib.parse import urlsplit
 
 from syncd import tokens
 from syncd.config_keys import REQUIRED, Derived, Key, Site, one_of, plain_defaults, read_tables
+from syncd.config_values import LEASE_MARGIN_SECONDS as MARGIN_SECONDS
 from syncd.config_values import AlertsConfig as AlertsConfig
 from syncd.config_values import AsanaConfig as AsanaConfig
 from syncd.config_values import Config as Config
 from syncd.config_values import CrmConfig as CrmConfig
 from syncd.config_values import HttpConfig as HttpConfig
+from syncd.config_values import PostgresState as PostgresState
 from syncd.errors import ConfigError
 from syncd.flow_config import ASANA_COLORS as ASANA_COLORS
 from syncd.flow_config import ASANA_PRIVACY as ASANA_PRIVACY
@@ -153,6 +155,38 @@ def _state_path(path: str, site: Site) -> Path:
     return (site.path.parent / path).resolve()
 
 
+def _state_url(url: str, site: Site) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise site.fail(
+            f'url must be a PostgreSQL URL such as "postgresql://syncd@db.internal:5432/syncd", not {url!r}.'
+        )
+    if parts.password is not None or "password=" in parts.query:
+        raise site.fail(
+            "url holds a password, and config files are read by more people and tools than secrets should be. "
+            "Remove it from the URL and give it to libpq through PGPASSWORD or a PGPASSFILE, or put the whole "
+            "URL in a variable or systemd credential named by url_env instead."
+        )
+    return url
+
+
+def _url_env(name: str, site: Site) -> str:
+    if site.values["state"].get("state_url"):
+        raise site.fail("set url or url_env, not both: url_env names a variable holding the whole URL.")
+    return name
+
+
+def _lease(seconds: float, site: Site) -> float:
+    http = site.values["http"]
+    needed = http["connect_timeout"] + http["read_timeout"] + MARGIN_SECONDS
+    if seconds <= needed:
+        raise site.fail(
+            f"lease_seconds = {seconds:g} must be longer than [http] connect_timeout + read_timeout + "
+            f"{MARGIN_SECONDS:g}s = {needed:g}s: a request is only sent while that much of the lease is left."
+        )
+    return seconds
+
+
 def _fraction(percent: float, site: Site) -> float:
     return percent / 100
 
@@ -175,11 +209,8 @@ _PIPEDRIVE_URL = 'For Pipedrive it is your company domain, e.g. base_url = "http
 _WORKSPACE_FIX = "Copy it from the workspace's URL in Asana"
 _TEAM_FIX = "Copy it from the team's URL in Asana (app.asana.com/0/<team gid>/...)"
 
-# Read in this order: [http] before [asana] and [schedule] before [alerts], whose defaults derive from them.
+# Read in this order: [http] before [asana], [state] and [alerts], whose defaults and checks derive from it.
 TABLES: dict[str, tuple[Key, ...]] = {
-    "state": (
-        Key("path", str, "syncd.db", "SQLite state, beside the config file", check=_state_path, attr="state_path"),
-    ),
     "crm": (
         Key("kind", str, "hubspot", " | ".join(KINDS), check=_kind),
         Key("base_url", str, _BASE_URL, "the CRM's API", check=_url, fix=_PIPEDRIVE_URL),
@@ -203,6 +234,19 @@ TABLES: dict[str, tuple[Key, ...]] = {
         Key("max_tries", int, 5, "attempts for idempotent reads; POSTs are never retried here", minimum=1),
         Key("max_time_seconds", float, 120, "time budget for the retries of one read", minimum=0),
         Key("retry_base_seconds", float, 0.5, "first backoff step (full jitter; Retry-After wins)", minimum=0),
+    ),
+    "state": (
+        Key("path", str, "syncd.db", "SQLite state, beside the config file", check=_state_path, attr="state_path"),
+        Key("url", str, None, "PostgreSQL instead: a libpq URL without a password", check=_state_url, attr="state_url"),
+        Key(
+            "url_env",
+            str,
+            None,
+            "PostgreSQL: the variable (or credential) holding the URL",
+            check=_url_env,
+            attr="state_url_env",
+        ),
+        Key("lease_seconds", float, 60, "PostgreSQL: one active syncd per account, by lease", minimum=1, check=_lease),
     ),
     "asana": (
         Key("base_url", str, "https://app.asana.com/api/1.0", "Asana's API", check=_url),
@@ -256,6 +300,19 @@ TABLES: dict[str, tuple[Key, ...]] = {
 }
 
 
+def state(cfg: Config) -> Path | PostgresState:
+    """Where the state is: the SQLite file, or PostgreSQL when [state] url or url_env is set (the URL read
+    from its variable or credential is a secret: it never reaches a log, an error or `syncd status`)."""
+    if cfg.state_url_env:
+        url = read_secret(cfg.state_url_env, "state URL")
+        if password := urlsplit(url).password:
+            register_secret(password)
+        return PostgresState(url, cfg.crm.account, cfg.lease_seconds)
+    if cfg.state_url:
+        return PostgresState(cfg.state_url, cfg.crm.account, cfg.lease_seconds)
+    return cfg.state_path
+
+
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
     return Path(explicit or os.environ.get("SYNCD_CONFIG") or "config.toml")
 
@@ -303,14 +360,14 @@ def documented_defaults() -> dict[str, dict[str, object]]:
     return plain_defaults({**TABLES, **FLOW_TABLES})
 
 
-def read_secret(name: str) -> str:
+def read_secret(name: str, what: str = "token") -> str:
     """The value of the token called `name`: environment (and .env), else a systemd credential."""
     value = tokens.find(name)
     if value:
         register_secret(value)
     else:
         raise ConfigError(
-            f"The token variable {name} is not set. Put {name}=... in the environment, in the .env file "
+            f"The {what} variable {name} is not set. Put {name}=... in the environment, in the .env file "
             "beside the config file, or in a systemd credential of that name."
         )
     return value

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from syncd.flows import Flow
+
+LEASE_MARGIN_SECONDS = 1.0  # PostgreSQL: lease left beyond connect + read timeout before a request is sent
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,26 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class PostgresState:
+    """Where a PostgreSQL store is: the libpq URL (a secret when it came from `url_env`), the account whose
+    rows it holds, and how long its lease lasts without renewal."""
+
+    url: str
+    account: str
+    lease_seconds: float = 60.0
+
+    @property
+    def shown(self) -> str:
+        """The URL without user info or query, for messages and `syncd status`."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        return f"postgresql://{host}{f':{parts.port}' if parts.port else ''}{parts.path} (account {self.account})"
+
+    def __repr__(self) -> str:
+        return f"PostgresState({self.shown!r})"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     state_path: Path
@@ -74,6 +97,13 @@ class Config:
     metrics_listen: str | None = None
     metrics_token_env: str | None = None  # the variable holding the status page's bearer token
     log_format: str = "text"  # [log] format: text | json
+    state_url: str | None = None  # [state] url: PostgreSQL, without a password
+    state_url_env: str | None = None  # [state] url_env: the variable (or credential) holding the URL
+    lease_seconds: float = 60.0
+
+    @property
+    def on_postgres(self) -> bool:
+        return bool(self.state_url or self.state_url_env)
 
     @property
     def crm_properties(self) -> frozenset[str]:

@@ -128,6 +128,8 @@ class FollowUp:
         if not self.ledger.begin(self.key, rt.clock()):
             return
         rt.hooks.step("after_effect_inflight_commit")
+        if not rt.hooks.skip_lease_check:
+            rt.store.check_lease()
         try:
             if kind == "task":
                 result: str | None = rt.sink.create_task(effect.asana_gid, effect.body)

@@ -318,6 +318,8 @@ class Cycle:
         if not ledger.begin(op.op_key, clock()):
             return
         rt.hooks.step("after_inflight_commit")
+        if not rt.hooks.skip_lease_check:
+            self.store.check_lease()  # PostgreSQL: the request must end before the lease can
         job_gid = None
         try:
             if "template" in op.body:

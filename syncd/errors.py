@@ -5,7 +5,9 @@ SyncdError                 base; the CLI prints "Error: <message>" and exits wit
 ├── ConfigError            exit 78: names the file, the key and the fix
 ├── SourceSetupError       exit 78: the CRM's own setup does not fit the flows; says what to change where
 ├── StoreError             exit 74: the state database (or its folder) is unusable; says why and what to do
-│   └── LockHeld           exit 75: another syncd holds the lock; try again later
+│   ├── NoStateYet         nothing has been recorded there yet (the first run creates it)
+│   ├── LockHeld           exit 75: another syncd holds the lock (or the lease); try again later
+│   └── LeaseLost          exit 75: another syncd took this one's lease over; it stopped writing and sending
 └── RemoteError            a call to a CRM or to Asana failed; .service, .status
     ├── TransientError     timeouts, connection errors, 5xx, unparsable answers: try again later
     │   └── RateLimited    429 (or Salesforce's 403 REQUEST_LIMIT_EXCEEDED, Pipedrive's edge HTML 403); .retry_after
@@ -46,6 +48,16 @@ class StoreError(SyncdError):
 
 
 class LockHeld(StoreError):
+    exit_code = EX_TEMPFAIL
+
+
+class NoStateYet(StoreError):
+    """No syncd has written this state yet (no file; on PostgreSQL, no tables): `syncd once` creates it."""
+
+
+class LeaseLost(StoreError):
+    """The lease expired or another syncd took it over: this process may no longer write or send."""
+
     exit_code = EX_TEMPFAIL
 
 

@@ -67,6 +67,12 @@ class Metrics:
         last_success = Gauge(
             "syncd_last_success_timestamp_seconds", "When the last successful cycle ended (epoch).", registry=r
         )
+        self.leader = Gauge(
+            "syncd_leader",
+            "PostgreSQL: 1 while this process holds the account's lease, else 0.",
+            ["account"],
+            registry=r,
+        )
         up = Gauge("syncd_up", "1 while /healthz answers 200, else 0.", registry=r)
         for result in ("ok", "failed"):
             self.cycles.labels(result)
@@ -92,6 +98,11 @@ class Metrics:
         """Take the gauges from `read_status` (also at startup, before the first cycle)."""
         for state, count in status.ops.items():
             self.ops.labels(state.value).set(count)
+        if status.lease is not None:
+            from syncd.store.read import holder_name
+
+            held = status.lease.live and status.lease.holder == holder_name()
+            self.leader.labels(status.lease.account).set(1 if held else 0)
         last = status.last_cycle
         with self._lock:
             self._last_success = status.last_success_at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from syncd import asana_rate
-from syncd.config_values import Config
+from syncd.config import state
+from syncd.config_values import Config, PostgresState
 from syncd.engine import title
 from syncd.errors import LockHeld, StoreError
 from syncd.flows import Flow, new_op
 from syncd.models import Deal, NewOp, Op, State, iso_ms
 from syncd.runtime import Runtime, Settings
-from syncd.store import Request, SqliteStore, Store, open_store
+from syncd.store import Request, SqliteStore, Store
 from syncd.store.failures import store_error
 from syncd.store.read import alive
 from syncd.store.schema import connect
@@ -111,13 +113,11 @@ def backfill(
     return Backfill([f"{title(op.body)} (deal {op.deal_id}, flow {op.flow})" for op in ops], unjudged)
 
 
-def reset_rate(cfg: Config, lock_fd: int) -> str:
-    """Forget what Asana's 429s taught about the configured workspace; say what was forgotten."""
-    store = open_store(cfg.state_path, lock_fd)
-    try:
+def reset_rate(cfg: Config) -> str:
+    """Forget what Asana's 429s taught about the configured workspace; say what was forgotten. Beside a
+    running syncd too: a process reads what was learned when it starts."""
+    with inbox_store(state(cfg)) as (store, _):
         learned = asana_rate.forget(store, cfg.asana.workspace)
-    finally:
-        store.close()
     start = cfg.asana.requests_per_minute or asana_rate.PAID_PER_MINUTE
     if learned is None:
         return f"Nothing was learned for workspace {cfg.asana.workspace}; the next run starts at {start}/min."
@@ -160,10 +160,18 @@ def _apply(rt: Runtime, request: Request) -> str:
 
 
 @contextmanager
-def inbox_store(path: Path) -> Iterator[tuple[SqliteStore, bool]]:
-    """The store for a command that only writes a request or a pause: under the lock when it is free (False),
-    else beside its holder (True), on a connection without the lock whose one short `BEGIN IMMEDIATE`
-    transaction the `busy_timeout` queues behind the holder's."""
+def inbox_store(where: Path | PostgresState) -> Iterator[tuple[Store, bool]]:
+    """The store for a command that only writes a request, a pause or a fact: under the lock when it is free
+    (False), else beside its holder (True). On SQLite, beside means a connection without the lock whose one
+    short `BEGIN IMMEDIATE` transaction the `busy_timeout` queues behind the holder's; on PostgreSQL, always
+    beside the lease (a request changes no ledger row), busy while a live holder has the lease."""
+    if isinstance(where, PostgresState):
+        from syncd.store.postgres import beside
+
+        with beside(where, readonly=False) as pg:
+            yield pg, pg.lease_holder() is not None
+        return
+    path = where
     try:
         store = SqliteStore.open(path)
     except LockHeld:
@@ -185,25 +193,27 @@ def inbox_store(path: Path) -> Iterator[tuple[SqliteStore, bool]]:
             f"The syncd holding {path}.lock runs an older schema, without requests. Nothing was recorded: upgrade "
             "and restart it (systemctl restart syncd), then run this command again."
         )
-    store = SqliteStore(path, connect(path), None)
+    beside_holder = SqliteStore(path, connect(path), None)
     try:
-        yield store, True
+        yield beside_holder, True
     finally:
-        store.close()
+        beside_holder.close()
 
 
 def when_applied(store: Store, now: float) -> str:
     """When the lock holder applies a request: at the start of its next cycle, from its interval and its last
     cycle (`syncd run` records its pid and interval in `meta`)."""
     daemon = json.loads(store.get_meta("daemon") or "null")
-    if not daemon or not alive(daemon["pid"]):
+    here = daemon and daemon.get("host", socket.gethostname()) == socket.gethostname()
+    if not daemon or (here and not alive(daemon["pid"])):
         return (
             "Another syncd (a 'syncd once' or another command) holds the lock; the next 'syncd once' or "
             "'syncd run' applies it when its cycle starts."
         )
     interval = float(daemon["interval_seconds"])
     started, finished = store.last_cycle_times()
-    holder = f"'syncd run' (pid {daemon['pid']}) applies it at the start of its next cycle"
+    host = "" if here else f" on {daemon['host']}"
+    holder = f"'syncd run' (pid {daemon['pid']}{host}) applies it at the start of its next cycle"
     if started is None:
         return f"{holder}, within {interval:g}s."
     due, every = started + interval, f"a cycle every {interval:g}s"

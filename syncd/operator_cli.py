@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -27,29 +27,30 @@ if TYPE_CHECKING:
 
 @contextmanager
 def runtime_unless_busy(app: App, cfg: configuration.Config) -> Iterator[Runtime | None]:
-    """The runtime under the lock, or None while another syncd holds it: the command then leaves a request."""
-    try:
-        fd = lock.acquire(cfg.state_path)
-    except LockHeld:
-        yield None
-        return
-    try:
-        from syncd import compose
+    """The runtime under the lock (PostgreSQL: the lease), or None while another syncd holds it: the command
+    then leaves a request."""
+    from syncd import compose
 
-        with compose.runtime(cfg, fd, app.hooks) as rt:
-            yield rt
-    finally:
-        lock.release(fd)
+    with ExitStack() as held:
+        try:
+            fd = None if cfg.on_postgres else lock.acquire(cfg.state_path)
+            if fd is not None:
+                held.callback(lock.release, fd)
+            rt = held.enter_context(compose.runtime(cfg, fd, app.hooks))
+        except LockHeld:
+            rt = None
+        yield rt
 
 
 def leave_request(app: App, cfg: configuration.Config, kind: str, args: dict[str, object]) -> None:
     """Another syncd holds the lock: record the request for it, in one short transaction, and say when it acts."""
     from syncd import operator
 
-    with operator.inbox_store(cfg.state_path) as (store, _):
+    with operator.inbox_store(configuration.state(cfg)) as (store, _):
         number = store.inbox.ask(kind, args, app.hooks.clock())
         when = operator.when_applied(store, app.hooks.clock())
-    click.echo(f"Another syncd holds {cfg.state_path}.lock, so this is request #{number}. {when}")
+    held = f"the lease of account {cfg.crm.account}" if cfg.on_postgres else f"{cfg.state_path}.lock"
+    click.echo(f"Another syncd holds {held}, so this is request #{number}. {when}")
 
 
 @click.command()
@@ -66,9 +67,9 @@ def retry(app: App, deal_id: str | None, every: bool) -> None:
     nothing = f"Deal {deal_id} has no dead op" if deal_id else "There is no dead op"
     with runtime_unless_busy(app, cfg) as rt:
         if rt is None:
-            from syncd.store import SqliteStore
+            from syncd.store import view
 
-            with SqliteStore.reading(cfg.state_path) as store:
+            with view(configuration.state(cfg)) as store:
                 dead = store.dead_ops(deal_id)
             if not dead:
                 click.echo(f"{nothing}. 'syncd status' lists the dead ones.")
@@ -110,9 +111,9 @@ def backfill(app: App, since: str, flow_name: str | None, dry_run: bool) -> None
         raise click.BadParameter(f"no flow is named {flow_name!r} in {cfg.path}", param_hint="--flow")
     if dry_run:
         from syncd import compose, operator
-        from syncd.store import SqliteStore
+        from syncd.store import view
 
-        with SqliteStore.reading(cfg.state_path) as store:
+        with view(configuration.state(cfg)) as store:
             done = operator.backfill(
                 store, flows, compose.settings(cfg), crm=cfg.crm.kind, since_ms=since_ms, now=0.0, dry_run=True
             )
@@ -175,7 +176,7 @@ def set_paused(app: App, name: str, paused: bool) -> None:
     if name not in {f.name for f in cfg.flows}:
         names = ", ".join(f.name for f in cfg.flows)
         raise click.BadParameter(f"no flow is named {name!r} in {cfg.path} (its flows: {names})", param_hint="NAME")
-    with operator.inbox_store(cfg.state_path) as (store, busy):
+    with operator.inbox_store(configuration.state(cfg)) as (store, busy):
         changed = store.inbox.set_paused(name, paused, app.hooks.clock())
         when = operator.when_applied(store, app.hooks.clock()) if busy else "The next cycle acts on it."
     state = "paused" if paused else "resumed"
@@ -193,7 +194,7 @@ def history(app: App, count: int, as_json: bool) -> None:
     from syncd.status_text import cycles_json, format_history
     from syncd.store.read import read_cycles
 
-    rows = read_cycles(app.config().state_path, count)
+    rows = read_cycles(configuration.state(app.config()), count)
     click.echo(json.dumps(cycles_json(rows), indent=2) if as_json else format_history(rows))
 
 
@@ -208,9 +209,9 @@ def quarantine(app: App, record_id: str | None) -> None:
 
     cfg = app.config()
     if record_id is None:
-        click.echo(format_quarantine(read_status(cfg.state_path, app.hooks.clock())))
+        click.echo(format_quarantine(read_status(configuration.state(cfg), app.hooks.clock())))
         return
-    with operator.inbox_store(cfg.state_path) as (store, _):
+    with operator.inbox_store(configuration.state(cfg)) as (store, _):
         cleared = store.inbox.clear_quarantine(record_id)
     if not cleared:
         click.echo(f"Record {record_id} is not quarantined. 'syncd quarantine' lists those that are.")

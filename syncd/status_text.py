@@ -50,6 +50,15 @@ def status_json(s: Status, flows: tuple[Flow, ...] = ()) -> dict[str, Any]:
         "warnings": unconfigured(s.ledger_flows, flows) if flows else [],
         "paused_flows": list(s.paused_flows),
         "pending_requests": list(s.pending_requests),
+        "lease": None
+        if s.lease is None
+        else {
+            "account": s.lease.account,
+            "holder": s.lease.holder,
+            "fence": s.lease.fence,
+            "expires_in_seconds": round(s.lease.expires_in, 1),
+            "live": s.lease.live,
+        },
     }
 
 
@@ -74,6 +83,15 @@ def format_status(s: Status, flows: tuple[Flow, ...] = ()) -> str:
     lines += [f"  asana rate   {rate.describe()}" for rate in s.asana_rates] or [
         f"  asana rate   nothing learned: starts at {PAID_PER_MINUTE}/min (Asana's paid plan), lowered by a 429"
     ]
+    if s.lease is not None:
+        lease = s.lease
+        lines.append(
+            f"  lease        held by {lease.holder} (fence {lease.fence}), expires in {lease.expires_in:.0f}s"
+            if lease.live
+            else f"  lease        free: {lease.holder} (fence {lease.fence}) "
+            + ("stopped cleanly" if lease.clean else "stopped renewing")
+            + f" {-lease.expires_in:.0f}s ago"
+        )
     if s.effects:
         lines.append("  follow-ups   " + " · ".join(f"{state} {count}" for state, count in s.effects.items()))
     for service, q in s.health.quota.items():

@@ -10,12 +10,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from syncd.cli import main
@@ -50,6 +53,33 @@ def require(missing: bool, reason: str) -> None:
     """`unless_ci` inside a test: skip here, fail under CI=true."""
     if missing:
         (pytest.fail if CI else pytest.skip)(reason)
+
+
+POSTGRES_URL = os.environ.get("SYNCD_TEST_POSTGRES_URL", "")
+NO_POSTGRES = (
+    "No PostgreSQL for the tests: set SYNCD_TEST_POSTGRES_URL to a database URL "
+    "(e.g. postgresql://syncd@127.0.0.1:55432/postgres after initdb and pg_ctl start, as .ci/run does)."
+)
+
+
+def in_schema(url: str, schema: str) -> str:
+    """`url` with libpq's `options` setting the search path, so every table syncd creates lands in `schema`."""
+    return f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A URL of a fresh, empty schema in the test database (SYNCD_TEST_POSTGRES_URL), dropped afterwards.
+    Without a server: skipped with a sentence saying how to start one, and a failure under CI=true."""
+    require(not POSTGRES_URL, NO_POSTGRES)
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield in_schema(POSTGRES_URL, schema)
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture
@@ -108,6 +138,7 @@ class Syncd:
     hubspot: FakeHubSpot
     asana: FakeAsana
     offset: float = 0.0  # how far `tick` has moved syncd's clock and the fakes' clocks ahead of real time
+    postgres: str | None = None  # the state in this PostgreSQL schema (`[state] url`) instead of syncd.db
 
     def clock(self) -> float:
         return time.time() + self.offset
@@ -128,6 +159,8 @@ class Syncd:
         return self.workdir / "syncd.db"
 
     def config(self, **sections: Any) -> None:
+        if self.postgres:
+            sections["state"] = {"url": self.postgres, **sections.get("state", {})}
         self.config_path.write_text(config_text(self.hubspot, self.asana, **sections))
 
     def env(self, **extra: str | None) -> dict[str, str]:
@@ -184,6 +217,9 @@ class Syncd:
         return self.hubspot.now() - seconds
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
+        if self.postgres:
+            with psycopg.connect(self.postgres, autocommit=True) as pg:
+                return [tuple(r) for r in pg.execute(sql.replace("?", "%s"), params).fetchall()]  # type: ignore[arg-type]
         conn = sqlite3.connect(self.db_path)
         try:
             return conn.execute(sql, params).fetchall()
@@ -226,9 +262,23 @@ def in_process(argv: list[str], env: dict[str, str], hooks: Hooks) -> subprocess
     return subprocess.CompletedProcess(["syncd", *argv], code, out.getvalue(), err.getvalue())
 
 
+STATE = os.environ.get("SYNCD_TEST_STATE", "sqlite")  # "postgres": the `syncd` runner keeps its state there
+
+
 @pytest.fixture
-def syncd(tmp_path: Path, hubspot: FakeHubSpot, asana: FakeAsana) -> Syncd:
-    runner = Syncd(tmp_path, hubspot, asana)
+def syncd(request: pytest.FixtureRequest, tmp_path: Path, hubspot: FakeHubSpot, asana: FakeAsana) -> Syncd:
+    """The `syncd` command on a workdir; with SYNCD_TEST_STATE=postgres, its state in a fresh PostgreSQL
+    schema instead of syncd.db (tests about the SQLite file itself do not apply there)."""
+    url = request.getfixturevalue("postgres") if STATE == "postgres" else None
+    runner = Syncd(tmp_path, hubspot, asana, postgres=url)
+    runner.config()
+    return runner
+
+
+@pytest.fixture
+def pg_syncd(tmp_path: Path, hubspot: FakeHubSpot, asana: FakeAsana, postgres: str) -> Syncd:
+    """`syncd` with its state in a fresh PostgreSQL schema (`[state] url`)."""
+    runner = Syncd(tmp_path, hubspot, asana, postgres=postgres)
     runner.config()
     return runner
 
@@ -263,7 +313,8 @@ def qualify(syncd: Syncd, n: int, **properties: str) -> list[str]:
 
 
 def integrity_ok(syncd: Syncd) -> None:
-    assert syncd.query("PRAGMA integrity_check") == [("ok",)]
+    if not syncd.postgres:  # PostgreSQL keeps its own files consistent; its constraints hold on every write
+        assert syncd.query("PRAGMA integrity_check") == [("ok",)]
 
 
 def settle_until_done(syncd: Syncd, rounds: int = 12) -> None:

@@ -1,7 +1,8 @@
 """Exactly once for the whole life of a deployment (issue 11): what operators and CRMs do around the process.
 
-Each test is one row of the issue's table, over the fakes (HTTP on 127.0.0.1) and real SQLite files. The
-common thread: the ledger is a cache that can go back in time, so Asana is asked before any create.
+Each test is one row of the issue's table, over the fakes (HTTP on 127.0.0.1), on real SQLite files and on a
+real PostgreSQL (each test whose guarantee is not about the SQLite file runs on both). The common thread: the
+ledger is a cache that can go back in time, so Asana is asked before any create.
 """
 
 from __future__ import annotations
@@ -12,9 +13,24 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from syncd.sandbox.asana import FakeAsana
+from syncd.sandbox.hubspot import FakeHubSpot
+
 from conftest import Syncd, win
 
 FLOW = {"name": "onboarding", "when": "stage == 'closedwon' and amount > 10000 and tier == 'Enterprise'"}
+SQLITE_ONLY = pytest.mark.parametrize("syncd", ["sqlite"], indirect=True)  # about the file: backups, WAL, disk
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def syncd(request: pytest.FixtureRequest, tmp_path: Path, hubspot: FakeHubSpot, asana: FakeAsana) -> Syncd:
+    runner = Syncd(
+        tmp_path, hubspot, asana, postgres=request.getfixturevalue("postgres") if request.param == "postgres" else None
+    )
+    runner.config()
+    return runner
 
 
 def seed(syncd: Syncd, n: int = 2) -> list[str]:
@@ -46,6 +62,7 @@ def markers(syncd: Syncd) -> list[str]:
     return sorted(p["notes"].splitlines()[-1] for p in syncd.asana.projects)
 
 
+@SQLITE_ONLY
 def test_a_restored_backup_does_not_create_the_projects_made_since_again(syncd: Syncd, tmp_path: Path) -> None:
     deals = seed(syncd)
     syncd.ok("once")  # baseline
@@ -62,6 +79,7 @@ def test_a_restored_backup_does_not_create_the_projects_made_since_again(syncd: 
     assert syncd.asana.duplicates() == {}
 
 
+@SQLITE_ONLY
 def test_a_lost_wal_after_a_kill_does_not_create_a_project_twice(syncd: Syncd, tmp_path: Path) -> None:
     (deal,) = seed(syncd, 1)
     syncd.ok("once")
@@ -75,6 +93,7 @@ def test_a_lost_wal_after_a_kill_does_not_create_a_project_twice(syncd: Syncd, t
     assert len(syncd.asana.projects_with_marker(f"[syncd:hubspot:default:{deal}:onboarding]")) == 1
 
 
+@SQLITE_ONLY
 def test_a_second_database_for_the_same_account_finds_the_first_ones_projects(syncd: Syncd) -> None:
     deals = seed(syncd)
     syncd.ok("once")
@@ -90,6 +109,7 @@ def test_a_second_database_for_the_same_account_finds_the_first_ones_projects(sy
     assert syncd.asana.duplicates() == {}
 
 
+@SQLITE_ONLY
 def test_deleting_the_database_of_a_per_entry_flow_does_not_post_entry_two_again(syncd: Syncd) -> None:
     syncd.config(flows=[{**FLOW, "refire": "per_entry"}])
     (deal,) = seed(syncd, 1)
@@ -191,6 +211,7 @@ def test_backfill_judges_by_the_current_rules_and_says_what_it_cannot_judge(sync
     assert "Queued" not in unjudged.stdout and "Cannot judge 1 deal(s)" in unjudged.stdout, unjudged.stdout
 
 
+@SQLITE_ONLY  # on PostgreSQL accounts share the database: tests/test_postgres.py
 def test_a_database_refuses_another_accounts_config(syncd: Syncd) -> None:
     seed(syncd, 1)
     syncd.ok("once")
@@ -202,6 +223,7 @@ def test_a_database_refuses_another_accounts_config(syncd: Syncd) -> None:
     assert (len(syncd.hubspot.requests), len(syncd.asana.requests)) == before  # refused before any request
 
 
+@SQLITE_ONLY
 def test_cycles_killed_before_they_finish_make_status_unhealthy_and_fire_the_stale_alert(syncd: Syncd) -> None:
     syncd.config(schedule={"interval_seconds": 30}, alerts={"stale_after_minutes": 1})
     (deal,) = seed(syncd, 1)
@@ -221,6 +243,7 @@ def test_cycles_killed_before_they_finish_make_status_unhealthy_and_fire_the_sta
     assert alerts and "stale" in alerts[0][0]
 
 
+@SQLITE_ONLY
 def test_a_full_disk_is_reported_as_a_full_disk_and_loses_nothing(syncd: Syncd) -> None:
     """A real process whose file-size limit runs out (the kernel's EFBIG, as on a full disk)."""
     deals = seed(syncd, 300)

@@ -1,5 +1,6 @@
-"""The SQLite store on real files in `tmp_path`, no HTTP: migrations, the ledger's state machine and its
-event log, the page transaction, the due queues and the read side (DESIGN.md §3-§4)."""
+"""The store on both backends, no HTTP: real SQLite files in `tmp_path` and a fresh schema of a real PostgreSQL
+(`postgres` in conftest): migrations, the ledger's state machine and its event log, the page transaction, the
+due queues and the read side (DESIGN.md §3-§4). The same tests, the same assertions, on each."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlite_utils import Database
 
+from syncd.config_values import PostgresState
 from syncd.diff import Change
 from syncd.errors import StoreError
 from syncd.models import OP_STATES, Deal, Effect, NewEffect, NewOp, Op, Quarantined, State
-from syncd.store import SqliteStore, Status, read_history, read_status
+from syncd.store import SqliteStore, Status, Store, open_store, read_history, read_status
 from syncd.store.schema import connect, migrations
 
 T0 = 1_760_000_000.0  # epoch seconds: every `now` below is T0 plus a few seconds
@@ -30,11 +33,29 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "syncd.db"
 
 
+INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
+Place = Path | PostgresState
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
+    """Where the state is: a SQLite file, or one account's rows in a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return tmp_path / "syncd.db"
+    return PostgresState(request.getfixturevalue("postgres"), "default", lease_seconds=30)
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteStore]:
-    opened = SqliteStore.open(db_path)
+def store(place: Place) -> Iterator[Store]:
+    opened = open_store(place)
     yield opened
     opened.close()
+
+
+def in_transaction(store: Any) -> bool:
+    if isinstance(store, SqliteStore):
+        return store.conn.in_transaction
+    return store.conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
 
 # -- values --------------------------------------------------------------------------------------------
@@ -57,34 +78,34 @@ def effect(deal_id: str, n: int, kind: str = "task") -> NewEffect:
     return NewEffect(f"{FLOW}:hubspot:default:{deal_id}/task{n}", kind, {"name": f"Task {n}"})
 
 
-def queued(store: SqliteStore, deal_id: str, now: float = T0, effects: tuple[NewEffect, ...] = ()) -> NewOp:
+def queued(store: Store, deal_id: str, now: float = T0, effects: tuple[NewEffect, ...] = ()) -> NewOp:
     """A deal recorded with its newly qualifying op, pending."""
     op = new_op(deal_id, effects)
     assert store.record_page([change(deal(deal_id))], [op], [], 1_000, now) == 1
     return op
 
 
-def created(store: SqliteStore, op: NewOp, now: float = T0, gid: str = "1210000000000001") -> None:
+def created(store: Store, op: NewOp, now: float = T0, gid: str = "1210000000000001") -> None:
     assert store.ops.begin(op.op_key, now)
     store.ops.move(op.op_key, State.CREATED, now, f"created project {gid}", asana_gid=gid, asana_url=f"u/{gid}")
 
 
 # -- reading the file behind the store's back ----------------------------------------------------------
-def row(store: SqliteStore, table: str, key: str) -> sqlite3.Row:
+def row(store: Any, table: str, key: str) -> Any:
     column = {"ops": "op_key", "effects": "effect_key"}[table]
     found = store.conn.execute(f"SELECT * FROM {table} WHERE {column} = ?", (key,)).fetchone()
     assert found is not None
     return found
 
 
-def events(store: SqliteStore, ledger: str, key: str) -> list[tuple[str, str]]:
+def events(store: Any, ledger: str, key: str) -> list[tuple[str, str]]:
     rows = store.conn.execute(
         "SELECT state, detail FROM events WHERE ledger = ? AND key = ? ORDER BY id", (ledger, key)
     )
     return [(r["state"], r["detail"]) for r in rows]
 
 
-def count(store: SqliteStore, table: str) -> int:
+def count(store: Any, table: str) -> int:
     return int(store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
@@ -146,7 +167,7 @@ def test_a_database_from_before_one_event_log_keeps_its_op_history_in_events(db_
 
 
 # -- the ledger ----------------------------------------------------------------------------------------
-def test_begin_moves_a_pending_op_to_in_flight_counts_the_attempt_and_writes_an_event(store: SqliteStore) -> None:
+def test_begin_moves_a_pending_op_to_in_flight_counts_the_attempt_and_writes_an_event(store: Store) -> None:
     op = queued(store, "7")
 
     assert store.ops.begin(op.op_key, T0 + 1) is True
@@ -159,7 +180,7 @@ def test_begin_moves_a_pending_op_to_in_flight_counts_the_attempt_and_writes_an_
     ]
 
 
-def test_a_second_begin_returns_false_and_changes_nothing(store: SqliteStore) -> None:
+def test_a_second_begin_returns_false_and_changes_nothing(store: Store) -> None:
     op = queued(store, "7")
     assert store.ops.begin(op.op_key, T0 + 1)
 
@@ -170,7 +191,7 @@ def test_a_second_begin_returns_false_and_changes_nothing(store: SqliteStore) ->
 
 
 @pytest.mark.parametrize("state", [State.UNKNOWN, State.CREATED, State.DEAD])
-def test_begin_refuses_an_op_that_is_not_pending(store: SqliteStore, state: State) -> None:
+def test_begin_refuses_an_op_that_is_not_pending(store: Store, state: State) -> None:
     op = queued(store, "7")
     assert store.ops.begin(op.op_key, T0)
     store.ops.move(op.op_key, state, T0, "elsewhere", **({"asana_gid": "1"} if state == State.CREATED else {}))
@@ -179,12 +200,12 @@ def test_begin_refuses_an_op_that_is_not_pending(store: SqliteStore, state: Stat
     assert row(store, "ops", op.op_key)["state"] == state
 
 
-def test_begin_is_false_for_a_key_the_ledger_does_not_hold(store: SqliteStore) -> None:
+def test_begin_is_false_for_a_key_the_ledger_does_not_hold(store: Store) -> None:
     assert store.ops.begin("no-such-op", T0) is False
     assert count(store, "events") == 0
 
 
-def test_move_writes_one_event_per_transition(store: SqliteStore) -> None:
+def test_move_writes_one_event_per_transition(store: Store) -> None:
     op = queued(store, "7")
     assert store.ops.begin(op.op_key, T0)
     store.ops.move(op.op_key, State.UNKNOWN, T0 + 1, "outcome unknown: reset")
@@ -204,7 +225,7 @@ def test_move_writes_one_event_per_transition(store: SqliteStore) -> None:
     assert ats == [T0, T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4]
 
 
-def test_last_error_is_the_detail_of_unknown_and_dead_and_cleared_otherwise(store: SqliteStore) -> None:
+def test_last_error_is_the_detail_of_unknown_and_dead_and_cleared_otherwise(store: Store) -> None:
     op = queued(store, "7", effects=(effect("7", 1),))
     key = op.op_key
 
@@ -233,16 +254,16 @@ def test_last_error_is_the_detail_of_unknown_and_dead_and_cleared_otherwise(stor
     assert [s for s, _ in events(store, "effects", effect_key)] == ["in_flight", "unknown", "done"]
 
 
-def test_created_without_a_gid_raises_and_the_transaction_rolls_back(store: SqliteStore) -> None:
+def test_created_without_a_gid_raises_and_the_transaction_rolls_back(store: Store) -> None:
     op = queued(store, "7")
     assert store.ops.begin(op.op_key, T0)
     before = events(store, "ops", op.op_key)
 
-    with pytest.raises(sqlite3.IntegrityError), store.write() as c:
+    with pytest.raises(INTEGRITY), store.write() as c:
         store.ops.move_in(c, op.op_key, State.UNKNOWN, T0 + 1, "outcome unknown")  # fine on its own
         store.ops.move_in(c, op.op_key, State.CREATED, T0 + 1, "created, but no gid")
 
-    assert not store.conn.in_transaction
+    assert not in_transaction(store)
     kept = row(store, "ops", op.op_key)
     assert (kept["state"], kept["asana_gid"], kept["last_error"]) == ("in_flight", None, None)
     assert events(store, "ops", op.op_key) == before
@@ -258,10 +279,10 @@ def test_created_without_a_gid_raises_and_the_transaction_rolls_back(store: Sqli
     ],
     ids=["gid-without-created", "op-done", "negative-attempts", "unknown-never-attempted"],
 )
-def test_check_constraints_refuse_impossible_op_states(store: SqliteStore, state: State, fields: Any) -> None:
+def test_check_constraints_refuse_impossible_op_states(store: Store, state: State, fields: Any) -> None:
     op = queued(store, "7")
 
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY):
         store.ops.move(op.op_key, state, T0 + 1, "impossible", **fields)
 
     kept = row(store, "ops", op.op_key)
@@ -269,7 +290,7 @@ def test_check_constraints_refuse_impossible_op_states(store: SqliteStore, state
     assert len(events(store, "ops", op.op_key)) == 1
 
 
-def test_recover_in_flight_turns_every_in_flight_op_and_effect_into_unknown(store: SqliteStore) -> None:
+def test_recover_in_flight_turns_every_in_flight_op_and_effect_into_unknown(store: Store) -> None:
     flying = queued(store, "1")
     assert store.ops.begin(flying.op_key, T0)
     done = queued(store, "2", effects=(effect("2", 1),))
@@ -283,15 +304,15 @@ def test_recover_in_flight_turns_every_in_flight_op_and_effect_into_unknown(stor
     assert row(store, "effects", done.effects[0].effect_key)["state"] == "unknown"
     assert row(store, "ops", done.op_key)["state"] == "created"
     assert row(store, "ops", waiting.op_key)["state"] == "pending"
-    startup = "found in_flight at startup: the last run died mid-call"
-    assert events(store, "ops", flying.op_key)[-1] == ("unknown", startup)
+    state, startup = events(store, "ops", flying.op_key)[-1]
+    assert state == "unknown" and startup.startswith("found in_flight") and "died" in startup
     assert events(store, "effects", done.effects[0].effect_key)[-1] == ("unknown", startup)
     assert row(store, "ops", flying.op_key)["last_error"] == startup
     assert store.recover_in_flight(T0 + 6) == 0
 
 
 # -- one page, one transaction -------------------------------------------------------------------------
-def test_record_page_writes_deals_ops_quarantine_and_cursor_together(store: SqliteStore) -> None:
+def test_record_page_writes_deals_ops_quarantine_and_cursor_together(store: Store) -> None:
     q = Quarantined("9", "amount 'lots' is not a number", '{"id": "9"}')
 
     new = store.record_page(
@@ -304,15 +325,15 @@ def test_record_page_writes_deals_ops_quarantine_and_cursor_together(store: Sqli
     assert store.cursor() == 5_000
 
 
-def test_a_failure_inside_record_page_leaves_no_partial_rows_and_the_cursor_unchanged(store: SqliteStore) -> None:
+def test_a_failure_inside_record_page_leaves_no_partial_rows_and_the_cursor_unchanged(store: Store) -> None:
     queued(store, "1")  # cursor 1000, one deal, one op
     orphan = new_op("missing")  # its deal is not in the page: the foreign key fails inside the transaction
     q = Quarantined("9", "bad record", "{}")
 
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+    with pytest.raises(INTEGRITY, match=r"(?i)foreign key"):
         store.record_page([change(deal("2"))], [new_op("2"), orphan], [q], 9_000, T0 + 1)
 
-    assert not store.conn.in_transaction
+    assert not in_transaction(store)
     assert store.cursor() == 1_000
     assert [r[0] for r in store.conn.execute("SELECT id FROM deals")] == ["1"]
     assert count(store, "deal_versions") == 1
@@ -322,7 +343,7 @@ def test_a_failure_inside_record_page_leaves_no_partial_rows_and_the_cursor_unch
     assert store.record_page([change(deal("2"))], [new_op("2")], [], 9_000, T0 + 2) == 1  # the store still works
 
 
-def test_the_cursor_never_moves_backwards(store: SqliteStore) -> None:
+def test_the_cursor_never_moves_backwards(store: Store) -> None:
     store.record_page([], [], [], 5_000, T0)
     store.record_page([], [], [], 3_000, T0 + 1)
     assert store.cursor() == 5_000
@@ -330,7 +351,7 @@ def test_the_cursor_never_moves_backwards(store: SqliteStore) -> None:
     assert store.cursor() == 6_000
 
 
-def test_a_replayed_older_deal_version_does_not_overwrite_a_newer_one(store: SqliteStore) -> None:
+def test_a_replayed_older_deal_version_does_not_overwrite_a_newer_one(store: Store) -> None:
     store.record_page([change(deal("7", 2_000, name="Acme (new)"), newly=())], [], [], 2_000, T0)
 
     store.record_page([change(deal("7", 1_000, name="Acme (old)"), matches=False, newly=())], [], [], 2_000, T0 + 1)
@@ -342,7 +363,7 @@ def test_a_replayed_older_deal_version_does_not_overwrite_a_newer_one(store: Sql
     assert store.stored_deals(["7"])["7"].updated_at_ms == 2_000
 
 
-def test_inserting_the_same_op_twice_is_idempotent_by_op_key(store: SqliteStore) -> None:
+def test_inserting_the_same_op_twice_is_idempotent_by_op_key(store: Store) -> None:
     op = new_op("7", effects=(effect("7", 1), effect("7", 2)))
     assert store.record_page([change(deal("7"))], [op], [], 1_000, T0) == 1
     changed = dataclasses.replace(op, body={**op.body, "name": "Something else"})
@@ -356,7 +377,7 @@ def test_inserting_the_same_op_twice_is_idempotent_by_op_key(store: SqliteStore)
 
 
 # -- the due queues ------------------------------------------------------------------------------------
-def test_a_held_flows_ops_are_neither_due_nor_wake_the_daemon(store: SqliteStore) -> None:
+def test_a_held_flows_ops_are_neither_due_nor_wake_the_daemon(store: Store) -> None:
     """A paused flow's pending ops wait: `due_ops` leaves them out, and `next_due` does not count them, so
     `syncd run` does not cycle early, again and again, for work it will not do."""
     queued(store, "7")
@@ -365,7 +386,7 @@ def test_a_held_flows_ops_are_neither_due_nor_wake_the_daemon(store: SqliteStore
     assert store.due_ops(T0, 10, held=held) == [] and store.next_due(10, held=held) is None
 
 
-def test_due_ops_honours_next_attempt_at_for_pending_ops(store: SqliteStore) -> None:
+def test_due_ops_honours_next_attempt_at_for_pending_ops(store: Store) -> None:
     op = queued(store, "7")
     store.ops.move(op.op_key, State.PENDING, T0, "rate limited", next_attempt_at=T0 + 30)
 
@@ -375,7 +396,7 @@ def test_due_ops_honours_next_attempt_at_for_pending_ops(store: SqliteStore) -> 
     assert (due.op_key, due.state, due.next_attempt_at, due.attempts) == (op.op_key, State.PENDING, T0 + 30, 0)
 
 
-def test_due_ops_waits_the_settle_delay_after_the_last_attempt_of_an_unknown_op(store: SqliteStore) -> None:
+def test_due_ops_waits_the_settle_delay_after_the_last_attempt_of_an_unknown_op(store: Store) -> None:
     op = queued(store, "7")
     assert store.ops.begin(op.op_key, T0 + 1)
     store.ops.move(op.op_key, State.UNKNOWN, T0 + 1.2, "outcome unknown")
@@ -386,7 +407,7 @@ def test_due_ops_waits_the_settle_delay_after_the_last_attempt_of_an_unknown_op(
     assert due.last_error == "outcome unknown"
 
 
-def test_due_ops_never_returns_in_flight_created_or_dead_ops(store: SqliteStore) -> None:
+def test_due_ops_never_returns_in_flight_created_or_dead_ops(store: Store) -> None:
     for deal_id in ("1", "2", "3"):
         queued(store, deal_id)
         assert store.ops.begin(new_op(deal_id).op_key, T0)
@@ -396,7 +417,7 @@ def test_due_ops_never_returns_in_flight_created_or_dead_ops(store: SqliteStore)
     assert store.due_ops(T0 + 1_000_000, settle_seconds=0) == []
 
 
-def test_due_effects_returns_the_next_effect_of_each_created_project_in_seq_order(store: SqliteStore) -> None:
+def test_due_effects_returns_the_next_effect_of_each_created_project_in_seq_order(store: Store) -> None:
     first = queued(store, "1", T0, effects=(effect("1", 1), effect("1", 2, "writeback"), effect("1", 3, "notify")))
     second = queued(store, "2", T0 + 1, effects=(effect("2", 1),))
     waiting = queued(store, "3", T0 + 2, effects=(effect("3", 1),))
@@ -428,13 +449,13 @@ def test_due_effects_returns_the_next_effect_of_each_created_project_in_seq_orde
 READERS = [lambda path: read_status(path, T0), lambda path: read_history(path, "7")]
 
 
-def finish(store: SqliteStore, ok: bool, at: float = T0) -> None:
+def finish(store: Store, ok: bool, at: float = T0) -> None:
     cycle = store.start_cycle(at)
     store.finish_cycle(cycle, at + 1, ok=ok, error=None if ok else "asana: 500", deals_seen=1, created=0)
 
 
-def test_status_before_any_cycle_is_unhealthy(store: SqliteStore, db_path: Path) -> None:
-    status = read_status(db_path, T0)
+def test_status_before_any_cycle_is_unhealthy(store: Store, place: Place) -> None:
+    status = read_status(place, T0)
 
     assert isinstance(status, Status)
     assert status.problems == ["no cycle has finished yet"]
@@ -445,24 +466,24 @@ def test_status_before_any_cycle_is_unhealthy(store: SqliteStore, db_path: Path)
         status.deals = 5  # type: ignore[misc]
 
 
-def test_status_is_healthy_after_a_good_cycle_and_not_after_a_failed_one(store: SqliteStore, db_path: Path) -> None:
+def test_status_is_healthy_after_a_good_cycle_and_not_after_a_failed_one(store: Store, place: Place) -> None:
     store.record_page([], [], [], 4_000_000, T0)
     store.mark_baseline_done(T0)
     finish(store, ok=True)
-    good = read_status(db_path, T0 + 5)
+    good = read_status(place, T0 + 5)
     assert (good.healthy, good.problems) == (True, [])
     assert (good.baseline_recorded_at, good.cursor_ms) == (T0, 4_000_000)
     assert good.last_cycle is not None and good.last_cycle.ok and good.last_success_at == T0 + 1
 
     finish(store, ok=False, at=T0 + 10)
-    failed = read_status(db_path, T0 + 15)
+    failed = read_status(place, T0 + 15)
     assert failed.problems == ["the last cycle failed"]
     assert not failed.healthy
     assert failed.last_cycle is not None and failed.last_cycle.error == "asana: 500"
     assert failed.last_success_at == T0 + 1
 
 
-def test_status_counts_dead_ops_and_dead_effects_as_problems(store: SqliteStore, db_path: Path) -> None:
+def test_status_counts_dead_ops_and_dead_effects_as_problems(store: Store, place: Place) -> None:
     finish(store, ok=True)
     dead = queued(store, "7")
     store.ops.move(dead.op_key, State.DEAD, T0, "Asana rejected the request: color")
@@ -470,7 +491,7 @@ def test_status_counts_dead_ops_and_dead_effects_as_problems(store: SqliteStore,
     created(store, with_effect)
     store.effects.move(with_effect.effects[0].effect_key, State.DEAD, T0, "the CRM refused the write-back")
 
-    status = read_status(db_path, T0 + 5)
+    status = read_status(place, T0 + 5)
 
     assert status.problems == [
         "1 dead op(s) need a human",
@@ -482,13 +503,13 @@ def test_status_counts_dead_ops_and_dead_effects_as_problems(store: SqliteStore,
     assert (op.op_key, op.deal_id, op.flow, op.reason) == (dead.op_key, "7", FLOW, "Asana rejected the request: color")
 
 
-def test_history_gives_a_deals_versions_and_its_ops_with_their_events(store: SqliteStore, db_path: Path) -> None:
+def test_history_gives_a_deals_versions_and_its_ops_with_their_events(store: Store, place: Place) -> None:
     store.record_page([change(deal("7", 1_000, name="Acme"), matches=False, newly=())], [], [], 1_000, T0)
     op = new_op("7")
     store.record_page([change(deal("7", 2_000, name="Acme"))], [op], [], 2_000, T0 + 1)
     created(store, op, T0 + 2, gid="9")
 
-    history = read_history(db_path, "7")
+    history = read_history(place, "7")
 
     assert history.deal_id == "7"
     assert [(v.updated_at_ms, dict(v.matches), v.newly) for v in history.versions] == [
@@ -503,7 +524,7 @@ def test_history_gives_a_deals_versions_and_its_ops_with_their_events(store: Sql
         (State.IN_FLIGHT, T0 + 2),
         (State.CREATED, T0 + 2),
     ]
-    assert read_history(db_path, "unknown-deal").versions == ()
+    assert read_history(place, "unknown-deal").versions == ()
 
 
 @pytest.mark.parametrize("read", READERS, ids=["status", "history"])

@@ -20,7 +20,8 @@ from syncd.asana_rate import FREE_PER_MINUTE, PAID_PER_MINUTE
 from syncd.breaker import Breaker
 from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
 from syncd.compose.sources import build_source
-from syncd.errors import ConfigError
+from syncd.config_values import LEASE_MARGIN_SECONDS
+from syncd.errors import ConfigError, LockHeld
 from syncd.hooks import Hooks
 from syncd.http import HttpClient, RetryPolicy
 from syncd.metrics import Metrics
@@ -30,7 +31,7 @@ from syncd.runtime import Runtime, Settings
 from syncd.sinks.asana import PROFILE as ASANA
 from syncd.sinks.asana import READY_FOR, AsanaSink
 from syncd.sources import Source
-from syncd.store import SqliteStore, Store, open_store
+from syncd.store import Store, open_store, view
 
 __all__ = ["Monitor", "Wiring", "dry_runtime", "rewire", "runtime", "settings", "wire", "wired"]
 
@@ -146,11 +147,27 @@ def runtime(cfg: configuration.Config, lock_fd: int | None = None, hooks: Hooks 
 
 @contextmanager
 def wired(
-    cfg: configuration.Config, lock_fd: int | None = None, hooks: Hooks | None = None
+    cfg: configuration.Config,
+    lock_fd: int | None = None,
+    hooks: Hooks | None = None,
+    standby: Callable[[LockHeld], None] | None = None,
 ) -> Iterator[tuple[Runtime, Monitor]]:
-    """`runtime`, and its monitor for the daemon (metrics server, reloads)."""
+    """`runtime`, and its monitor for the daemon (metrics server, reloads). With `standby`, a PostgreSQL lease
+    held by another process is waited for (`standby(why)` between tries) instead of raising `LockHeld`."""
     wiring = wire(cfg)
-    store = open_store(cfg.state_path, lock_fd)
+    while True:
+        try:
+            store = open_store(
+                configuration.state(cfg),
+                lock_fd,
+                settle_seconds=cfg.asana.settle_seconds,
+                post_seconds=cfg.http.connect_timeout + cfg.http.read_timeout + LEASE_MARGIN_SECONDS,
+            )
+            break
+        except LockHeld as exc:
+            if standby is None:
+                raise
+            standby(exc)
     try:
         claim(store, cfg)
         yield wiring.runtime(cfg, store, hooks or Hooks()), wiring.monitor
@@ -164,9 +181,8 @@ def dry_runtime(cfg: configuration.Config, hooks: Hooks | None = None) -> Iterat
     """A runtime for `--dry-run`: the database as it is, read-only and without the lock (an empty one in
     memory when there is none yet), so that a dry run creates and changes nothing on disk."""
     wiring = wire(cfg)
-    place = SqliteStore.reading(cfg.state_path) if cfg.state_path.exists() else SqliteStore.in_memory()
     try:
-        with place as store:
+        with view(configuration.state(cfg)) as store:
             claim(store, cfg, record=False)
             yield wiring.runtime(cfg, store, hooks or Hooks())
     finally:
@@ -185,7 +201,7 @@ def claim(store: Store, cfg: configuration.Config, *, record: bool = True) -> No
     theirs = json.loads(recorded)
     if theirs != mine:
         raise ConfigError(
-            f"{cfg.path} [state] path: {cfg.state_path} holds the state of {theirs['crm']} account "
+            f"{cfg.path} [state] path: {configuration.state(cfg)} holds the state of {theirs['crm']} account "
             f"{theirs['account']!r} at {theirs['host']}, not of this config's [crm] account = {cfg.crm.account!r} "
             f"({cfg.crm.kind} at {mine['host']}). Give each CRM account its own [state] path (a new one starts "
             "with a baseline), or set [crm] account back."

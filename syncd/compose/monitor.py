@@ -44,11 +44,11 @@ class Monitor:
         """The alert conditions as `syncd status` sees them, at the start of a cycle too: cycles that are
         killed before they finish never reach `after_cycle`, and must still make the stale alert fire."""
         now = self.clock()
-        self._alerts(now, read_status(self.cfg.state_path, now, self.cfg.alerts.stale_after_seconds), [])
+        self._alerts(now, read_status(configuration.state(self.cfg), now, self.cfg.alerts.stale_after_seconds), [])
 
     def after_cycle(self, report: CycleReport) -> None:
         now = self.clock()
-        status = read_status(self.cfg.state_path, now, self.cfg.alerts.stale_after_seconds)
+        status = read_status(configuration.state(self.cfg), now, self.cfg.alerts.stale_after_seconds)
         for service, sentence in report.auth_failures.items():
             self.watch.rejected(service, sentence)
         if self.metrics:

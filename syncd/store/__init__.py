@@ -2,15 +2,18 @@
 (quarantine), and how its cycles went.
 
 `Store` is the narrow interface the engine, the effects and the operator commands use; `SqliteStore`
-(`syncd.store.sqlite`) is the embedded implementation. The read side is `syncd.store.read`.
+(`syncd.store.sqlite`) is the embedded implementation, `PgStore` (`syncd.store.postgres`, the `syncd[postgres]`
+extra, imported only when configured) the one for several hosts. The read side is `syncd.store.read`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from syncd.config_values import PostgresState
 from syncd.diff import Change, Stored
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State
 from syncd.store.inbox import Inbox, Request
@@ -27,6 +30,7 @@ class Store(Protocol):
     inbox: Inbox
 
     def close(self) -> None: ...
+    def check_lease(self) -> None: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
     def delete_meta(self, key: str) -> bool: ...
@@ -75,6 +79,28 @@ class Store(Protocol):
     ) -> None: ...
 
 
-def open_store(path: Path, lock_fd: int | None = None) -> Store:
-    """The writer for `[state] path`, under the single-instance lock."""
-    return SqliteStore.open(path, lock_fd)
+def open_store(
+    state: Path | PostgresState, lock_fd: int | None = None, *, settle_seconds: float = 0.0, post_seconds: float = 0.0
+) -> Store:
+    """The writer: for `[state] path` under the single-instance lock, or for one account on PostgreSQL under
+    its lease (`LockHeld` while another process holds it). `post_seconds`: how much of the lease a request
+    needs; `settle_seconds`: how long after a previous holder's expiry nothing may be sent."""
+    if isinstance(state, PostgresState):
+        from syncd.store.postgres import PgStore
+
+        return PgStore.open(state, settle_seconds=settle_seconds, post_seconds=post_seconds)
+    return SqliteStore.open(state, lock_fd)
+
+
+@contextmanager
+def view(state: Path | PostgresState) -> Iterator[Store]:
+    """The state as it is, read-only and without the lock or the lease (a dry run, a command beside a running
+    syncd): an empty SQLite database in memory when there is no file yet, so nothing is created on disk."""
+    if isinstance(state, PostgresState):
+        from syncd.store.postgres import beside
+
+        with beside(state, readonly=True) as pg:
+            yield pg
+        return
+    with SqliteStore.reading(state) if state.exists() else SqliteStore.in_memory() as store:
+        yield store

@@ -1,6 +1,7 @@
 """The read side: what `syncd status`, `syncd explain`, metrics and alerts see, as frozen dataclasses.
 
-Read from a read-only connection that needs no lock and no token, so it works beside a running `syncd run`.
+Read from a read-only connection that needs no lock and no token, so it works beside a running `syncd run`:
+the SQLite file, or one account's rows on PostgreSQL (the same SQL, scoped by `Scope`).
 Times inside are epoch seconds (or CRM milliseconds); text is made at the edges (`syncd.status_text`).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,9 +20,11 @@ from typing import Any
 
 from syncd import asana_rate
 from syncd.asana_rate import LearnedRate
-from syncd.errors import StoreError
+from syncd.config_values import PostgresState
+from syncd.errors import NoStateYet, StoreError
 from syncd.models import OP_STATES, State, iso_s
 from syncd.store.schema import connect, pending_steps, refuse_empty
+from syncd.store.scope import Connection, Scope
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,29 @@ class Health:
         )
 
 
+def holder_name() -> str:
+    """How a PostgreSQL lease names its holder: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class LeaseFacts:
+    """PostgreSQL: the account's lease as the database sees it. `expires_in` < 0: it ran out that long ago."""
+
+    account: str
+    holder: str
+    fence: int
+    expires_in: float
+    clean: bool  # released by a clean stop, with nothing in flight
+
+    @property
+    def live(self) -> bool:
+        return self.expires_in > 0
+
+
 @dataclass(frozen=True)
 class Status:
-    database: Path
+    database: Path | str  # the SQLite file, or the PostgreSQL database and account (no password)
     now: float
     cursor_ms: int | None
     baseline_recorded_at: float | None
@@ -128,6 +152,7 @@ class Status:
     paused_flows: tuple[str, ...] = ()  # `syncd flow pause`
     pending_requests: tuple[str, ...] = ()  # what `retry`/`backfill` left for the lock holder's next cycle
     asana_rates: tuple[LearnedRate, ...] = ()  # what Asana's 429s revealed, per workspace
+    lease: LeaseFacts | None = None  # PostgreSQL only
 
     @property
     def cursor_age_seconds(self) -> float | None:
@@ -152,6 +177,12 @@ class Status:
             )
         if self.ops[State.DEAD]:
             problems.append(f"{self.ops[State.DEAD]} dead op(s) need a human")
+        lease = self.lease
+        if lease is not None and not lease.live and not lease.clean:
+            problems.append(
+                f"no live holder: the lease of {lease.holder} (fence {lease.fence}) ran out {-lease.expires_in:.0f}s "
+                "ago without a clean stop; start syncd on a host (a standby takes over by itself)"
+            )
         if self.effects.get(State.DEAD):
             problems.append(f"{self.effects[State.DEAD]} dead follow-up(s) (task, write-back, message) need a human")
         return problems
@@ -228,41 +259,59 @@ def alive(pid: int) -> bool:
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection; a database that cannot be read is a `StoreError` with a sentence."""
-    if not path.exists():
-        raise StoreError(f"There is no syncd database at {path} yet. Run 'syncd once' to create it.")
-    refuse_empty(path)
+def reading(state: Path | PostgresState) -> Iterator[tuple[Connection, Scope]]:
+    """A read-only connection and the rows that are this store's; a database that cannot be read is a
+    `StoreError` with a sentence."""
+    if isinstance(state, PostgresState):
+        from syncd.store.postgres import read_only
+
+        with read_only(state) as pg:
+            yield pg, Scope(state.account)
+        return
+    if not state.exists():
+        raise NoStateYet(f"There is no syncd database at {state} yet. Run 'syncd once' to create it.")
+    refuse_empty(state)
     conn: sqlite3.Connection | None = None
     try:
-        conn = connect(path, readonly=True)
-        if behind := pending_steps(conn, path):
+        conn = connect(state, readonly=True)
+        if behind := pending_steps(conn, state):
             raise StoreError(
-                f"{path} was written by an older syncd ({behind} schema step(s) behind this one). The next "
+                f"{state} was written by an older syncd ({behind} schema step(s) behind this one). The next "
                 "'syncd once' or 'syncd run' upgrades it in place; until then it cannot be read."
             )
-        yield conn
+        yield conn, Scope()
     except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a damaged row (JSON, a state)
-        raise StoreError(f"Could not read {path} ({exc}). Is it a syncd database?") from None
+        raise StoreError(f"Could not read {state} ({exc}). Is it a syncd database?") from None
     finally:
         if conn is not None:
             conn.close()
 
 
-def read_status(path: Path, now: float, stale_after_seconds: float | None = None) -> Status:
+def read_status(state: Path | PostgresState, now: float, stale_after_seconds: float | None = None) -> Status:
     """What `syncd status` shows. Needs no lock and no token."""
-    with reading(path) as conn:
-        one = conn.execute
-        cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'").fetchone()
-        last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+    with reading(state) as (conn, s):
+
+        def one(sql: str, *params: Any) -> Any:
+            return conn.execute(sql.format(w=s.where, a=s.and_), (*params, *s.params))
+
+        cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'{a}").fetchone()
+        last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL{a} ORDER BY id DESC LIMIT 1").fetchone()
         ops = dict.fromkeys(OP_STATES, 0) | {
-            State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops GROUP BY state")
+            State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops{w} GROUP BY state")
         }
-        dead = one("SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead' ORDER BY op_key")
-        recent = one("SELECT record_id, reason, seen_at FROM quarantine ORDER BY id DESC LIMIT 20")
-        baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'").fetchone()
+        dead = one("SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead'{a} ORDER BY op_key")
+        recent = one("SELECT record_id, reason, seen_at FROM quarantine{w} ORDER BY id DESC LIMIT 20")
+        baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'{a}").fetchone()
+        health = one("SELECT value FROM meta WHERE key = 'health'{a}").fetchone()
+        success = one("SELECT max(finished_at) FROM cycles WHERE ok = 1{a}").fetchone()[0]
+        lease = None
+        if isinstance(state, PostgresState):
+            held = one(
+                "SELECT holder, fence, extract(epoch FROM expires_at - now())::float8, clean FROM leases{w}"
+            ).fetchone()
+            lease = LeaseFacts(state.account, held[0], held[1], held[2], held[3]) if held else None
         return Status(
-            database=path,
+            database=state.shown if isinstance(state, PostgresState) else state,
             now=now,
             cursor_ms=cursor[0] if cursor else None,
             baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
@@ -271,42 +320,48 @@ def read_status(path: Path, now: float, stale_after_seconds: float | None = None
             )
             if last
             else None,
-            last_success_at=(success := one("SELECT max(finished_at) FROM cycles WHERE ok = 1").fetchone()[0]),
-            deals=one("SELECT count(*) FROM deals").fetchone()[0],
+            last_success_at=success,
+            deals=one("SELECT count(*) FROM deals{w}").fetchone()[0],
             ops=ops,
             dead_ops=tuple(DeadOp(r[0], r[1], r[2], r[3]) for r in dead),
-            quarantine=one("SELECT count(*) FROM quarantine").fetchone()[0],
+            quarantine=one("SELECT count(*) FROM quarantine{w}").fetchone()[0],
             quarantined_records=tuple(QuarantinedRecord(r[0], r[1], r[2]) for r in recent),
-            effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects GROUP BY state")},
-            health=Health.from_json((one("SELECT value FROM meta WHERE key = 'health'").fetchone() or [None])[0]),
+            effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects{w} GROUP BY state")},
+            health=Health.from_json(health[0] if health else None),
             stale_after_seconds=stale_after_seconds,
-            ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops ORDER BY flow")),
-            paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses ORDER BY flow")),
+            ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops{w} ORDER BY flow")),
+            lease=lease,
+            paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses{w} ORDER BY flow")),
             pending_requests=tuple(
-                f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL")
+                f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL{a}")
             ),
-            died=tuple(
+            died=tuple(  # a pid means something only on this host, beside the SQLite file
                 (r[0], r[1])
                 for r in one(
-                    """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL
-                       AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL), 0)"""
+                    """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL{a}
+                       AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL{a}), 0)""",
+                    *s.params,
                 )
-                if not alive(r[1])
+                if isinstance(state, Path) and not alive(r[1])
             ),
             asana_rates=tuple(
                 rate
-                for r in one("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", (asana_rate.PREFIX + "%",))
+                for r in one("SELECT key, value FROM meta WHERE key LIKE ?{a} ORDER BY key", asana_rate.PREFIX + "%")
                 if (rate := asana_rate.parse(r[0].removeprefix(asana_rate.PREFIX), r[1])) is not None
             ),
             unfinished_since_success=one(
-                "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?", (success or 0.0,)
+                "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?{a}", success or 0.0
             ).fetchone()[0],
         )
 
 
-def read_history(path: Path, deal_id: str) -> History:
+def read_history(state: Path | PostgresState, deal_id: str) -> History:
     """`syncd explain`: every recorded version of one deal, and each of its ops with its events."""
-    with reading(path) as conn:
+    with reading(state) as (conn, s):
+
+        def rows(sql: str, *params: Any) -> list[Any]:
+            return conn.execute(sql.format(w=s.where, a=s.and_), (*params, *s.params)).fetchall()
+
         versions = tuple(
             Version(
                 r["updated_at_ms"],
@@ -315,9 +370,7 @@ def read_history(path: Path, deal_id: str) -> History:
                 tuple(json.loads(r["newly"])),
                 r["recorded_at"],
             )
-            for r in conn.execute(
-                "SELECT * FROM deal_versions WHERE deal_id = ? ORDER BY updated_at_ms, id", (deal_id,)
-            )
+            for r in rows("SELECT * FROM deal_versions WHERE deal_id = ?{a} ORDER BY updated_at_ms, id", deal_id)
         )
         ops = tuple(
             OpHistory(
@@ -331,30 +384,27 @@ def read_history(path: Path, deal_id: str) -> History:
                 last_error=op["last_error"],
                 events=tuple(
                     Event(e["at"], State(e["state"]), e["detail"])
-                    for e in conn.execute(
-                        "SELECT * FROM events WHERE ledger = 'ops' AND key = ? ORDER BY id", (op["op_key"],)
-                    )
+                    for e in rows("SELECT * FROM events WHERE ledger = 'ops' AND key = ?{a} ORDER BY id", op["op_key"])
                 ),
             )
-            for op in conn.execute("SELECT * FROM ops WHERE deal_id = ? ORDER BY op_key", (deal_id,)).fetchall()
+            for op in rows("SELECT * FROM ops WHERE deal_id = ?{a} ORDER BY op_key", deal_id)
         )
         baselines = tuple(
-            FlowBaseline(r[0], r[1], r[2], r[3])
-            for r in conn.execute("SELECT flow, rule, at, reason FROM flow_baselines")
+            FlowBaseline(r[0], r[1], r[2], r[3]) for r in rows("SELECT flow, rule, at, reason FROM flow_baselines{w}")
         )
         quarantined = tuple(
             QuarantinedRecord(r[0], r[1], r[2])
-            for r in conn.execute(
-                "SELECT record_id, reason, seen_at FROM quarantine WHERE record_id = ? ORDER BY id", (deal_id,)
+            for r in rows(
+                "SELECT record_id, reason, seen_at FROM quarantine WHERE record_id = ?{a} ORDER BY id", deal_id
             )
         )
     return History(deal_id, versions, ops, baselines, quarantined)
 
 
-def read_cycles(path: Path, limit: int = 50) -> tuple[CycleRun, ...]:
+def read_cycles(state: Path | PostgresState, limit: int = 50) -> tuple[CycleRun, ...]:
     """The most recent `limit` cycles, newest first, finished or not (the status page's history)."""
-    with reading(path) as conn:
-        rows = conn.execute("SELECT * FROM cycles ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    with reading(state) as (conn, s):
+        rows = conn.execute(f"SELECT * FROM cycles{s.where} ORDER BY id DESC LIMIT ?", (*s.params, limit)).fetchall()
     return tuple(
         CycleRun(
             r["id"],

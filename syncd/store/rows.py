@@ -1,15 +1,15 @@
-"""Rows of the ledger's tables as the frozen dataclasses the engine works with."""
+"""Rows of the ledger's tables (from either backend) as the frozen dataclasses the engine works with."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from syncd.models import Effect, Op, State
+from syncd.store.scope import Row
 
 
-def op_of(row: sqlite3.Row) -> Op:
+def op_of(row: Row) -> Op:
     return Op(
         op_key=row["op_key"],
         flow=row["flow"],
@@ -33,7 +33,7 @@ def _team(body: dict[str, Any]) -> str | None:
     return team if isinstance(team, str) else None
 
 
-def effect_of(r: sqlite3.Row) -> Effect:
+def effect_of(r: Row) -> Effect:
     return Effect(
         effect_key=r["effect_key"],
         op_key=r["op_key"],

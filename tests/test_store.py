@@ -558,3 +558,14 @@ def test_opening_a_file_of_random_bytes_for_writing_is_a_store_error_and_frees_t
 
     junk.unlink()
     SqliteStore.open(junk).close()  # the lock was released: a second open is not LockHeld
+
+
+def test_a_pause_keeps_the_later_of_two_retry_afters(store: Store) -> None:
+    """Two answers asked to wait until different times: the later one stands, whichever came last (the
+    stored value is compared as a number; SQLite once compared it as text against a number and always took
+    the newest)."""
+    store.save_pause("asana", T0 + 60)
+    store.save_pause("asana", T0 + 5)
+    assert store.pause("asana") == pytest.approx(T0 + 60)
+    store.save_pause("asana", T0 + 90)
+    assert store.pause("asana") == pytest.approx(T0 + 90)

@@ -275,8 +275,11 @@ def test_rate_limit_429_with_honest_retry_after(fake):
     retry_after = int(r.headers["Retry-After"])
     # The rejected request counts too, so the first slot to free is the one taken at +30 s, not at 0 s.
     assert retry_after == 60 and fake.rate_limited == 1 and fake.early_requests == 0
-    assert get(fake, "/projects").status_code == 429  # too early: counted
+    told_at = fake.now()
+    assert get(fake, "/projects").status_code == 429  # too early: counted, with when it was told to wait
     assert fake.early_requests == 1 and fake.rate_limited == 2
+    [(sent, told)] = fake.early_log
+    assert told <= told_at <= sent
     fake.clock_offset += 61
     assert get(fake, "/projects").status_code == 200
     assert fake.early_requests == 1

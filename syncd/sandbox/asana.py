@@ -244,6 +244,8 @@ class FakeAsana(FakeServer):
         self._tasks_by_gid: dict[str, dict[str, Any]] = {}
         self._windows: dict[str, deque[float]] = {}
         self._not_before: dict[str, float] = {}
+        self._told_at: dict[str, float] = {}  # when the 429 that set `_not_before[key]` was answered
+        self.early_log: list[tuple[float, float]] = []  # (early request received at, its 429 answered at)
         self._workspace = {"gid": workspace, "resource_type": "workspace", "name": "Sandbox Org"}
         self._team = {"gid": team, "resource_type": "team", "name": "Sandbox Team"}
         self.teams: dict[str, dict[str, Any]] = {team: self._team}  # `add_team` for more teams in the workspace
@@ -406,6 +408,7 @@ class FakeAsana(FakeServer):
             key, now = request.bearer or "", self.now()
             if request.received_at + self.clock_offset < self._not_before.get(key, 0.0):
                 self.early_requests += 1
+                self.early_log.append((request.received_at + self.clock_offset, self._told_at[key]))
             route, endpoint, ids = _route(request.method, request.path)
             if counter := COUNTERS.get(endpoint or ""):
                 setattr(self, counter, getattr(self, counter) + 1)
@@ -456,7 +459,8 @@ class FakeAsana(FakeServer):
         response = _error(429, TOO_MANY, help=False)
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
-            self._not_before[key] = max(self._not_before.get(key, 0.0), now + float(retry_after))
+            if now + float(retry_after) > self._not_before.get(key, 0.0):
+                self._not_before[key], self._told_at[key] = now + float(retry_after), now
         return response
 
     def _fault_response(self, fault: tuple[str, dict[str, Any]], key: str, now: float, ok: int) -> Response:

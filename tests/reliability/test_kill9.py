@@ -31,6 +31,7 @@ ASANA_FAULTS = [
     "504_after_create",
     "429",
 ]
+KEEP_SECONDS = 0.25  # from a 429's answer to its pause committed (`paused_until:asana`), with room for load
 pytestmark = pytest.mark.soak
 TOTALS = {"kills": 0, "faults": 0, "creates": 0, "projects": 0, "deals": 0}
 
@@ -45,6 +46,17 @@ def summary():
     )
 
 
+def unexcused_early(early: list[tuple[float, float]], killed_at: list[float]) -> list[tuple[float, float]]:
+    """Requests sent before a Retry-After had elapsed, except where a SIGKILL landed between the 429's answer
+    and the moment its process could have made the pause durable (KEEP_SECONDS): no client can honour an
+    answer it died reading. `tests/reliability/test_faults.py` holds the unkilled case to zero."""
+    return [
+        (sent, told)
+        for sent, told in early
+        if not any(told <= kill <= min(sent, told + KEEP_SECONDS) for kill in killed_at)
+    ]
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_kill_9_keeps_exactly_once(syncd: Syncd, seed: int) -> None:
     rng = random.Random(seed)
@@ -54,7 +66,8 @@ def test_random_kill_9_keeps_exactly_once(syncd: Syncd, seed: int) -> None:
     syncd.asana.fault_rate = rng.uniform(0.2, 0.3)
     syncd.asana.fault_kinds = ASANA_FAULTS
     kills = 0
-    schedule = []
+    schedule: list[float] = []
+    killed_at: list[float] = []
     for run in range(RUNS):
         if run % 2 == 0:
             deal = syncd.hubspot.add_deal(
@@ -67,6 +80,7 @@ def test_random_kill_9_keeps_exactly_once(syncd: Syncd, seed: int) -> None:
         time.sleep(after)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
+            killed_at.append(time.time())
             kills += 1
         process.communicate(timeout=30)
         integrity_ok(syncd)
@@ -75,7 +89,7 @@ def test_random_kill_9_keeps_exactly_once(syncd: Syncd, seed: int) -> None:
     syncd.asana.fault_rate = 0.0
     settle_until_done(syncd, rounds=20)
     context = f"seed {seed}, kill schedule {schedule}"
-    assert syncd.asana.early_requests == 0, context
+    assert unexcused_early(syncd.asana.early_log, killed_at) == [], context
     try:
         assert_exactly_once(syncd, deals)
     except AssertionError as exc:

@@ -60,6 +60,7 @@ def test_a_second_syncd_exits_75_while_the_daemon_runs_and_runs_after_it_is_kill
     assert_exactly_once(syncd, deals)
 
 
+@pytest.mark.sqlite_file
 def test_concurrent_onces_one_runs_the_others_exit_75(syncd: Syncd) -> None:
     deals = qualify(syncd, 3)
     with open(f"{syncd.db_path}.lock", "a+") as holder:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from conftest import Syncd, qualify
 
 
@@ -46,6 +48,7 @@ def test_quarantine_lists_and_clears(syncd: Syncd) -> None:
     assert syncd.ok("quarantine").stdout.strip() == "Nothing is quarantined."
 
 
+@pytest.mark.sqlite_file
 def test_check_offline_needs_no_token_and_no_network(syncd: Syncd) -> None:
     syncd.hubspot.stop()
     result = syncd("check", "--offline", HUBSPOT_TOKEN=None, ASANA_TOKEN=None)

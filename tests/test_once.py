@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import ASANA_TOKEN, HUBSPOT_TOKEN, Syncd, qualify, win
 
 
@@ -153,6 +155,7 @@ def test_status_json_has_the_documented_shape(syncd: Syncd) -> None:
     assert "healthy      yes" in human
 
 
+@pytest.mark.sqlite_file
 def test_status_needs_no_tokens_and_never_writes(syncd: Syncd) -> None:
     seed(syncd, 1)
     syncd.ok("once")
@@ -165,7 +168,7 @@ def test_status_needs_no_tokens_and_never_writes(syncd: Syncd) -> None:
 def test_status_before_any_run_says_what_to_do(syncd: Syncd) -> None:
     result = syncd("status")
     assert result.returncode == 1
-    assert "healthy      NO: There is no syncd database" in result.stdout and "Run 'syncd once'" in result.stdout
+    assert "healthy      NO: There is no syncd " in result.stdout and "Run 'syncd once' to create it" in result.stdout
 
 
 def test_tokens_never_reach_output_logs_or_the_database(syncd: Syncd) -> None:

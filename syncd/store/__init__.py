@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from syncd.config_values import PostgresState
 from syncd.diff import Change, Stored
+from syncd.errors import NoStateYet
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State
 from syncd.store.inbox import Inbox, Request
 from syncd.store.ledger import Ledger
@@ -99,8 +100,11 @@ def view(state: Path | PostgresState) -> Iterator[Store]:
     if isinstance(state, PostgresState):
         from syncd.store.postgres import beside
 
-        with beside(state, readonly=True) as pg:
-            yield pg
-        return
-    with SqliteStore.reading(state) if state.exists() else SqliteStore.in_memory() as store:
+        try:
+            with beside(state, readonly=True) as pg:
+                yield pg
+            return
+        except NoStateYet:  # no tables yet: nothing recorded, as with no SQLite file
+            pass
+    with SqliteStore.reading(state) if isinstance(state, Path) and state.exists() else SqliteStore.in_memory() as store:
         yield store

@@ -132,13 +132,10 @@ class PgStore(PgView):
 
 @contextmanager
 def beside(state: PostgresState, *, readonly: bool) -> Iterator[PgView]:
-    """A view of the account beside its lease holder: read-only (dry runs), or for leaving a request."""
-    if readonly:
-        with read_only(state) as conn:
-            yield PgView(state, conn)
-        return
+    """A view of the account beside its lease holder: read-only (dry runs), or for leaving a request.
+    `NoStateYet`, before yielding, when syncd's tables do not exist yet."""
     try:
-        conn = connect(state.url, application="syncd request")
+        conn = connect(state.url, application="syncd status" if readonly else "syncd request")
         exists = conn.execute("SELECT to_regclass('requests') IS NOT NULL").fetchone()[0]  # type: ignore[index]
     except psycopg.Error as exc:
         raise unreachable(state, exc) from None
@@ -147,7 +144,14 @@ def beside(state: PostgresState, *, readonly: bool) -> Iterator[PgView]:
         raise NoStateYet(f"There is no syncd state in {state.shown} yet. Run 'syncd once' to create it.")
     view = PgView(state, conn)
     try:
-        yield view
+        if readonly:
+            with conn.raw.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                yield view
+        else:
+            yield view
+    except psycopg.Error as exc:
+        raise unreachable(state, exc) from None
     finally:
         view.close()
 

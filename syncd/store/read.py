@@ -258,6 +258,12 @@ def alive(pid: int) -> bool:
     return True
 
 
+def ran_here(state: Path | PostgresState, lease: LeaseFacts | None, pid: int) -> bool:
+    """Whether `pid` names a process on this host: always beside a SQLite file; on PostgreSQL, when the
+    account's lease was last held by that pid on this host (a pid elsewhere says nothing here)."""
+    return isinstance(state, Path) or (lease is not None and lease.holder == f"{socket.gethostname()}:{pid}")
+
+
 @contextmanager
 def reading(state: Path | PostgresState) -> Iterator[tuple[Connection, Scope]]:
     """A read-only connection and the rows that are this store's; a database that cannot be read is a
@@ -335,14 +341,14 @@ def read_status(state: Path | PostgresState, now: float, stale_after_seconds: fl
             pending_requests=tuple(
                 f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL{a}")
             ),
-            died=tuple(  # a pid means something only on this host, beside the SQLite file
+            died=tuple(
                 (r[0], r[1])
                 for r in one(
                     """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL{a}
                        AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL{a}), 0)""",
                     *s.params,
                 )
-                if isinstance(state, Path) and not alive(r[1])
+                if ran_here(state, lease, r[1]) and not alive(r[1])
             ),
             asana_rates=tuple(
                 rate

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from conftest import Syncd, assert_exactly_once, qualify, running_daemon
 
 HEAVY = {"requests", "sqlite_utils", "syncd.compose", "syncd.store", "apscheduler"}
 
 
+@pytest.mark.sqlite_file
 def test_ten_onces_while_the_daemon_runs_all_exit_75_quickly(syncd: Syncd) -> None:
     deals = qualify(syncd, 3)
     syncd.config(schedule={"interval_seconds": 1})

@@ -312,7 +312,8 @@ def test_the_leader_metric_is_one_in_the_holder_only(pg_syncd: Syncd) -> None:
 
 def test_a_holder_killed_on_this_host_is_taken_over_at_once_not_when_its_lease_ends(pg_syncd: Syncd) -> None:
     """As the kernel frees a dead process's flock: cron's next `syncd once` after a kill -9 does not exit 75
-    for the rest of the dead one's lease (60 s here); it waits settle_seconds, reconciles, creates once."""
+    for the rest of the dead one's lease (60 s here). It waits nothing: the op the dead one left in flight
+    waits its own settle (by this host's clock, as on SQLite), is reconciled, and created once."""
     deal_id = pg_syncd.hubspot.add_deal(
         dealname="Acme", dealstage="contractsent", amount="50000", tier="Enterprise", updated_at=pg_syncd.ago(60)
     )
@@ -322,11 +323,14 @@ def test_a_holder_killed_on_this_host_is_taken_over_at_once_not_when_its_lease_e
     assert killed.returncode == -9 and pg_syncd.op_states() == {"in_flight": 1}
     assert lease_row(pg_syncd.postgres or "")[2] > 30  # the dead one's lease has most of its 60 s left
 
+    early = pg_syncd.ok("once")  # taken over at once; the op settles first
+    assert pg_syncd.op_states() == {"unknown": 1} and pg_syncd.asana.create_requests == 0, early.stdout
+    pg_syncd.tick(60)
     result = pg_syncd.ok("once")
 
     assert "(found by reconcile)" not in result.stdout and "Onboarding: Acme" in result.stdout
     assert pg_syncd.asana.create_requests == 1 and pg_syncd.op_states() == {"created": 1}
-    assert lease_row(pg_syncd.postgres or "")[1] == 3  # the baseline run, the killed one, this one
+    assert lease_row(pg_syncd.postgres or "")[1] == 4  # the baseline run, the killed one, these two
 
 
 def test_check_reaches_a_fresh_database_and_counts_it_as_no_problem(pg_syncd: Syncd) -> None:

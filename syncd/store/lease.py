@@ -9,7 +9,10 @@
 - **Take over**: the previous holder's `in_flight` rows may have been sent; the new holder sends nothing until
   `settle_seconds` after the previous lease's expiry (not needed after a clean release, which records that
   nothing was in flight), then lists before it creates. A holder that stops cleanly expires its lease at once;
-  one on this host whose process is gone is taken over at once, and `settle_seconds` waited from then.
+  one on this host whose process is gone is taken over at once, with no wait: it sends nothing more, and each
+  op it left `in_flight` waits its own settle after its attempt, by this host's clock, exactly as on SQLite
+  after a `kill -9`. (The wait after an expiry exists because the previous holder may be on another host,
+  whose clock wrote `last_attempt_at`.)
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ class Lease:
                            expires_at = now() + make_interval(secs => ?), previous_holder = holder,
                            previous_expiry = now(), previous_clean = clean, clean = FALSE
                        WHERE account = ? AND fence = ?
-                       RETURNING fence, previous_holder, previous_clean, 0.0::float8 AS expired_for""",
+                       RETURNING fence, previous_holder, previous_clean, NULL::float8 AS expired_for""",
                     (self.holder, self.seconds, self.account, fence),
                 ).fetchone()
         if row is None:

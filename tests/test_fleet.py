@@ -93,3 +93,41 @@ def test_an_empty_folder_is_refused(pg_syncd: Syncd) -> None:
     empty.mkdir()
     result = pg_syncd("run", "--accounts", str(empty))
     assert result.returncode == 78 and "no config file" in result.stderr
+
+
+def overlapping_cycles(syncd: Syncd) -> list[tuple]:
+    """Two cycles of one account by different processes at once: two holders at the same time."""
+    return syncd.query(
+        """SELECT a.account, a.pid, b.pid FROM cycles a JOIN cycles b ON a.account = b.account AND a.pid <> b.pid
+           AND a.started_at < coalesce(b.finished_at, 1e12) AND b.started_at < coalesce(a.finished_at, 1e12)
+           AND a.finished_at IS NOT NULL AND b.finished_at IS NOT NULL"""
+    )
+
+
+def test_a_third_worker_takes_its_share_back_by_clean_hand_backs(pg_syncd: Syncd) -> None:
+    accounts = folder(pg_syncd)
+    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+    logs = [open(pg_syncd.workdir / f"worker-{i}.log", "w") for i in range(3)]  # noqa: SIM115
+    procs = [subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT) for log in logs[:2]]
+    samples: list[dict[str, int]] = []
+    try:
+        until(lambda: counts(pg_syncd) == [3, 3], within=60, what="a 3/3 split")
+        procs.append(subprocess.Popen(argv, env=pg_syncd.env(), stdout=logs[2], stderr=subprocess.STDOUT))
+
+        def balanced() -> bool:
+            samples.append(holders(pg_syncd))
+            return counts(pg_syncd) == [2, 2, 2]
+
+        until(balanced, within=60, what="a 2/2/2 split")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        for log in logs:
+            log.close()
+    text = "".join((pg_syncd.workdir / f"worker-{i}.log").read_text() for i in range(3))
+    assert "handing back account" in text and "handed back account" in text
+    assert "took over the lease" not in text and "lost the lease" not in text, text  # only clean hand-backs
+    assert all(len(sample) <= 6 for sample in samples)
+    assert overlapping_cycles(pg_syncd) == []
+    assert all(p.returncode == 0 for p in procs), text

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from test_failover import LEASE, until
 
-from conftest import FAST, Syncd, config_text, win
+from syncd.sandbox.hubspot import FakeHubSpot
+
+from conftest import FAST, HUBSPOT_TOKEN, Syncd, config_text, win
 
 ACCOUNTS = [f"acct{i}" for i in range(6)]
 
@@ -29,6 +31,13 @@ def folder(syncd: Syncd) -> Path:
         )
         (accounts / f"{name}.toml").write_text(text)
     return accounts
+
+
+def baselines(syncd: Syncd) -> int:
+    try:
+        return len(syncd.query("SELECT 1 FROM meta WHERE key = 'baseline_done'"))
+    except Exception:  # the tables do not exist before the first worker created them
+        return 0
 
 
 def holders(syncd: Syncd) -> dict[str, int]:
@@ -64,7 +73,7 @@ def test_two_workers_split_six_accounts_and_one_takes_all_when_the_other_is_kill
     try:
         until(lambda: counts(pg_syncd) == [3, 3], within=60, what="a 3/3 split")
         until(
-            lambda: len(pg_syncd.query("SELECT 1 FROM meta WHERE key = 'baseline_done'")) == 6,
+            lambda: baselines(pg_syncd) == 6,
             within=60,
             what="six baselines",
         )
@@ -131,3 +140,47 @@ def test_a_third_worker_takes_its_share_back_by_clean_hand_backs(pg_syncd: Syncd
     assert all(len(sample) <= 6 for sample in samples)
     assert overlapping_cycles(pg_syncd) == []
     assert all(p.returncode == 0 for p in procs), text
+
+
+def test_a_failing_account_does_not_stop_another_accounts_projects(pg_syncd: Syncd) -> None:
+    broken = FakeHubSpot(token=HUBSPOT_TOKEN)
+    broken.start()
+    try:
+        accounts = folder(pg_syncd)
+        text = config_text(
+            broken,
+            pg_syncd.asana,
+            state={"url": pg_syncd.postgres, "lease_seconds": LEASE},
+            crm={"account": "broken"},
+            schedule={"interval_seconds": 1.0},
+            **FAST,
+        )
+        (accounts / "broken.toml").write_text(text)
+        broken.inject("500", times=100_000)
+        (deal,) = [
+            pg_syncd.hubspot.add_deal(
+                dealname="Deal",
+                dealstage="contractsent",
+                amount="50000",
+                tier="Enterprise",
+                updated_at=pg_syncd.ago(60),
+            )
+        ]
+        argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+        with open(pg_syncd.workdir / "worker.log", "w") as log:
+            proc = subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT)
+            try:
+                until(
+                    lambda: baselines(pg_syncd) == 6,
+                    within=60,
+                    what="six baselines",
+                )
+                win(pg_syncd, deal)
+                until(lambda: pg_syncd.op_states() == {"created": 6}, within=60, what="six projects")
+            finally:
+                proc.kill()
+                proc.wait()
+        assert holders(pg_syncd).get("broken") is not None  # held, failing, and nobody else waited for it
+        assert not pg_syncd.query("SELECT 1 FROM cycles WHERE account = 'broken' AND ok = 1")
+    finally:
+        broken.stop()

@@ -184,3 +184,22 @@ def test_a_failing_account_does_not_stop_another_accounts_projects(pg_syncd: Syn
         assert not pg_syncd.query("SELECT 1 FROM cycles WHERE account = 'broken' AND ok = 1")
     finally:
         broken.stop()
+
+
+def test_status_shows_one_line_per_account_and_no_live_holder_is_unhealthy(pg_syncd: Syncd) -> None:
+    accounts = folder(pg_syncd)
+    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+    with open(pg_syncd.workdir / "worker.log", "w") as log:
+        proc = subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
+            running = pg_syncd("status", "--accounts", str(accounts))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    stopped = pg_syncd("status", "--accounts", str(accounts))
+
+    lines = running.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ACCOUNTS
+    assert all(f":{proc.pid} fence 1" in line for line in lines), running.stdout
+    assert stopped.returncode == 1 and stopped.stdout.count("no live holder") == 6, stopped.stdout

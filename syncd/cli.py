@@ -178,10 +178,20 @@ def once(app: App, dry_run: bool) -> None:
     sys.exit(0 if not report.errors and not dead else 1)
 
 
+ACCOUNTS_HELP = "A folder of configs, one per CRM account, all on one PostgreSQL database: serve a fair share of them."
+
+
 @cli.command()
+@click.option("--accounts", type=click.Path(path_type=Path), metavar="DIR", help=ACCOUNTS_HELP)
 @click.pass_obj
-def run(app: App) -> None:
+def run(app: App, accounts: Path | None) -> None:
     """Run cycles every [schedule] interval_seconds until SIGTERM; SIGHUP re-reads the config (for systemd)."""
+    if accounts is not None:
+        from syncd import fleet
+        from syncd.accounts import load_accounts
+
+        fleet.serve(load_accounts(accounts), app.hooks)
+        return
     cfg = app.config()
     with holding_lock(cfg) as fd:
         from syncd.service import serve
@@ -237,12 +247,27 @@ def check(app: App, offline: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts and monitoring.")
+@click.option(
+    "--accounts", type=click.Path(path_type=Path), metavar="DIR", help="One line per account of this folder of configs."
+)
 @click.pass_obj
-def status(app: App, as_json: bool) -> None:
+def status(app: App, as_json: bool, accounts: Path | None) -> None:
     """Show the cursor, the last cycle, ops by state, dead ops and quarantine. Exit 0 healthy, 1 not."""
     from syncd.status_text import format_status, status_json
     from syncd.store import read_status
 
+    if accounts is not None:
+        from syncd.accounts import load_accounts, status_line
+
+        healthy = True
+        for account in load_accounts(accounts):
+            try:
+                line, ok = status_line(account, read_status(account.state, app.hooks.clock()))
+            except StoreError as exc:
+                line, ok = status_line(account, None, redact(str(exc)))
+            click.echo(line)
+            healthy = healthy and ok
+        sys.exit(0 if healthy else 1)
     cfg = app.config()
     state = configuration.state(cfg)
     try:

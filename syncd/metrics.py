@@ -12,6 +12,9 @@ CRM, to Asana and to a webhook), `observe_cycle` after each cycle with the `read
     syncd_cursor_age_seconds                        gauge, now − cursor at scrape time (NaN before a cursor)
     syncd_last_success_timestamp_seconds            gauge, epoch seconds (0 before the first success)
     syncd_up                                        gauge, 1 while /healthz would answer 200
+    syncd_leader{account}                           gauge, PostgreSQL: 1 while this process holds the lease
+    syncd_takeovers_total                           counter, PostgreSQL: leases taken that another process held
+    syncd_fenced_writes_total                       counter, PostgreSQL: writes refused by a stale fence
 
 `/healthz` answers 200 `ok` while the last successful cycle ended less than `stale_after_seconds` ago (or
 syncd started less than that ago and none has succeeded yet), else 503 with the reason. Any other path
@@ -73,6 +76,14 @@ class Metrics:
             ["account"],
             registry=r,
         )
+        self.takeovers = Counter(
+            "syncd_takeovers_total",
+            "PostgreSQL: leases this process took that another process held before (expired, dead or handed back).",
+            registry=r,
+        )
+        self.fenced_writes = Counter(
+            "syncd_fenced_writes_total", "PostgreSQL: writes refused because this process's fence is stale.", registry=r
+        )
         up = Gauge("syncd_up", "1 while /healthz answers 200, else 0.", registry=r)
         for result in ("ok", "failed"):
             self.cycles.labels(result)
@@ -93,6 +104,14 @@ class Metrics:
         self.cycles.labels("failed" if report.errors else "ok").inc()
         self.deals_seen.inc(report.deals_seen)
         self.observe_status(status)
+
+    def observe_account_cycle(self, report: CycleReport, now: float) -> None:
+        """`syncd run --accounts`: one account's cycle; /healthz follows the last success of any account."""
+        self.cycles.labels("failed" if report.errors else "ok").inc()
+        self.deals_seen.inc(report.deals_seen)
+        if not report.errors:
+            with self._lock:
+                self._last_success = now
 
     def observe_status(self, status: Status) -> None:
         """Take the gauges from `read_status` (also at startup, before the first cycle)."""

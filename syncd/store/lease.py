@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -64,6 +65,7 @@ class Lease:
         self.holder, self.fence = holder_name(), 0
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self.on_fenced: Callable[[], None] | None = None  # a renewal refused by a stale fence (metrics)
 
     def acquire(self, c: PgConnection, settle_seconds: float) -> Taken:
         row = c.execute(
@@ -110,6 +112,8 @@ class Lease:
             (self.seconds, self.account, self.fence),
         ).fetchone()
         if row is None:
+            if self.on_fenced is not None:
+                self.on_fenced()
             raise self.lost()
 
     def check(self, c: PgConnection) -> None:
@@ -166,3 +170,19 @@ class Lease:
                 conn = None
         if conn is not None:
             conn.close()
+
+
+def renew_all(c: PgConnection, fences: dict[str, tuple[int, float]]) -> set[str]:
+    """Renew every lease one process holds in one statement (`syncd run --accounts`): `fences` maps each account
+    to (its fence, its lease_seconds). Returns the accounts renewed; one missing was lost (a stale fence)."""
+    if not fences:
+        return set()
+    accounts = list(fences)
+    rows = c.execute(
+        """UPDATE leases SET expires_at = now() + make_interval(secs => held.seconds)
+           FROM unnest(?::text[], ?::bigint[], ?::float8[]) AS held(account, fence, seconds)
+           WHERE (leases.account, leases.fence) = (held.account, held.fence)
+           RETURNING leases.account""",
+        (accounts, [fences[a][0] for a in accounts], [fences[a][1] for a in accounts]),
+    )
+    return {str(row[0]) for row in rows}

@@ -3,7 +3,8 @@ the connection wrapper that lets the ledger's and the read side's `?` SQL run un
 
 Every table is keyed by account (DESIGN.md §4): many CRM accounts share one database, and each store sees only
 its own rows through its `Scope`. The `leases` table holds one row per account: who may write, under which
-fencing number, until when by the database's clock (`syncd.store.lease`).
+fencing number, until when by the database's clock (`syncd.store.lease`); `workers` one row per
+`syncd run --accounts` process, its heartbeat, from which each computes its fair share (`syncd.fleet`).
 """
 
 from __future__ import annotations
@@ -168,6 +169,14 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX requests_open ON requests (account, id) WHERE done_at IS NULL;
         CREATE TABLE flow_pauses (
             account TEXT NOT NULL, flow TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, PRIMARY KEY (account, flow)
+        );
+        """,
+    ),
+    (
+        "workers",
+        """
+        CREATE TABLE workers (
+            worker TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL, accounts INTEGER NOT NULL DEFAULT 0
         );
         """,
     ),

@@ -1,0 +1,90 @@
+"""The accounts of `syncd run --accounts DIR` and `syncd status --accounts DIR`: one config file per CRM account
+(`DIR/*.toml`, the format `syncd@.service` uses), all with their state on one PostgreSQL database.
+
+Refused with exit 78 and a sentence naming the file and the key: an empty DIR, a config not on PostgreSQL, a
+config on another database than the first one's, and two files with the same `[crm] account`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncd import config as configuration
+from syncd.config_values import PostgresState
+from syncd.errors import ConfigError
+from syncd.models import iso_s
+from syncd.store.read import Status
+
+
+@dataclass(frozen=True)
+class Account:
+    """One config file of DIR, loaded, with where its state is."""
+
+    path: Path
+    cfg: configuration.Config
+    state: PostgresState
+
+    @property
+    def name(self) -> str:
+        return self.cfg.crm.account
+
+
+def load_accounts(directory: Path) -> list[Account]:
+    """Every `*.toml` of `directory`, in name order, or ConfigError (exit 78) with the file and the key."""
+    paths = sorted(directory.glob("*.toml")) if directory.is_dir() else []
+    if not paths:
+        raise ConfigError(
+            f"--accounts {directory}: no config file (*.toml) there. Put one config per CRM account in that "
+            "folder, each with [state] url or url_env on the same PostgreSQL database."
+        )
+    accounts: list[Account] = []
+    by_name: dict[str, Path] = {}
+    for path in paths:
+        cfg = configuration.load(path)
+        if not cfg.on_postgres:
+            raise ConfigError(
+                f"{path} [state]: syncd run --accounts shares the accounts among workers by PostgreSQL leases, "
+                "so every config needs [state] url or url_env (this one keeps its state in a SQLite file)."
+            )
+        state = configuration.state(cfg)
+        assert isinstance(state, PostgresState)
+        if (other := by_name.get(cfg.crm.account)) is not None:
+            raise ConfigError(
+                f"{path} [crm] account = {cfg.crm.account!r}: {other} has the same account. Each account needs "
+                "exactly one config file in the folder; remove or rename one."
+            )
+        if accounts and state.url != accounts[0].state.url:
+            raise ConfigError(
+                f"{path} [state] url: the workers share one database, and this file names another one than "
+                f"{accounts[0].path} ({accounts[0].state.shown}). Use the same url or url_env in every file."
+            )
+        by_name[cfg.crm.account] = path
+        accounts.append(Account(path, cfg, state))
+    return accounts
+
+
+def status_line(account: Account, status: Status | None, problem: str | None = None) -> tuple[str, bool]:
+    """One line of `syncd status --accounts DIR`, and whether the account is healthy: it has a live holder and
+    its own status (`syncd status --config FILE`) finds no problem."""
+    if status is None:
+        return f"{account.name}: UNHEALTHY: {problem}", False
+    lease = status.lease
+    if lease is None:
+        held = "holder none (never taken)"
+    else:
+        left = f"expires in {lease.expires_in:.1f}s" if lease.live else f"expired {-lease.expires_in:.0f}s ago"
+        held = f"holder {lease.holder if lease.live else 'none'} fence {lease.fence} lease {left}"
+    age = status.cursor_age_seconds
+    cursor = "cursor none" if age is None else f"cursor {age:.0f}s old"
+    ops = " ".join(f"{state.value}={count}" for state, count in status.ops.items() if count)
+    last = status.last_cycle
+    outcome = "none" if last is None else f"{'ok' if last.ok else 'FAILED'} {iso_s(last.finished_at)}"
+    cycle = f"last cycle {outcome}"
+    problems = list(status.problems)
+    if lease is None or not lease.live:
+        problems.insert(0, "no live holder: start 'syncd run --accounts' on a host (a worker takes it by itself)")
+    text = f"{account.name}: {held}; {cursor}; ops {ops or 'none'}; {cycle}"
+    if problems:
+        text += f"; UNHEALTHY: {'; '.join(dict.fromkeys(problems))}"
+    return text, not problems

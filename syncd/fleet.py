@@ -1,0 +1,383 @@
+"""`syncd run --accounts DIR`: one process, a worker of the fleet, serves its fair share of many CRM accounts on
+one PostgreSQL database (issue 15). The accounts of DIR: `syncd.accounts`.
+
+Every `lease_seconds / 3` (the shortest of DIR's), the worker's **beat**, on a connection of its own:
+
+1. upserts its heartbeat in `workers` (host:pid, now(), how many accounts it holds); a worker is live while
+   its `seen_at` is less than `lease_seconds` old;
+2. renews **all** the leases it holds in one statement (`syncd.store.lease.renew_all`). An account it asked
+   for and did not get back was lost (another worker took it, its fence is stale): its cycles stop at once,
+   as a `LeaseLost` stops `syncd run`, and its runtime is dropped without touching its rows;
+3. fair share = ceil(accounts in DIR / live workers). Below it, it takes free or expired leases (through
+   `Lease.acquire`: the fence, the settle after a takeover, a dead holder on this host) until it holds its
+   share; above it (a worker joined), it hands back **one** account per beat, cleanly: `Lease.release`
+   once that account's cycle in progress has finished. No worker takes beyond its share, so the fleet
+   settles without thrashing.
+
+Each held account has its own `Runtime`, built by `syncd.compose` as for `syncd run` (its own rate limiters,
+breaker, cursor, baseline), and its own schedule: a cycle every `[schedule] interval_seconds`, sooner when an op
+falls due (`syncd.daemon.early`). Cycles run in a pool of `CYCLE_THREADS` threads. The bound: a cycle is
+started within one scheduling step (0.1 s) of falling due while fewer than `CYCLE_THREADS` other accounts'
+cycles are running; so one slow or failing account (a CRM that times out, retries, answers 500) delays
+nobody else's cycle unless `CYCLE_THREADS` accounts are slow at once. A step's duration is bounded by the HTTP
+timeouts and retries, as in `syncd run`.
+
+Connections: one per thread that uses the database (the beat's, and one per pool thread), never one per
+account: `CYCLE_THREADS + 1` for any number of accounts, plus the short read-only one `syncd status` facts
+open after each cycle. Every write of an account's `PgStore` still renews its lease under its fence inside the
+write's transaction, and every POST is preceded by the lease check, exactly as in `syncd run`.
+
+systemd hears READY once the worker runs, STATUS= "N of M accounts held (fair share K, W live workers)" after
+each beat, and WATCHDOG=1 while the beat runs (a stuck account's cycle does not stop it: that is the point).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import psycopg
+
+from syncd import compose, notify
+from syncd.accounts import Account
+from syncd.compose.monitor import Monitor
+from syncd.config_values import LEASE_MARGIN_SECONDS
+from syncd.daemon import early, signals
+from syncd.engine import Cycle
+from syncd.errors import LeaseLost, LockHeld, SyncdError
+from syncd.hooks import Hooks
+from syncd.metrics import Metrics
+from syncd.operator import apply_requests
+from syncd.runtime import Runtime
+from syncd.sources import schema
+from syncd.store.lease import Lease, dead_here, renew_all
+from syncd.store.pg_schema import PgConnection, PgRow, connect, migrate
+from syncd.store.postgres import PgStore
+from syncd.store.read import holder_name
+
+log = logging.getLogger("syncd.fleet")
+CYCLE_THREADS = 8  # accounts whose cycles run at once (and PostgreSQL connections, plus one for the beat)
+SCHEDULE_STEP = 0.1  # seconds between looks for due cycles
+
+
+class Connections:
+    """One PostgreSQL connection per thread, opened when the thread first needs it, opened again when broken."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._all: list[psycopg.Connection[PgRow]] = []
+        self._lock = threading.Lock()
+
+    def mine(self) -> psycopg.Connection[PgRow]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = connect(self.url, application="syncd worker").raw
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+
+
+class Borrowed(PgConnection):
+    """A `PgConnection` that is the calling thread's connection: what each account's store writes through."""
+
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+
+    @property
+    def raw(self) -> psycopg.Connection[PgRow]:
+        return self.connections.mine()
+
+    @raw.setter
+    def raw(self, conn: psycopg.Connection[PgRow]) -> None:
+        raise AttributeError("a borrowed connection is the calling thread's")
+
+    def close(self) -> None:
+        """The connection is the thread's, not the account's."""
+
+
+@dataclass
+class Held:
+    """An account whose lease this worker holds."""
+
+    account: Account
+    store: PgStore
+    rt: Runtime
+    monitor: Monitor
+    due_at: float  # monotonic: when its next cycle may start (after a takeover: once the settle has passed)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
+    verified: bool = False  # the CRM's fields checked against the flows (in its first cycle, off the beat)
+    leaving: bool = False  # handed back once its cycle in progress ends
+    lost: bool = False
+
+
+class Worker:
+    def __init__(self, accounts: list[Account], hooks: Hooks, metrics: Metrics | None = None) -> None:
+        self.accounts, self.hooks, self.metrics = accounts, hooks, metrics
+        self.by_name = {a.name: a for a in accounts}
+        self.url = accounts[0].state.url
+        self.seconds = min(a.state.lease_seconds for a in accounts)
+        self.name = holder_name()
+        self.connections = Connections(self.url)
+        self.conn = Borrowed(self.connections)
+        self.pool = ThreadPoolExecutor(max_workers=CYCLE_THREADS, thread_name_prefix="syncd-account")
+        self.held: dict[str, Held] = {}
+        self.refused: set[str] = set()  # accounts whose runtime could not be built: not taken again
+        self.lock = threading.Lock()
+        self.share, self.live = len(accounts), 1
+        if metrics:
+            for account in accounts:
+                metrics.leader.labels(account.name).set(0)
+
+    # -- the beat -----------------------------------------------------------------------------------------
+    def beat(self) -> None:
+        c = self.conn
+        with self.lock:
+            mine = {a: (h.store.lease.fence, h.store.lease.seconds) for a, h in self.held.items() if not h.lost}
+        c.execute(
+            """INSERT INTO workers (worker, seen_at, accounts) VALUES (?, now(), ?)
+               ON CONFLICT (worker) DO UPDATE SET seen_at = excluded.seen_at, accounts = excluded.accounts""",
+            (self.name, len(mine)),
+        )
+        kept = renew_all(c, mine)
+        for account in set(mine) - kept:
+            self.lose(account, "its lease was not renewed: another worker holds it or its fence is stale")
+        row = c.execute(
+            "SELECT count(*) FROM workers WHERE seen_at > now() - make_interval(secs => ?)", (self.seconds,)
+        ).fetchone()
+        self.live = max(1, int(row[0]) if row else 0)
+        self.share = math.ceil(len(self.accounts) / self.live)
+        with self.lock:
+            count = len([h for h in self.held.values() if not h.lost])
+            leaving = any(h.leaving for h in self.held.values())
+        if count < self.share:
+            self.take(self.share - count)
+        elif count > self.share and not leaving:
+            self.hand_back()
+        notify.status(self.status_line())
+
+    def status_line(self) -> str:
+        with self.lock:
+            count = len(self.held)
+        return (
+            f"{count} of {len(self.accounts)} accounts held (fair share {self.share}, {self.live} live "
+            f"worker{'s' if self.live != 1 else ''})"
+        )
+
+    def take(self, wanted: int) -> None:
+        """Free or expired leases (or a dead holder's on this host), up to `wanted`."""
+        names = [a.name for a in self.accounts]
+        busy = {
+            str(r[0])
+            for r in self.conn.execute(
+                "SELECT account, holder FROM leases WHERE expires_at > now() AND account = ANY(?)", (names,)
+            )
+            if not dead_here(str(r[1]))
+        }
+        with self.lock:
+            skip = set(self.held) | busy | self.refused
+        for account in self.accounts:
+            if wanted <= 0:
+                return
+            if account.name not in skip:
+                try:
+                    self.take_one(account)
+                except LockHeld:
+                    continue  # another worker was quicker
+                wanted -= 1
+
+    def take_one(self, account: Account) -> None:
+        cfg = replace(account.cfg, metrics_listen=None)  # the worker serves one metrics endpoint for all
+        post = cfg.http.connect_timeout + cfg.http.read_timeout + LEASE_MARGIN_SECONDS
+        lease = Lease(self.url, account.name, account.state.lease_seconds, post, account.state.shown)
+        with self.conn.raw.transaction():
+            taken = lease.acquire(self.conn, cfg.asana.settle_seconds)
+        store = PgStore(account.state, self.conn, lease)
+        store.taken = taken
+        try:
+            wiring = compose.wire(cfg)
+            compose.claim(store, cfg)
+        except SyncdError as exc:
+            log.error("account %r (%s): %s; this worker leaves it alone", account.name, account.path, exc)
+            self.refused.add(account.name)
+            with self.conn.raw.transaction():
+                lease.release(self.conn)
+            return
+        if self.metrics:
+            lease.on_fenced = self.metrics.fenced_writes.inc
+            self.metrics.leader.labels(account.name).set(1)
+            if taken.previous:
+                self.metrics.takeovers.inc()
+        rt = wiring.runtime(cfg, store, self.hooks)
+        if taken.wait_seconds > 0:
+            log.warning(
+                "took over the lease on account %r from %s (fence %d): its requests may still land, so nothing "
+                "is sent for %.1fs",
+                account.name,
+                taken.previous,
+                taken.fence,
+                taken.wait_seconds,
+            )
+        else:
+            after = f" after {taken.previous}" if taken.previous else ""
+            log.info("took the lease on account %r (fence %d)%s", account.name, taken.fence, after)
+        with self.lock:
+            self.held[account.name] = Held(account, store, rt, wiring.monitor, time.monotonic() + taken.wait_seconds)
+
+    def hand_back(self) -> None:
+        """One surplus account, the last of DIR's order this worker holds: released after its cycle."""
+        with self.lock:
+            name = max(a for a, h in self.held.items() if not h.lost)
+            held = self.held[name]
+            held.leaving = True
+            idle = not held.running
+        log.info(
+            "handing back account %r: %d held, fair share %d of %d accounts over %d live workers",
+            name,
+            len(self.held),
+            self.share,
+            len(self.accounts),
+            self.live,
+        )
+        if idle:
+            self.drop(held)
+
+    def lose(self, account: str, why: str) -> None:
+        with self.lock:
+            held = self.held.get(account)
+            if held is None or held.lost:
+                return
+            held.lost = True
+            held.stopping.set()
+            idle = not held.running
+        log.error("lost the lease on account %r: %s; its cycles stopped", account, why)
+        if idle:
+            self.drop(held)
+
+    def drop(self, held: Held) -> None:
+        """Forget an account: released cleanly when it is handed back, untouched when it was lost."""
+        name = held.account.name
+        if held.leaving and not held.lost:
+            try:
+                with self.conn.raw.transaction():
+                    held.store.lease.release(self.conn)
+                log.info("handed back account %r (fence %d)", name, held.store.lease.fence)
+            except psycopg.Error as exc:
+                log.warning("could not release the lease on account %r (%s); it expires by itself", name, exc)
+        held.monitor.close()
+        with self.lock:
+            self.held.pop(name, None)
+        if self.metrics:
+            self.metrics.leader.labels(name).set(0)
+
+    # -- the cycles -----------------------------------------------------------------------------------------
+    def start_due(self, now: float) -> None:
+        with self.lock:
+            due = [h for h in self.held.values() if not (h.running or h.leaving or h.lost) and h.due_at <= now]
+            for held in due:
+                held.running = True
+        for held in due:
+            self.pool.submit(self.cycle, held)
+
+    def cycle(self, held: Held) -> None:
+        """One cycle of one account, in a pool thread. Its failures are its own."""
+        name, cfg = held.account.name, held.account.cfg
+        wait = cfg.interval_seconds
+        try:
+            if not held.verified:
+                schema.verify(held.rt.source, cfg.flows, cfg.crm.fields)
+                held.verified = True
+            for line in apply_requests(held.rt):
+                log.info("account %r: %s", name, line)
+            report = Cycle(held.rt, stopping=held.stopping.is_set).run()
+            if self.metrics:
+                self.metrics.observe_account_cycle(report, time.time())
+            wait = early(report, cfg.interval_seconds) or cfg.interval_seconds
+        except LeaseLost as exc:
+            self.lose(name, str(exc))  # still running: dropped below
+        except SyncdError as exc:
+            log.error("account %r: the cycle failed: %s", name, exc)
+        except Exception:
+            log.exception("account %r: the cycle crashed; the next one runs on schedule", name)
+        with self.lock:
+            held.running = False
+            held.due_at = time.monotonic() + wait
+            gone = held.leaving or held.lost
+        if gone:
+            self.drop(held)
+
+    # -- the process --------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """The beat and the schedule, until `stop`; then a clean stop: every lease released, the heartbeat
+        removed, so the other workers take the accounts at once."""
+        migrate(self.conn)
+        watchdog = notify.watchdog_timeout()
+        next_beat = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                try:
+                    self.beat()
+                    if watchdog:
+                        notify.watchdog()
+                except psycopg.Error as exc:
+                    log.warning("the beat failed (%s); trying again in %.1fs", exc, self.seconds / 3)
+                except Exception:
+                    log.exception("the beat crashed; trying again in %.1fs", self.seconds / 3)
+                next_beat = now + self.seconds / 3
+            self.start_due(now)
+            stop.wait(max(0.0, min(next_beat - time.monotonic(), SCHEDULE_STEP)))
+        with self.lock:
+            for held in self.held.values():
+                held.stopping.set()
+        self.pool.shutdown(wait=True)
+        for held in list(self.held.values()):
+            held.leaving = not held.lost
+            self.drop(held)
+        try:
+            self.conn.execute("DELETE FROM workers WHERE worker = ?", (self.name,))
+        except psycopg.Error as exc:
+            log.warning("could not remove this worker's heartbeat (%s); it goes stale by itself", exc)
+        self.connections.close()
+
+
+def serve(accounts: list[Account], hooks: Hooks) -> None:
+    """`syncd run --accounts DIR` until SIGTERM/SIGINT (SIGHUP: logged; restart to apply changed configs)."""
+    listens = {a.cfg.metrics_listen for a in accounts if a.cfg.metrics_listen}
+    metrics = Metrics(stale_after_seconds=min(a.cfg.alerts.stale_after_seconds for a in accounts)) if listens else None
+    worker = Worker(accounts, hooks, metrics)
+    server = metrics.serve(sorted(listens)[0])[0] if metrics else None
+    stop = threading.Event()
+    beat = threading.Thread(target=worker.run, args=(stop,), name="syncd-beat")
+    with signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as next_signal:
+        beat.start()
+        notify.ready()
+        log.info(
+            "syncd worker %s running: %d accounts in the folder, up to %d cycles at once, a beat every %.1fs",
+            worker.name,
+            len(accounts),
+            CYCLE_THREADS,
+            worker.seconds / 3,
+        )
+        while (signum := next_signal()) == signal.SIGHUP:
+            log.info("received SIGHUP: a worker does not reload; restart it to apply changed configs")
+        log.info("received %s: finishing the cycles in progress, then handing back every lease", signum)
+        notify.stopping()
+        stop.set()
+        beat.join()
+    if server:
+        server.shutdown()
+        server.server_close()
+    log.info("syncd worker stopped")

@@ -303,9 +303,9 @@ FAST = {
 }
 
 
-def qualify(syncd: Syncd, n: int, **properties: str) -> list[str]:
-    """`n` deals recorded in a baseline, then won: each newly qualifies. `properties` are added to every deal."""
-    ids = [
+def prospects(syncd: Syncd, n: int, **properties: str) -> list[str]:
+    """`n` Enterprise deals not won yet, changed a minute ago. `properties` are added to every deal."""
+    return [
         syncd.hubspot.add_deal(
             dealname=f"Deal {i}",
             dealstage="contractsent",
@@ -316,6 +316,11 @@ def qualify(syncd: Syncd, n: int, **properties: str) -> list[str]:
         )
         for i in range(n)
     ]
+
+
+def qualify(syncd: Syncd, n: int, **properties: str) -> list[str]:
+    """`n` deals recorded in a baseline, then won: each newly qualifies. `properties` are added to every deal."""
+    ids = prospects(syncd, n, **properties)
     syncd.ok("once")  # baseline
     for deal in ids:
         win(syncd, deal)

@@ -12,7 +12,7 @@ from test_failover import LEASE, until
 
 from syncd.sandbox.hubspot import FakeHubSpot
 
-from conftest import FAST, HUBSPOT_TOKEN, Syncd, config_text, win
+from conftest import FAST, HUBSPOT_TOKEN, Syncd, config_text, prospects, win
 
 ACCOUNTS = [f"acct{i}" for i in range(6)]
 
@@ -57,16 +57,7 @@ def counts(syncd: Syncd) -> list[int]:
 
 def test_two_workers_split_six_accounts_and_one_takes_all_when_the_other_is_killed(pg_syncd: Syncd) -> None:
     accounts = folder(pg_syncd)
-    deals = [
-        pg_syncd.hubspot.add_deal(
-            dealname=f"Deal {i}",
-            dealstage="contractsent",
-            amount="50000",
-            tier="Enterprise",
-            updated_at=pg_syncd.ago(60),
-        )
-        for i in range(2)
-    ]
+    deals = prospects(pg_syncd, 2)
     argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
     logs = [open(pg_syncd.workdir / f"worker-{i}.log", "w") for i in range(2)]  # noqa: SIM115
     procs = [subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT) for log in logs]

@@ -55,6 +55,12 @@ class HttpConfig:
     max_time_seconds: float
     retry_base_seconds: float
 
+    @property
+    def lease_needed(self) -> float:
+        """PostgreSQL: how much of its lease a holder must have left to send a request (connect + read timeout
+        + a margin), so that the request ends before anyone else may send."""
+        return self.connect_timeout + self.read_timeout + LEASE_MARGIN_SECONDS
+
 
 @dataclass(frozen=True)
 class AlertsConfig:

@@ -46,7 +46,6 @@ import psycopg
 from syncd import compose, notify
 from syncd.accounts import Account
 from syncd.compose.monitor import Monitor
-from syncd.config_values import LEASE_MARGIN_SECONDS
 from syncd.daemon import early, signals
 from syncd.engine import Cycle
 from syncd.errors import LeaseLost, LockHeld, SyncdError
@@ -200,8 +199,7 @@ class Worker:
 
     def take_one(self, account: Account) -> None:
         cfg = replace(account.cfg, metrics_listen=None)  # the worker serves one metrics endpoint for all
-        post = cfg.http.connect_timeout + cfg.http.read_timeout + LEASE_MARGIN_SECONDS
-        lease = Lease(self.url, account.name, account.state.lease_seconds, post, account.state.shown)
+        lease = Lease(self.url, account.name, account.state.lease_seconds, cfg.http.lease_needed, account.state.shown)
         with self.conn.raw.transaction():
             taken = lease.acquire(self.conn, cfg.asana.settle_seconds)
         store = PgStore(account.state, self.conn, lease)
@@ -221,18 +219,7 @@ class Worker:
             if taken.previous:
                 self.metrics.takeovers.inc()
         rt = wiring.runtime(cfg, store, self.hooks)
-        if taken.wait_seconds > 0:
-            log.warning(
-                "took over the lease on account %r from %s (fence %d): its requests may still land, so nothing "
-                "is sent for %.1fs",
-                account.name,
-                taken.previous,
-                taken.fence,
-                taken.wait_seconds,
-            )
-        else:
-            after = f" after {taken.previous}" if taken.previous else ""
-            log.info("took the lease on account %r (fence %d)%s", account.name, taken.fence, after)
+        taken.announce(account.name)
         with self.lock:
             self.held[account.name] = Held(account, store, rt, wiring.monitor, time.monotonic() + taken.wait_seconds)
 

@@ -20,7 +20,6 @@ from syncd.asana_rate import FREE_PER_MINUTE, PAID_PER_MINUTE
 from syncd.breaker import Breaker
 from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
 from syncd.compose.sources import build_source
-from syncd.config_values import LEASE_MARGIN_SECONDS
 from syncd.errors import ConfigError, LockHeld
 from syncd.hooks import Hooks
 from syncd.http import HttpClient, RetryPolicy
@@ -161,7 +160,7 @@ def wired(
                 configuration.state(cfg),
                 lock_fd,
                 settle_seconds=cfg.asana.settle_seconds,
-                post_seconds=cfg.http.connect_timeout + cfg.http.read_timeout + LEASE_MARGIN_SECONDS,
+                post_seconds=cfg.http.lease_needed,
             )
             break
         except LockHeld as exc:

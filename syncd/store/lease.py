@@ -55,6 +55,21 @@ class Taken:
     wait_seconds: float  # until the previous lease's expiry + settle; 0 after a clean release or the first lease
     previous: str | None
 
+    def announce(self, account: str) -> None:
+        """What the journal says on taking `account`'s lease (README "Run on several hosts")."""
+        if self.wait_seconds > 0:
+            log.warning(
+                "took over the lease on account %r from %s (fence %d): its requests may still land, so nothing "
+                "is sent for %.1fs",
+                account,
+                self.previous,
+                self.fence,
+                self.wait_seconds,
+            )
+        else:
+            after = f" after {self.previous}" if self.previous else ""
+            log.info("took the lease on account %r (fence %d)%s", account, self.fence, after)
+
 
 class Lease:
     """This process's lease on `account`. `seconds`: how long it lasts without renewal."""

@@ -92,18 +92,9 @@ class PgStore(PgView):
                 raise unreachable(state, exc) from None
             raise
         store.lease.start_heartbeat()
+        taken.announce(state.account)
         if taken.wait_seconds > 0:
-            log.warning(
-                "took over the lease on account %r from %s (fence %d): its requests may still land, so nothing "
-                "is sent for %.1fs",
-                state.account,
-                taken.previous,
-                taken.fence,
-                taken.wait_seconds,
-            )
             time.sleep(taken.wait_seconds)
-        elif taken.previous:
-            log.info("took the lease on account %r (fence %d) after %s", state.account, taken.fence, taken.previous)
         return store
 
     def close(self) -> None:

@@ -16,8 +16,8 @@ from syncd.http import HttpClient
 from syncd.metrics import Metrics
 from syncd.models import CycleReport
 from syncd.redact import register_secret
-from syncd.store import Store, read_status
-from syncd.store.read import Health, Status
+from syncd.store import Store
+from syncd.store.read import Health, Watched
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Monitor:
     started_at: float = field(default_factory=time.time)
     store: Store | None = None
     clock: Callable[[], float] = time.time
+    _watched: Watched | None = field(default=None, repr=False)  # read by the last `after_cycle`
+    _saved: str | None = field(default=None, repr=False)  # the alert state as last read or saved
 
     def observe(self, service: str, status: int | None, quota: tuple[int, int] | None) -> None:
         """`HttpClient.on_response` for every client: quota as the client's vendor profile read it."""
@@ -42,41 +44,53 @@ class Monitor:
 
     def before_cycle(self) -> None:
         """The alert conditions as `syncd status` sees them, at the start of a cycle too: cycles that are
-        killed before they finish never reach `after_cycle`, and must still make the stale alert fire."""
-        now = self.clock()
-        self._alerts(now, read_status(configuration.state(self.cfg), now, self.cfg.alerts.stale_after_seconds), [])
+        killed before they finish never reach `after_cycle`, and must still make the stale alert fire.
+
+        What the previous cycle's `after_cycle` read stands in for a second read: between two cycles only
+        this process writes the ledger. A cycle that did not reach `after_cycle` leaves nothing to reuse."""
+        watched, self._watched = self._watched or self._store().watched(), None
+        self._alerts(self.clock(), watched, [])
 
     def after_cycle(self, report: CycleReport) -> None:
         now = self.clock()
-        status = read_status(configuration.state(self.cfg), now, self.cfg.alerts.stale_after_seconds)
+        store = self._store()
         for service, sentence in report.auth_failures.items():
             self.watch.rejected(service, sentence)
         if self.metrics:
+            status = store.status(now, self.cfg.alerts.stale_after_seconds)
             self.metrics.observe_cycle(report, status)
-        state = self._alerts(now, status, report.duplicates)
+            self._watched = Watched(status.dead_ops, status.last_success_at)
+        else:
+            self._watched = store.watched()
+        state = self._alerts(now, self._watched, report.duplicates)
         health = Health(
             breaker=self.breaker.state(now),
             quota={service: {"remaining": r, "limit": lim} for service, (r, lim) in self.watch.quota().items()},
             next_run_at=now + self.cfg.interval_seconds,
             alerts_firing=tuple(sorted(state.active)),
         )
-        self._store().set_meta("health", health.to_json())
+        store.set_meta("health", health.to_json())
 
-    def _alerts(self, now: float, status: Status, duplicates: list[str]) -> conditions.AlertState:
+    def _alerts(self, now: float, watched: Watched, duplicates: list[str]) -> conditions.AlertState:
+        """Evaluate and deliver; the state is saved only when it changed (read once, then kept here)."""
         facts = conditions.Facts(
             now=now,
-            dead_ops=[(d.op_key, d.reason or "no reason recorded") for d in status.dead_ops],
+            dead_ops=[(d.op_key, d.reason or "no reason recorded") for d in watched.dead_ops],
             duplicates=duplicates,
             auth_failures=self.watch.auth_failures(),
-            last_success_at=status.last_success_at,
+            last_success_at=watched.last_success_at,
             stale_after_seconds=self.cfg.alerts.stale_after_seconds,
             quota=self.watch.quota(),
             quota_warn_fraction=self.cfg.alerts.quota_warn_fraction,
             started_at=self.started_at,
         )
         store = self._store()
-        state = alerts.evaluate(conditions.AlertState.from_json(store.get_meta("alerts")), facts, self.notifier)
-        store.set_meta("alerts", state.to_json())
+        if self._saved is None:
+            self._saved = store.get_meta("alerts") or ""
+        state = alerts.evaluate(conditions.AlertState.from_json(self._saved), facts, self.notifier)
+        if (text := state.to_json()) != self._saved:
+            store.set_meta("alerts", text)
+            self._saved = text
         return state
 
     def _store(self) -> Store:

@@ -41,6 +41,7 @@ class PgView(Tables):
 
     def __init__(self, state: PostgresState, conn: PgConnection) -> None:
         self.state, self.conn, self.account = state, conn, state.account
+        self.location = state
         self.scope = Scope(state.account)
         super().__init__()
 

@@ -296,69 +296,94 @@ def reading(state: Path | PostgresState) -> Iterator[tuple[Connection, Scope]]:
 def read_status(state: Path | PostgresState, now: float, stale_after_seconds: float | None = None) -> Status:
     """What `syncd status` shows. Needs no lock and no token."""
     with reading(state) as (conn, s):
+        return status_on(conn, s, state, now, stale_after_seconds)
 
-        def one(sql: str, *params: Any) -> Any:
-            return conn.execute(sql.format(w=s.where, a=s.and_), (*params, *s.params))
 
-        cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'{a}").fetchone()
-        last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL{a} ORDER BY id DESC LIMIT 1").fetchone()
-        ops = dict.fromkeys(OP_STATES, 0) | {
-            State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops{w} GROUP BY state")
-        }
-        dead = one("SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead'{a} ORDER BY op_key")
-        recent = one("SELECT record_id, reason, seen_at FROM quarantine{w} ORDER BY id DESC LIMIT 20")
-        baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'{a}").fetchone()
-        health = one("SELECT value FROM meta WHERE key = 'health'{a}").fetchone()
-        success = one("SELECT max(finished_at) FROM cycles WHERE ok = 1{a}").fetchone()[0]
-        lease = None
-        if isinstance(state, PostgresState):
-            held = one(
-                "SELECT holder, fence, extract(epoch FROM expires_at - now())::float8, clean FROM leases{w}"
-            ).fetchone()
-            lease = LeaseFacts(state.account, held[0], held[1], held[2], held[3]) if held else None
-        return Status(
-            database=state.shown if isinstance(state, PostgresState) else state,
-            now=now,
-            cursor_ms=cursor[0] if cursor else None,
-            baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
-            last_cycle=LastCycle(
-                bool(last["ok"]), last["started_at"], last["finished_at"], last["error"], last["interrupted"]
-            )
-            if last
-            else None,
-            last_success_at=success,
-            deals=one("SELECT count(*) FROM deals{w}").fetchone()[0],
-            ops=ops,
-            dead_ops=tuple(DeadOp(r[0], r[1], r[2], r[3]) for r in dead),
-            quarantine=one("SELECT count(*) FROM quarantine{w}").fetchone()[0],
-            quarantined_records=tuple(QuarantinedRecord(r[0], r[1], r[2]) for r in recent),
-            effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects{w} GROUP BY state")},
-            health=Health.from_json(health[0] if health else None),
-            stale_after_seconds=stale_after_seconds,
-            ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops{w} ORDER BY flow")),
-            lease=lease,
-            paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses{w} ORDER BY flow")),
-            pending_requests=tuple(
-                f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL{a}")
-            ),
-            died=tuple(
-                (r[0], r[1])
-                for r in one(
-                    """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL{a}
-                       AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL{a}), 0)""",
-                    *s.params,
-                )
-                if ran_here(state, lease, r[1]) and not alive(r[1])
-            ),
-            asana_rates=tuple(
-                rate
-                for r in one("SELECT key, value FROM meta WHERE key LIKE ?{a} ORDER BY key", asana_rate.PREFIX + "%")
-                if (rate := asana_rate.parse(r[0].removeprefix(asana_rate.PREFIX), r[1])) is not None
-            ),
-            unfinished_since_success=one(
-                "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?{a}", success or 0.0
-            ).fetchone()[0],
+@dataclass(frozen=True)
+class Watched:
+    """The part of `Status` the alerts watch after every cycle: two statements instead of all of them."""
+
+    dead_ops: tuple[DeadOp, ...]
+    last_success_at: float | None
+
+
+def watched_on(conn: Connection, s: Scope) -> Watched:
+    """`Watched` on a connection already open (a store's own: `Store.watched`)."""
+    dead = conn.execute(
+        f"SELECT op_key, deal_id, flow, last_error FROM ops WHERE state = 'dead'{s.and_} ORDER BY op_key", s.params
+    )
+    success = conn.execute(f"SELECT max(finished_at) FROM cycles WHERE ok = 1{s.and_}", s.params).fetchone()
+    return Watched(tuple(DeadOp(r[0], r[1], r[2], r[3]) for r in dead), success[0] if success else None)
+
+
+def status_on(
+    conn: Connection, s: Scope, state: Path | PostgresState, now: float, stale_after_seconds: float | None
+) -> Status:
+    """`read_status` on a connection already open: a store's own, so that the process that writes the state
+    reads it without a connection of its own (`Store.status`)."""
+
+    def one(sql: str, *params: Any) -> Any:
+        return conn.execute(sql.format(w=s.where, a=s.and_), (*params, *s.params))
+
+    cursor = one("SELECT value_ms FROM cursors WHERE name = 'crm'{a}").fetchone()
+    last = one("SELECT * FROM cycles WHERE finished_at IS NOT NULL{a} ORDER BY id DESC LIMIT 1").fetchone()
+    ops = dict.fromkeys(OP_STATES, 0) | {
+        State(r[0]): r[1] for r in one("SELECT state, count(*) FROM ops{w} GROUP BY state")
+    }
+    recent = one("SELECT record_id, reason, seen_at FROM quarantine{w} ORDER BY id DESC LIMIT 20")
+    baseline = one("SELECT value FROM meta WHERE key = 'baseline_done'{a}").fetchone()
+    health = one("SELECT value FROM meta WHERE key = 'health'{a}").fetchone()
+    watched = watched_on(conn, s)
+    success = watched.last_success_at
+    lease = None
+    if isinstance(state, PostgresState):
+        held = one(
+            "SELECT holder, fence, extract(epoch FROM expires_at - now())::float8, clean FROM leases{w}"
+        ).fetchone()
+        lease = LeaseFacts(state.account, held[0], held[1], held[2], held[3]) if held else None
+    return Status(
+        database=state.shown if isinstance(state, PostgresState) else state,
+        now=now,
+        cursor_ms=cursor[0] if cursor else None,
+        baseline_recorded_at=datetime.fromisoformat(baseline[0]).timestamp() if baseline else None,
+        last_cycle=LastCycle(
+            bool(last["ok"]), last["started_at"], last["finished_at"], last["error"], last["interrupted"]
         )
+        if last
+        else None,
+        last_success_at=success,
+        deals=one("SELECT count(*) FROM deals{w}").fetchone()[0],
+        ops=ops,
+        dead_ops=watched.dead_ops,
+        quarantine=one("SELECT count(*) FROM quarantine{w}").fetchone()[0],
+        quarantined_records=tuple(QuarantinedRecord(r[0], r[1], r[2]) for r in recent),
+        effects={State(r[0]): r[1] for r in one("SELECT state, count(*) FROM effects{w} GROUP BY state")},
+        health=Health.from_json(health[0] if health else None),
+        stale_after_seconds=stale_after_seconds,
+        ledger_flows=tuple(r[0] for r in one("SELECT DISTINCT flow FROM ops{w} ORDER BY flow")),
+        lease=lease,
+        paused_flows=tuple(r[0] for r in one("SELECT flow FROM flow_pauses{w} ORDER BY flow")),
+        pending_requests=tuple(
+            f"#{r[0]} {r[1]} {r[2]}" for r in one("SELECT id, kind, args FROM requests WHERE done_at IS NULL{a}")
+        ),
+        died=tuple(
+            (r[0], r[1])
+            for r in one(
+                """SELECT started_at, pid FROM cycles WHERE finished_at IS NULL AND pid IS NOT NULL{a}
+                   AND id > coalesce((SELECT max(id) FROM cycles WHERE finished_at IS NOT NULL{a}), 0)""",
+                *s.params,
+            )
+            if ran_here(state, lease, r[1]) and not alive(r[1])
+        ),
+        asana_rates=tuple(
+            rate
+            for r in one("SELECT key, value FROM meta WHERE key LIKE ?{a} ORDER BY key", asana_rate.PREFIX + "%")
+            if (rate := asana_rate.parse(r[0].removeprefix(asana_rate.PREFIX), r[1])) is not None
+        ),
+        unfinished_since_success=one(
+            "SELECT count(*) FROM cycles WHERE finished_at IS NULL AND started_at > ?{a}", success or 0.0
+        ).fetchone()[0],
+    )
 
 
 def read_history(state: Path | PostgresState, deal_id: str) -> History:

@@ -31,6 +31,7 @@ class SqliteStore(Tables):
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
         self.path, self.conn, self._lock_fd = path, conn, lock_fd
+        self.location = path
         self.scope = Scope()
         self.db = Database(conn)
         super().__init__()

@@ -14,13 +14,16 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
+from syncd.config_values import PostgresState
 from syncd.diff import Change, Stored
 from syncd.errors import SERVER_DONE
 from syncd.models import Effect, NewEffect, NewOp, Op, Quarantined, State, iso_s
 from syncd.store.inbox import Inbox
 from syncd.store.ledger import Ledger
+from syncd.store.read import Status, Watched, status_on, watched_on
 from syncd.store.rows import effect_of, op_of
 from syncd.store.scope import Cursor, Scope
 
@@ -45,6 +48,7 @@ class Tables:
 
     conn: Writable
     scope: Scope
+    location: Path | PostgresState  # what `syncd status` names as the database
     greatest = "max"  # SQLite's two-argument max(); PostgreSQL's GREATEST
     recovered = "found in_flight at startup: the last run died mid-call"  # the event of `recover_in_flight`
 
@@ -55,6 +59,14 @@ class Tables:
 
     def write(self) -> AbstractContextManager[Writable]:
         raise NotImplementedError
+
+    def status(self, now: float, stale_after_seconds: float | None = None) -> Status:
+        """What `syncd status` shows, read on this store's connection: the writer opens none of its own."""
+        return status_on(self.conn, self.scope, self.location, now, stale_after_seconds)
+
+    def watched(self) -> Watched:
+        """What the alerts watch after each cycle: the dead ops and the last success."""
+        return watched_on(self.conn, self.scope)
 
     def _rows(self, sql: str, *params: Any) -> Cursor:
         """`sql` with `{w}` (a WHERE of its own) or `{a}` (the end of one) for the scope, whose value goes last."""
@@ -222,7 +234,14 @@ class Tables:
     # -- the ledger's queues ---------------------------------------------------------------------------
     def recover_in_flight(self, now: float) -> int:
         """At startup (or on taking a lease over): an `in_flight` op or effect may or may not have been sent by
-        a process that died, and none is this process's own."""
+        a process that died, and none is this process's own. Nothing in flight (every cycle of a healthy
+        process) costs one read and no write: only the writer makes rows `in_flight`, and it is this one."""
+        if not self._rows(
+            "SELECT 1 FROM ops WHERE state = 'in_flight'{a} "
+            "UNION ALL SELECT 1 FROM effects WHERE state = 'in_flight'{a}",
+            *self.scope.params,
+        ).fetchone():
+            return 0
         with self.write() as c:
             found = self.ops.recover_in_flight(c, now, self.recovered)
             self.effects.recover_in_flight(c, now, self.recovered)

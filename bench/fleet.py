@@ -3,7 +3,7 @@ workers (real processes, one fake HubSpot and one fake Asana in this process ser
 time of the one renewal statement (median, p95, over each worker's real held leases), the accounts per worker
 after balancing, and the CPU ms of the worker processes per idle account-cycle (nothing changed).
 
-    SYNCD_TEST_POSTGRES_URL=postgresql://... python bench/fleet.py [--sizes 100,1000] [--workers 1,2,4]
+    SYNCD_TEST_POSTGRES_URL=postgresql://... python bench/fleet.py [--sizes 100,1000] [--workers 1,2,4] [--idle 8]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from syncd.store.lease import renew_all
 from syncd.store.pg_schema import connect
 
 TOKENS = {"HUBSPOT_TOKEN": "pat-na1-bench-fleet", "ASANA_TOKEN": "2/bench-fleet"}
-LEASE, INTERVAL, IDLE_SECONDS = 6.0, 2.0, 8.0
+LEASE, INTERVAL = 6.0, 2.0
 
 
 def cpu_ms(pid: int) -> float:
@@ -45,7 +45,7 @@ def wait_for(condition, within: float) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.2)
 
 
-def one(base: str, accounts: int, workers: int, hubspot: FakeHubSpot, asana: FakeAsana, work: Path) -> str:
+def one(base: str, accounts: int, workers: int, idle: float, hubspot: FakeHubSpot, asana: FakeAsana, work: Path) -> str:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
@@ -92,7 +92,7 @@ def one(base: str, accounts: int, workers: int, hubspot: FakeHubSpot, asana: Fak
         counts = per_worker()
         cycles0 = int(conn.execute("SELECT count(*) FROM cycles WHERE finished_at IS NOT NULL").fetchone()[0])  # type: ignore[index]
         cpu0 = sum(cpu_ms(p.pid) for p in procs)
-        time.sleep(IDLE_SECONDS)
+        time.sleep(idle)
         cpu1 = sum(cpu_ms(p.pid) for p in procs)
         cycles1 = int(conn.execute("SELECT count(*) FROM cycles WHERE finished_at IS NOT NULL").fetchone()[0])  # type: ignore[index]
         holder = conn.execute("SELECT holder FROM leases GROUP BY holder ORDER BY count(*) DESC LIMIT 1").fetchone()[0]  # type: ignore[index]
@@ -131,24 +131,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--idle", type=float, default=8.0, help="seconds of the idle window measured")
     args = parser.parse_args()
     base = os.environ.get("SYNCD_TEST_POSTGRES_URL") or sys.exit("set SYNCD_TEST_POSTGRES_URL")
     hubspot, asana = FakeHubSpot(token=TOKENS["HUBSPOT_TOKEN"]), FakeAsana(token=TOKENS["ASANA_TOKEN"])
     hubspot.start()
     asana.start()
-    print(f"interval {INTERVAL:g}s, lease {LEASE:g}s, idle window {IDLE_SECONDS:g}s, nproc {os.cpu_count()}")
+    print(f"interval {INTERVAL:g}s, lease {LEASE:g}s, idle window {args.idle:g}s, nproc {os.cpu_count()}")
     print(
-        print(
-            "| accounts | workers | renew ms median | renew ms p95 | leases renewed | accounts per worker "
-            "| idle cycles | CPU ms per account-cycle |"
-        )
+        "| accounts | workers | renew ms median | renew ms p95 | leases renewed | accounts per worker "
+        "| idle cycles | CPU ms per account-cycle |"
     )
     print("|---|---|---|---|---|---|---|---|")
     try:
         with tempfile.TemporaryDirectory() as work:
             for size in map(int, args.sizes.split(",")):
                 for workers in map(int, args.workers.split(",")):
-                    print(one(base, size, workers, hubspot, asana, Path(work)), flush=True)
+                    print(one(base, size, workers, args.idle, hubspot, asana, Path(work)), flush=True)
     finally:
         hubspot.stop()
         asana.stop()

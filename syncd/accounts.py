@@ -2,7 +2,8 @@
 (`DIR/*.toml`, the format `syncd@.service` uses), all with their state on one PostgreSQL database.
 
 Refused with exit 78 and a sentence naming the file and the key: an empty DIR, a config not on PostgreSQL, a
-config on another database than the first one's, and two files with the same `[crm] account`.
+config on another database than the first one's, two files with the same `[crm] account`, and two files whose
+`[metrics]` differ (a worker serves one endpoint for all its accounts).
 """
 
 from __future__ import annotations
@@ -61,7 +62,25 @@ def load_accounts(directory: Path) -> list[Account]:
             )
         by_name[cfg.crm.account] = path
         accounts.append(Account(path, cfg, state))
+    metrics_endpoint(accounts)
     return accounts
+
+
+def metrics_endpoint(accounts: list[Account]) -> tuple[str, str | None] | None:
+    """(`[metrics] listen`, `token_env`) of the worker's one endpoint, from the files that set `listen`; None
+    when none does. Files that set it must agree, or ConfigError names the two files."""
+    named = [(a.path, a.cfg.metrics_listen, a.cfg.metrics_token_env) for a in accounts if a.cfg.metrics_listen]
+    if not named:
+        return None
+    first, listen, token_env = named[0]
+    for path, other_listen, other_token in named[1:]:
+        if (other_listen, other_token) != (listen, token_env):
+            raise ConfigError(
+                f"{path} [metrics]: listen = {other_listen!r}, token_env = {other_token!r}, but {first} has listen "
+                f"= {listen!r}, token_env = {token_env!r}. A worker serves one metrics endpoint for all its "
+                "accounts: set the same [metrics] in every file that has one, or remove it from all but one."
+            )
+    return listen, token_env
 
 
 def status_line(account: Account, status: Status | None, problem: str | None = None) -> tuple[str, bool]:

@@ -190,7 +190,7 @@ def run(app: App, accounts: Path | None) -> None:
         from syncd import fleet
         from syncd.accounts import load_accounts
 
-        fleet.serve(load_accounts(accounts), app.hooks)
+        fleet.serve(lambda: load_accounts(accounts), app.hooks)
         return
     cfg = app.config()
     with holding_lock(cfg) as fd:

@@ -38,22 +38,25 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import psycopg
 
 from syncd import compose, notify
-from syncd.accounts import Account
+from syncd import config as configuration
+from syncd.accounts import Account, metrics_endpoint
 from syncd.compose.monitor import Monitor
 from syncd.daemon import early, signals
 from syncd.engine import Cycle
-from syncd.errors import LeaseLost, LockHeld, SyncdError
+from syncd.errors import ConfigError, LeaseLost, LockHeld, SyncdError
 from syncd.hooks import Hooks
 from syncd.metrics import Metrics
 from syncd.operator import apply_requests
 from syncd.runtime import Runtime
 from syncd.sources import schema
+from syncd.status_page import bearer
 from syncd.store.lease import Lease, dead_here, renew_all
 from syncd.store.pg_schema import PgConnection, PgRow, connect, migrate
 from syncd.store.postgres import PgStore
@@ -176,7 +179,9 @@ class Worker:
         )
 
     def take(self, wanted: int) -> None:
-        """Free or expired leases (or a dead holder's on this host), up to `wanted`."""
+        """Free or expired leases (or a dead holder's on this host), up to `wanted`, for at most one beat's
+        length: however many are free, the leases already held are renewed again before any can expire."""
+        deadline = time.monotonic() + self.seconds / 3
         names = [a.name for a in self.accounts]
         busy = {
             str(r[0])
@@ -188,7 +193,7 @@ class Worker:
         with self.lock:
             skip = set(self.held) | busy | self.refused
         for account in self.accounts:
-            if wanted <= 0:
+            if wanted <= 0 or time.monotonic() > deadline:
                 return
             if account.name not in skip:
                 try:
@@ -214,10 +219,7 @@ class Worker:
                 lease.release(self.conn)
             return
         if self.metrics:
-            lease.on_fenced = self.metrics.fenced_writes.inc
-            self.metrics.leader.labels(account.name).set(1)
-            if taken.previous:
-                self.metrics.takeovers.inc()
+            self.metrics.took(lease, taken)
         rt = wiring.runtime(cfg, store, self.hooks)
         taken.announce(account.name)
         with self.lock:
@@ -240,6 +242,33 @@ class Worker:
         )
         if idle:
             self.drop(held)
+
+    def reload(self, accounts: list[Account]) -> None:
+        """SIGHUP with DIR read again (and valid): the folder's accounts from now on. A held account whose file
+        is gone or changed is handed back cleanly once its cycle in progress ends; the next beat takes the
+        changed ones again under their new config (no settle: the release was clean), and the new ones."""
+        if accounts[0].state.url != self.url:
+            raise ConfigError(
+                f"{accounts[0].path} [state]: the database changed; this worker keeps using "
+                f"{self.accounts[0].state.shown} and its leases. Restart it to switch databases."
+            )
+        fresh = {a.name: a for a in accounts}
+        with self.lock:
+            self.accounts, self.by_name = accounts, fresh
+            self.seconds = min(a.state.lease_seconds for a in accounts)
+            self.refused.clear()  # a config that could not be served gets another chance
+            going = [h for n, h in self.held.items() if not h.lost and fresh.get(n) != h.account]
+            for held in going:
+                held.leaving = True
+            idle = [h for h in going if not h.running]
+        for held in going:
+            gone = "left the folder" if held.account.name not in fresh else "changed"
+            log.info("account %r %s: handing it back after its cycle in progress", held.account.name, gone)
+        for held in idle:
+            self.drop(held)
+        if self.metrics:
+            for account in accounts:
+                self.metrics.leader.labels(account.name).set(1 if account.name in self.held else 0)
 
     def lose(self, account: str, why: str) -> None:
         with self.lock:
@@ -340,12 +369,27 @@ class Worker:
         self.connections.close()
 
 
-def serve(accounts: list[Account], hooks: Hooks) -> None:
-    """`syncd run --accounts DIR` until SIGTERM/SIGINT (SIGHUP: logged; restart to apply changed configs)."""
-    listens = {a.cfg.metrics_listen for a in accounts if a.cfg.metrics_listen}
-    metrics = Metrics(stale_after_seconds=min(a.cfg.alerts.stale_after_seconds for a in accounts)) if listens else None
+def checked(accounts: list[Account], endpoint: tuple[str, str | None] | None) -> list[Account]:
+    """Accounts read again on SIGHUP, or ConfigError when their `[metrics]` is not the endpoint served."""
+    if (now := metrics_endpoint(accounts)) != endpoint:
+        raise ConfigError(
+            f"[metrics] is now {now!r}, but this worker serves {endpoint!r}; restart it to change the endpoint."
+        )
+    return accounts
+
+
+def serve(load: Callable[[], list[Account]], hooks: Hooks) -> None:
+    """`syncd run --accounts DIR` until SIGTERM/SIGINT. `load()` reads DIR; again on SIGHUP (`Worker.reload`),
+    where a folder that does not load is logged and the running accounts are kept."""
+    accounts = load()
+    endpoint = metrics_endpoint(accounts)
+    metrics = Metrics(stale_after_seconds=min(a.cfg.alerts.stale_after_seconds for a in accounts)) if endpoint else None
     worker = Worker(accounts, hooks, metrics)
-    server = metrics.serve(sorted(listens)[0])[0] if metrics else None
+    server = None
+    if metrics and endpoint:
+        listen, token_env = endpoint
+        token = configuration.read_secret(token_env) if token_env else None
+        server = metrics.serve(listen, bearer(metrics.app, token))[0]
     stop = threading.Event()
     beat = threading.Thread(target=worker.run, args=(stop,), name="syncd-beat")
     with signals(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as next_signal:
@@ -359,7 +403,11 @@ def serve(accounts: list[Account], hooks: Hooks) -> None:
             worker.seconds / 3,
         )
         while (signum := next_signal()) == signal.SIGHUP:
-            log.info("received SIGHUP: a worker does not reload; restart it to apply changed configs")
+            try:
+                worker.reload(checked(load(), endpoint))
+                log.info("received SIGHUP: the folder's %d accounts are served from now on", len(worker.accounts))
+            except ConfigError as exc:
+                log.error("received SIGHUP, but the folder cannot be used: %s; the running accounts are kept", exc)
         log.info("received %s: finishing the cycles in progress, then handing back every lease", signum)
         notify.stopping()
         stop.set()

@@ -38,6 +38,7 @@ from syncd.models import OP_STATES, CycleReport
 from syncd.redact import redact
 
 if TYPE_CHECKING:
+    from syncd.store.lease import Lease, Taken
     from syncd.store.read import Status
 
 Environ = dict[str, Any]
@@ -104,6 +105,14 @@ class Metrics:
         self.cycles.labels("failed" if report.errors else "ok").inc()
         self.deals_seen.inc(report.deals_seen)
         self.observe_status(status)
+
+    def took(self, lease: Lease, taken: Taken) -> None:
+        """This process took `lease` (`syncd run`, or one account of a fleet): it leads the account, a lease
+        another process held before counts as a takeover, and each write its fence refuses from now on counts."""
+        lease.on_fenced = self.fenced_writes.inc
+        self.leader.labels(lease.account).set(1)
+        if taken.previous:
+            self.takeovers.inc()
 
     def observe_account_cycle(self, report: CycleReport, now: float) -> None:
         """`syncd run --accounts`: one account's cycle; /healthz follows the last success of any account."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 CONSTANT_NAMES = {"true": True, "false": False, "null": None, "none": None, "True": True, "False": False}
@@ -61,7 +61,7 @@ class RuleError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     source: str
-    tree: ast.Expression
+    tree: ast.Expression = field(compare=False)  # parsed from `source`: two rules are equal by their text
     names: frozenset[str]
 
     def evaluate(self, values: Mapping[str, Any]) -> bool:

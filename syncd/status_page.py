@@ -173,18 +173,8 @@ def table(name: str, head: tuple[str, ...], rows: Iterable[tuple[object, ...]]) 
 def site(page: StatusPage, metrics: App, token: str | None) -> App:
     """The server's one WSGI app: the bearer token (when set) on every request, `/` the page, the rest
     `metrics` (`/metrics`, `/healthz`)."""
-    expected = f"Bearer {token}".encode() if token else None
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if expected is not None:
-            given = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
-            if not hmac.compare_digest(given, expected):
-                return answer(
-                    start_response,
-                    "401 Unauthorized",
-                    "a bearer token is required\n",
-                    [("WWW-Authenticate", 'Bearer realm="syncd"')],
-                )
         if environ.get("PATH_INFO") not in ("", "/"):
             return metrics(environ, start_response)
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
@@ -195,7 +185,27 @@ def site(page: StatusPage, metrics: App, token: str | None) -> App:
         html = page.render(deal)
         return answer(start_response, "200 OK", html, [("Content-Type", "text/html; charset=utf-8")])
 
-    return app
+    return bearer(app, token)
+
+
+def bearer(app: App, token: str | None) -> App:
+    """`app` behind `Authorization: Bearer <token>` (401 without it); `app` itself when there is no token."""
+    if not token:
+        return app
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        given = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
+        if not hmac.compare_digest(given, expected):
+            return answer(
+                start_response,
+                "401 Unauthorized",
+                "a bearer token is required\n",
+                [("WWW-Authenticate", 'Bearer realm="syncd"')],
+            )
+        return app(environ, start_response)
+
+    return guarded
 
 
 def answer(start_response: StartResponse, status: str, text: str, headers: list[tuple[str, str]]) -> list[bytes]:

@@ -4,11 +4,15 @@ Real processes, real PostgreSQL, the sandbox fakes: one fake HubSpot serves ever
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from test_failover import LEASE, until
+from test_monitoring import free_port
 
 from syncd.sandbox.hubspot import FakeHubSpot
 
@@ -17,10 +21,12 @@ from conftest import FAST, HUBSPOT_TOKEN, Syncd, config_text, prospects, win
 ACCOUNTS = [f"acct{i}" for i in range(6)]
 
 
-def folder(syncd: Syncd) -> Path:
+def folder(syncd: Syncd, metrics: dict[str, dict[str, str]] | None = None) -> Path:
+    """One config per account of ACCOUNTS; `metrics`: the [metrics] table of the accounts it names."""
     accounts = syncd.workdir / "accounts"
     accounts.mkdir(exist_ok=True)
     for name in ACCOUNTS:
+        extra = {"metrics": (metrics or {})[name]} if name in (metrics or {}) else {}
         text = config_text(
             syncd.hubspot,
             syncd.asana,
@@ -28,6 +34,7 @@ def folder(syncd: Syncd) -> Path:
             crm={"account": name},
             schedule={"interval_seconds": 1.0},
             **FAST,
+            **extra,
         )
         (accounts / f"{name}.toml").write_text(text)
     return accounts
@@ -194,3 +201,85 @@ def test_status_shows_one_line_per_account_and_no_live_holder_is_unhealthy(pg_sy
     assert [line.split(":")[0] for line in lines] == ACCOUNTS
     assert all(f":{proc.pid} fence 1" in line for line in lines), running.stdout
     assert stopped.returncode == 1 and stopped.stdout.count("no live holder") == 6, stopped.stdout
+
+
+def test_files_whose_metrics_differ_are_refused_with_both_names(pg_syncd: Syncd) -> None:
+    accounts = folder(pg_syncd, {"acct1": {"listen": "127.0.0.1:9464"}, "acct4": {"listen": "127.0.0.1:9465"}})
+    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+    result = subprocess.run(argv, env=pg_syncd.env(), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 78, result.stderr
+    assert "acct4.toml [metrics]" in result.stderr and "acct1.toml has listen = '127.0.0.1:9464'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_worker_serves_every_accounts_metrics_behind_the_files_token(pg_syncd: Syncd) -> None:
+    port, token = free_port(), "metrics-canary-token-4242"
+    endpoint = {"listen": f"127.0.0.1:{port}", "token_env": "SYNCD_METRICS_TOKEN"}
+    accounts = folder(pg_syncd, dict.fromkeys(ACCOUNTS, endpoint))
+    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+
+    def scrape(bearer: str | None) -> tuple[int, str]:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    with open(pg_syncd.workdir / "worker.log", "w") as log:
+        env = pg_syncd.env(SYNCD_METRICS_TOKEN=token)
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
+            until(lambda: scrape(token)[0] == 200, within=30, what="the metrics endpoint")
+            anonymous, (status, text) = scrape(None)[0], scrape(token)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert anonymous == 401 and status == 200
+    assert all(f'syncd_leader{{account="{name}"}} 1.0' in text for name in ACCOUNTS), text
+    assert "syncd_takeovers_total 0.0" in text and "syncd_fenced_writes_total 0.0" in text
+    assert token not in (pg_syncd.workdir / "worker.log").read_text()
+
+
+def fences(syncd: Syncd) -> dict[str, tuple[int, bool]]:
+    """Each account's fence, and whether its lease is live."""
+    rows = syncd.query("SELECT account, fence, expires_at > now() FROM leases")
+    return {account: (int(fence), bool(live)) for account, fence, live in rows}
+
+
+def test_sighup_serves_the_folder_as_it_is_now_and_keeps_it_when_it_is_broken(pg_syncd: Syncd) -> None:
+    accounts = folder(pg_syncd)
+    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+    with open(pg_syncd.workdir / "worker.log", "w") as log:
+        proc = subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
+            (accounts / "acct5.toml").unlink()
+            changed = (accounts / "acct2.toml").read_text().replace("interval_seconds = 1.0", "interval_seconds = 2.0")
+            (accounts / "acct2.toml").write_text(changed)
+            added = (accounts / "acct0.toml").read_text().replace('account = "acct0"', 'account = "acct6"')
+            (accounts / "acct6.toml").write_text(added)
+            proc.send_signal(signal.SIGHUP)
+            until(lambda: baselines(pg_syncd) == 7, within=60, what="the new account's baseline")
+            until(lambda: fences(pg_syncd).get("acct2") == (2, True), within=30, what="acct2 taken again")
+            after_reload = fences(pg_syncd)
+            (accounts / "acct1.toml").write_text("[crm\nbroken")
+            proc.send_signal(signal.SIGHUP)
+            until(lambda: "the running accounts are kept" in (pg_syncd.workdir / "worker.log").read_text(), 30)
+            after_broken = fences(pg_syncd)
+            alive = proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    text = (pg_syncd.workdir / "worker.log").read_text()
+    assert after_reload["acct5"] == (1, False), text  # handed back, and nobody serves it any more
+    assert after_reload["acct6"] == (1, True)
+    assert {a: after_reload[a] for a in ("acct0", "acct1", "acct3", "acct4")} == dict.fromkeys(
+        ("acct0", "acct1", "acct3", "acct4"), (1, True)
+    )
+    assert alive and after_broken == after_reload
+    assert "acct1.toml" in text and "Traceback" not in text

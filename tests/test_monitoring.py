@@ -70,3 +70,14 @@ def test_the_daemon_serves_prometheus_metrics_and_healthz(syncd: Syncd) -> None:
     assert 'syncd_api_requests_total{service="asana",status="201"}' in text
     assert "syncd_cycles_total" in text and "syncd_cursor_age_seconds" in text
     assert health.status == 200
+
+
+def test_a_daemon_that_takes_the_lease_after_another_counts_a_takeover_and_leads(pg_syncd: Syncd) -> None:
+    port = free_port()
+    pg_syncd.ok("once")  # the account's first holder, released cleanly when it ends
+    pg_syncd.config(metrics={"listen": f"127.0.0.1:{port}"}, schedule={"interval_seconds": 1})
+    with running_daemon(pg_syncd.start("run"), until=lambda: "syncd_cycles_total" in scrape(port)):
+        text = scrape(port)
+    assert "syncd_takeovers_total 1.0" in text
+    assert 'syncd_leader{account="default"} 1.0' in text
+    assert "syncd_fenced_writes_total 0.0" in text

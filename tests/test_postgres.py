@@ -337,3 +337,28 @@ def test_check_reaches_a_fresh_database_and_counts_it_as_no_problem(pg_syncd: Sy
     result = pg_syncd("check")
     assert "state: reachable; nothing recorded yet" in result.stdout, result.stdout
     assert result.returncode == 0, result.stdout
+
+
+def test_a_takeover_and_each_write_its_stale_fence_refuses_are_counted(postgres: str) -> None:
+    first, first_metrics = open_store(state(postgres)), Metrics()
+    assert isinstance(first, PgStore) and first.taken is not None
+    first_metrics.took(first.lease, first.taken)
+    op = queued(first, "7")
+    expire(postgres)
+    second, second_metrics = open_store(state(postgres), settle_seconds=0), Metrics()
+    assert isinstance(second, PgStore) and second.taken is not None
+    second_metrics.took(second.lease, second.taken)
+    try:
+        for _ in range(2):
+            with pytest.raises(LeaseLost):
+                first.ops.begin(op.op_key, T0 + 1)
+    finally:
+        first.close()
+        second.close()
+
+    def counts(metrics: Metrics) -> tuple[float | None, float | None]:
+        sample = metrics.registry.get_sample_value
+        return sample("syncd_takeovers_total"), sample("syncd_fenced_writes_total")
+
+    assert counts(first_metrics) == (0.0, 2.0)
+    assert counts(second_metrics) == (1.0, 0.0)

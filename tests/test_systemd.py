@@ -28,6 +28,7 @@ EXAMPLE = ROOT / "config.toml"
 BINARY = "/usr/local/bin/syncd"
 ANALYZE = shutil.which("systemd-analyze")
 SERVICES = ["syncd.service", "syncd@acme.service", "syncd-once.service", "syncd-once@acme.service"]
+FLEET = "syncd-fleet.service"
 TIMERS = ["syncd-once.timer", "syncd-once@acme.timer"]
 
 needs_analyze = unless_ci(ANALYZE is None, "systemd-analyze is not installed (apt install systemd)")
@@ -64,12 +65,12 @@ def settings(unit: str) -> dict[str, list[str]]:
 
 
 def test_the_unit_files_are_the_ones_the_docs_name() -> None:
-    expected = {template(u) for u in SERVICES + TIMERS}
+    expected = {template(u) for u in [*SERVICES, FLEET, *TIMERS]}
     assert {p.name for p in UNITS.iterdir()} == expected
 
 
 @needs_analyze
-@pytest.mark.parametrize("unit", SERVICES + TIMERS)
+@pytest.mark.parametrize("unit", [*SERVICES, FLEET, *TIMERS])
 def test_systemd_analyze_verify_accepts_the_unit(unit_dir: Path, unit: str) -> None:
     result = analyze("verify", "--man=no", "--generators=no", str(unit_dir / unit))
     output = result.stdout + result.stderr
@@ -79,7 +80,7 @@ def test_systemd_analyze_verify_accepts_the_unit(unit_dir: Path, unit: str) -> N
 
 
 @needs_analyze
-@pytest.mark.parametrize("unit", SERVICES)
+@pytest.mark.parametrize("unit", [*SERVICES, FLEET])
 def test_the_services_are_hardened_to_an_exposure_of_at_most_2(unit_dir: Path, unit: str) -> None:
     result = analyze("security", "--offline=yes", "--threshold=20", str(unit_dir / unit))
     score = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
@@ -107,6 +108,17 @@ def test_the_services_run_a_real_command_with_the_default_token_names(unit: str)
     else:
         assert found["Type"] == ["oneshot"] and found["SuccessExitStatus"] == ["75"]
         assert "Restart" not in found and "WatchdogSec" not in found
+
+
+def test_the_fleet_unit_runs_a_worker_over_a_folder_of_postgresql_configs() -> None:
+    found = settings(FLEET)
+    assert found["ExecStart"] == [f"{BINARY} run --accounts /etc/syncd/accounts"]
+    assert found["Type"] == ["notify"] and found["WatchdogSec"] and found["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert found["Restart"] == ["on-failure"] and found["RestartPreventExitStatus"] == ["78"]
+    example = configuration.parse(tomllib.loads(EXAMPLE.read_text()), EXAMPLE)
+    credentials = [c.split(":")[0] for c in found["LoadCredential"]]
+    assert credentials == ["SYNCD_STATE_URL", example.asana.token_env]  # the url_env config.toml suggests
+    assert 'url_env = "SYNCD_STATE_URL"' in EXAMPLE.read_text()
 
 
 @pytest.mark.parametrize("timer", TIMERS)

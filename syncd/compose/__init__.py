@@ -20,6 +20,7 @@ from syncd.asana_rate import FREE_PER_MINUTE, PAID_PER_MINUTE
 from syncd.breaker import Breaker
 from syncd.compose.monitor import Monitor, build_notifier, webhook_poster
 from syncd.compose.sources import build_source
+from syncd.config_values import PostgresState
 from syncd.errors import ConfigError, LockHeld
 from syncd.hooks import Hooks
 from syncd.http import HttpClient, RetryPolicy
@@ -169,6 +170,11 @@ def wired(
             standby(exc)
     try:
         claim(store, cfg)
+        if wiring.monitor.metrics and isinstance(configuration.state(cfg), PostgresState):
+            from syncd.store.postgres import PgStore
+
+            assert isinstance(store, PgStore) and store.taken is not None
+            wiring.monitor.metrics.took(store.lease, store.taken)
         yield wiring.runtime(cfg, store, hooks or Hooks()), wiring.monitor
     finally:
         store.close()

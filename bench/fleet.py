@@ -37,11 +37,12 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for(condition, within: float) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, within: float, state) -> None:  # type: ignore[no-untyped-def]
+    """Until `condition()`, or exit saying what `state()` was then."""
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise SystemExit(f"bench/fleet.py: gave up waiting after {within:g}s")
+            raise SystemExit(f"bench/fleet.py: gave up waiting after {within:g}s: {state()}")
         time.sleep(0.2)
 
 
@@ -86,8 +87,11 @@ def one(base: str, accounts: int, workers: int, idle: float, hubspot: FakeHubSpo
             except psycopg.Error:
                 return 0
 
-        wait_for(lambda: sum(per_worker()) == accounts and max(per_worker()) <= share, 150)
-        wait_for(lambda: baselines() == accounts, 150)
+        def state() -> str:
+            return f"leases per worker {per_worker()}, fair share {share}, {baselines()} baselines of {accounts}"
+
+        wait_for(lambda: sum(per_worker()) == accounts and max(per_worker()) <= share, 150, state)
+        wait_for(lambda: baselines() == accounts, 150, state)
         time.sleep(INTERVAL)
         counts = per_worker()
         cycles0 = int(conn.execute("SELECT count(*) FROM cycles WHERE finished_at IS NOT NULL").fetchone()[0])  # type: ignore[index]
@@ -135,6 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     base = os.environ.get("SYNCD_TEST_POSTGRES_URL") or sys.exit("set SYNCD_TEST_POSTGRES_URL")
     hubspot, asana = FakeHubSpot(token=TOKENS["HUBSPOT_TOKEN"]), FakeAsana(token=TOKENS["ASANA_TOKEN"])
+    hubspot.daily_limit = 10**9  # one token serves every account here; the daily quota is not what this measures
     hubspot.start()
     asana.start()
     print(f"interval {INTERVAL:g}s, lease {LEASE:g}s, idle window {args.idle:g}s, nproc {os.cpu_count()}")
@@ -148,6 +153,7 @@ def main() -> None:
             for size in map(int, args.sizes.split(",")):
                 for workers in map(int, args.workers.split(",")):
                     print(one(base, size, workers, args.idle, hubspot, asana, Path(work)), flush=True)
+                    print(f"  (fake HubSpot: {hubspot.daily_used} calls so far)", file=sys.stderr, flush=True)
     finally:
         hubspot.stop()
         asana.stop()

@@ -10,8 +10,8 @@ Every `lease_seconds / 3` (the shortest of DIR's), the worker's **beat**, on a c
    as a `LeaseLost` stops `syncd run`, and its runtime is dropped without touching its rows;
 3. fair share = ceil(accounts in DIR / live workers). Below it, it takes free or expired leases (through
    `Lease.acquire`: the fence, the settle after a takeover, a dead holder on this host) until it holds its
-   share; above it (a worker joined), it hands back **one** account per beat, cleanly: `Lease.release`
-   once that account's cycle in progress has finished. No worker takes beyond its share, so the fleet
+   share; above it (a worker joined), it hands back its surplus, cleanly: `Lease.release` of each account
+   once its cycle in progress has finished. No worker takes beyond its share, so the fleet
    settles without thrashing.
 
 Each held account has its own `Runtime`, built by `syncd.compose` as for `syncd run` (its own rate limiters,
@@ -167,7 +167,7 @@ class Worker:
         if count < self.share:
             self.take(self.share - count)
         elif count > self.share and not leaving:
-            self.hand_back()
+            self.hand_back(count - self.share)
         notify.status(self.status_line())
 
     def status_line(self) -> str:
@@ -225,22 +225,26 @@ class Worker:
         with self.lock:
             self.held[account.name] = Held(account, store, rt, wiring.monitor, time.monotonic() + taken.wait_seconds)
 
-    def hand_back(self) -> None:
-        """One surplus account, the last of DIR's order this worker holds: released after its cycle."""
+    def hand_back(self, surplus: int) -> None:
+        """The `surplus` accounts above the fair share, the last of DIR's order this worker holds: each released
+        after its cycle in progress. All at once, so a fleet of many accounts balances within a beat or two;
+        no thrashing, as no worker takes beyond its own share."""
         with self.lock:
-            name = max(a for a, h in self.held.items() if not h.lost)
-            held = self.held[name]
-            held.leaving = True
-            idle = not held.running
+            names = sorted((a for a, h in self.held.items() if not h.lost), reverse=True)[:surplus]
+            going = [self.held[name] for name in names]
+            for held in going:
+                held.leaving = True
+            idle = [h for h in going if not h.running]
         log.info(
-            "handing back account %r: %d held, fair share %d of %d accounts over %d live workers",
-            name,
+            "handing back %d account(s) (%s): %d held, fair share %d of %d accounts over %d live workers",
+            len(going),
+            ", ".join(repr(h.account.name) for h in going[:5]) + (", ..." if len(going) > 5 else ""),
             len(self.held),
             self.share,
             len(self.accounts),
             self.live,
         )
-        if idle:
+        for held in idle:
             self.drop(held)
 
     def reload(self, accounts: list[Account]) -> None:

@@ -133,7 +133,7 @@ def test_a_third_worker_takes_its_share_back_by_clean_hand_backs(pg_syncd: Syncd
         for log in logs:
             log.close()
     text = "".join((pg_syncd.workdir / f"worker-{i}.log").read_text() for i in range(3))
-    assert "handing back account" in text and "handed back account" in text
+    assert "handing back 1 account(s)" in text and "handed back account" in text
     assert "took over the lease" not in text and "lost the lease" not in text, text  # only clean hand-backs
     assert all(len(sample) <= 6 for sample in samples)
     assert overlapping_cycles(pg_syncd) == []

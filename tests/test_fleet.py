@@ -9,6 +9,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from test_failover import LEASE, until
@@ -38,6 +40,19 @@ def folder(syncd: Syncd, metrics: dict[str, dict[str, str]] | None = None) -> Pa
         )
         (accounts / f"{name}.toml").write_text(text)
     return accounts
+
+
+@contextmanager
+def one_worker(syncd: Syncd, accounts: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`syncd run --accounts DIR` logging to worker.log; stopped by SIGTERM (a clean stop) at the end."""
+    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
+    with open(syncd.workdir / "worker.log", "w") as log:
+        proc = subprocess.Popen(argv, env=syncd.env(**env), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def baselines(syncd: Syncd) -> int:
@@ -186,15 +201,9 @@ def test_a_failing_account_does_not_stop_another_accounts_projects(pg_syncd: Syn
 
 def test_status_shows_one_line_per_account_and_no_live_holder_is_unhealthy(pg_syncd: Syncd) -> None:
     accounts = folder(pg_syncd)
-    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
-    with open(pg_syncd.workdir / "worker.log", "w") as log:
-        proc = subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
-            running = pg_syncd("status", "--accounts", str(accounts))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with one_worker(pg_syncd, accounts) as proc:
+        until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
+        running = pg_syncd("status", "--accounts", str(accounts))
     stopped = pg_syncd("status", "--accounts", str(accounts))
 
     lines = running.stdout.splitlines()
@@ -216,7 +225,6 @@ def test_a_worker_serves_every_accounts_metrics_behind_the_files_token(pg_syncd:
     port, token = free_port(), "metrics-canary-token-4242"
     endpoint = {"listen": f"127.0.0.1:{port}", "token_env": "SYNCD_METRICS_TOKEN"}
     accounts = folder(pg_syncd, dict.fromkeys(ACCOUNTS, endpoint))
-    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
 
     def scrape(bearer: str | None) -> tuple[int, str]:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
@@ -229,16 +237,10 @@ def test_a_worker_serves_every_accounts_metrics_behind_the_files_token(pg_syncd:
         except OSError:
             return 0, ""
 
-    with open(pg_syncd.workdir / "worker.log", "w") as log:
-        env = pg_syncd.env(SYNCD_METRICS_TOKEN=token)
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
-            until(lambda: scrape(token)[0] == 200, within=30, what="the metrics endpoint")
-            anonymous, (status, text) = scrape(None)[0], scrape(token)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with one_worker(pg_syncd, accounts, SYNCD_METRICS_TOKEN=token):
+        until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
+        until(lambda: scrape(token)[0] == 200, within=30, what="the metrics endpoint")
+        anonymous, (status, text) = scrape(None)[0], scrape(token)
     assert anonymous == 401 and status == 200
     assert all(f'syncd_leader{{account="{name}"}} 1.0' in text for name in ACCOUNTS), text
     assert "syncd_takeovers_total 0.0" in text and "syncd_fenced_writes_total 0.0" in text
@@ -253,28 +255,22 @@ def fences(syncd: Syncd) -> dict[str, tuple[int, bool]]:
 
 def test_sighup_serves_the_folder_as_it_is_now_and_keeps_it_when_it_is_broken(pg_syncd: Syncd) -> None:
     accounts = folder(pg_syncd)
-    argv = [sys.executable, "-m", "syncd", "run", "--accounts", str(accounts)]
-    with open(pg_syncd.workdir / "worker.log", "w") as log:
-        proc = subprocess.Popen(argv, env=pg_syncd.env(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
-            (accounts / "acct5.toml").unlink()
-            changed = (accounts / "acct2.toml").read_text().replace("interval_seconds = 1.0", "interval_seconds = 2.0")
-            (accounts / "acct2.toml").write_text(changed)
-            added = (accounts / "acct0.toml").read_text().replace('account = "acct0"', 'account = "acct6"')
-            (accounts / "acct6.toml").write_text(added)
-            proc.send_signal(signal.SIGHUP)
-            until(lambda: baselines(pg_syncd) == 7, within=60, what="the new account's baseline")
-            until(lambda: fences(pg_syncd).get("acct2") == (2, True), within=30, what="acct2 taken again")
-            after_reload = fences(pg_syncd)
-            (accounts / "acct1.toml").write_text("[crm\nbroken")
-            proc.send_signal(signal.SIGHUP)
-            until(lambda: "the running accounts are kept" in (pg_syncd.workdir / "worker.log").read_text(), 30)
-            after_broken = fences(pg_syncd)
-            alive = proc.poll() is None
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with one_worker(pg_syncd, accounts) as proc:
+        until(lambda: baselines(pg_syncd) == 6, within=60, what="six baselines")
+        (accounts / "acct5.toml").unlink()
+        changed = (accounts / "acct2.toml").read_text().replace("interval_seconds = 1.0", "interval_seconds = 2.0")
+        (accounts / "acct2.toml").write_text(changed)
+        added = (accounts / "acct0.toml").read_text().replace('account = "acct0"', 'account = "acct6"')
+        (accounts / "acct6.toml").write_text(added)
+        proc.send_signal(signal.SIGHUP)
+        until(lambda: baselines(pg_syncd) == 7, within=60, what="the new account's baseline")
+        until(lambda: fences(pg_syncd).get("acct2") == (2, True), within=30, what="acct2 taken again")
+        after_reload = fences(pg_syncd)
+        (accounts / "acct1.toml").write_text("[crm\nbroken")
+        proc.send_signal(signal.SIGHUP)
+        until(lambda: "the running accounts are kept" in (pg_syncd.workdir / "worker.log").read_text(), 30)
+        after_broken = fences(pg_syncd)
+        alive = proc.poll() is None
     text = (pg_syncd.workdir / "worker.log").read_text()
     assert after_reload["acct5"] == (1, False), text  # handed back, and nobody serves it any more
     assert after_reload["acct6"] == (1, True)

@@ -128,7 +128,6 @@ class Held:
 class Worker:
     def __init__(self, accounts: list[Account], hooks: Hooks, metrics: Metrics | None = None) -> None:
         self.accounts, self.hooks, self.metrics = accounts, hooks, metrics
-        self.by_name = {a.name: a for a in accounts}
         self.url = accounts[0].state.url
         self.seconds = min(a.state.lease_seconds for a in accounts)
         self.name = holder_name()
@@ -258,7 +257,7 @@ class Worker:
             )
         fresh = {a.name: a for a in accounts}
         with self.lock:
-            self.accounts, self.by_name = accounts, fresh
+            self.accounts = accounts
             self.seconds = min(a.state.lease_seconds for a in accounts)
             self.refused.clear()  # a config that could not be served gets another chance
             going = [h for n, h in self.held.items() if not h.lost and fresh.get(n) != h.account]
